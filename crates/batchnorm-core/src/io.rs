@@ -1,0 +1,127 @@
+//! Elementwise passes read one array and write another, or rewrite one array in place
+//! (`out === x`). These types keep both cases safe without aliasing a `&` and a `&mut`.
+
+use crate::element::Element;
+use crate::pool::Exec;
+
+/// The source and destination of an elementwise pass.
+pub enum Io<'a, T> {
+    Separate { src: &'a [T], dst: &'a mut [T] },
+    InPlace(&'a mut [T]),
+}
+
+impl<'a, T: Element> Io<'a, T> {
+    pub fn src_len(&self) -> usize {
+        match self {
+            Io::Separate { src, .. } => src.len(),
+            Io::InPlace(dst) => dst.len(),
+        }
+    }
+
+    pub fn dst_len(&self) -> usize {
+        match self {
+            Io::Separate { dst, .. } => dst.len(),
+            Io::InPlace(dst) => dst.len(),
+        }
+    }
+
+    /// The source, for the read-only passes that come before the write.
+    pub fn src(&self) -> &[T] {
+        match self {
+            Io::Separate { src, .. } => src,
+            Io::InPlace(dst) => dst,
+        }
+    }
+
+    /// Calls `f(start, chunk)` over chunks of `chunk_len` elements, in parallel when allowed.
+    pub(crate) fn for_each_chunk(
+        self,
+        exec: Exec,
+        chunk_len: usize,
+        f: impl Fn(usize, Chunk<'_, T>) + Sync + Send,
+    ) {
+        match self {
+            Io::Separate { src, dst } => exec.for_each_chunk_mut(dst, chunk_len, |start, d| {
+                f(start, Chunk::Separate(&src[start..start + d.len()], d))
+            }),
+            Io::InPlace(dst) => {
+                exec.for_each_chunk_mut(dst, chunk_len, |start, d| f(start, Chunk::InPlace(d)))
+            }
+        }
+    }
+}
+
+/// One chunk of an elementwise pass.
+pub(crate) enum Chunk<'a, T> {
+    Separate(&'a [T], &'a mut [T]),
+    InPlace(&'a mut [T]),
+}
+
+impl<'a, T: Element> Chunk<'a, T> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Chunk::Separate(_, d) | Chunk::InPlace(d) => d.len(),
+        }
+    }
+
+    /// The first `mid` elements and the rest.
+    pub(crate) fn split_at(self, mid: usize) -> (Chunk<'a, T>, Chunk<'a, T>) {
+        match self {
+            Chunk::Separate(s, d) => {
+                let (s1, s2) = s.split_at(mid);
+                let (d1, d2) = d.split_at_mut(mid);
+                (Chunk::Separate(s1, d1), Chunk::Separate(s2, d2))
+            }
+            Chunk::InPlace(d) => {
+                let (d1, d2) = d.split_at_mut(mid);
+                (Chunk::InPlace(d1), Chunk::InPlace(d2))
+            }
+        }
+    }
+
+    /// Splits off consecutive sub-chunks of `len` elements (rows of a chunk).
+    pub(crate) fn split(self, len: usize) -> Vec<Chunk<'a, T>> {
+        match self {
+            Chunk::Separate(s, d) => s
+                .chunks(len)
+                .zip(d.chunks_mut(len))
+                .map(|(s, d)| Chunk::Separate(s, d))
+                .collect(),
+            Chunk::InPlace(d) => d.chunks_mut(len).map(Chunk::InPlace).collect(),
+        }
+    }
+
+    /// `dst[i] = f(i, src[i])`.
+    #[inline(always)]
+    pub(crate) fn map(self, f: impl Fn(usize, f64) -> f64) {
+        match self {
+            Chunk::Separate(s, d) => {
+                for (i, (d, s)) in d.iter_mut().zip(s).enumerate() {
+                    *d = T::from_f64(f(i, s.to_f64()));
+                }
+            }
+            Chunk::InPlace(d) => {
+                for (i, d) in d.iter_mut().enumerate() {
+                    *d = T::from_f64(f(i, d.to_f64()));
+                }
+            }
+        }
+    }
+
+    /// `dst[i] = f(i, src[i], other[i])`, with `other` a second input of the same length.
+    #[inline(always)]
+    pub(crate) fn map_with(self, other: &[T], f: impl Fn(usize, f64, f64) -> f64) {
+        match self {
+            Chunk::Separate(s, d) => {
+                for (i, ((d, s), o)) in d.iter_mut().zip(s).zip(other).enumerate() {
+                    *d = T::from_f64(f(i, s.to_f64(), o.to_f64()));
+                }
+            }
+            Chunk::InPlace(d) => {
+                for (i, (d, o)) in d.iter_mut().zip(other).enumerate() {
+                    *d = T::from_f64(f(i, d.to_f64(), o.to_f64()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Batch normalization kernels on `[outer, C, inner]` views of row-major tensors,
+//! parallel with rayon on a pool this crate owns. No JS types here: the napi binding
+//! (`batchnorm-node`) borrows typed arrays and calls these functions.
+//!
+//! Statistics are per channel over every other axis, accumulated in f64 whatever the
+//! element type; the variance that normalizes is the biased one.
+
+mod backward;
+mod element;
+mod elementwise;
+mod error;
+mod forward;
+mod io;
+mod layout;
+mod pool;
+mod stats;
+mod tiles;
+
+pub use backward::{backward, GradSums, ParamGrads, Saved};
+pub use element::Element;
+pub use error::{Error, ErrorKind, Result};
+pub use forward::{eval, train, Affine, RunningStats, SavedStats};
+pub use io::Io;
+pub use layout::Layout;
+pub use pool::{num_threads, set_num_threads, PARALLEL_MIN_ELEMENTS};
+pub use stats::Moments;

@@ -1,0 +1,106 @@
+//! The crate-owned rayon pool: its size, and the cut-off below which work stays on the
+//! caller's thread (waking pool threads costs microseconds; tiny tensors cannot pay that).
+
+use rayon::prelude::*;
+use rayon::{ThreadPool, ThreadPoolBuilder};
+use std::sync::{Arc, RwLock};
+
+use crate::error::{Error, Result};
+
+/// Below this many elements a call runs single-threaded on the caller's thread.
+pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
+
+static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
+
+/// How a kernel runs its chunks: on the pool (inside `install`) or one after another.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exec {
+    parallel: bool,
+}
+
+fn default_num_threads() -> usize {
+    std::env::var("BATCHNORM_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn build_pool(threads: usize) -> Result<Arc<ThreadPool>> {
+    ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("batchnorm-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| Error::range(format!("could not start {threads} threads: {e}")))
+}
+
+fn current_pool() -> Arc<ThreadPool> {
+    if let Some(pool) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return Arc::clone(pool);
+    }
+    let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
+    let pool = slot.get_or_insert_with(|| {
+        build_pool(default_num_threads())
+            .or_else(|_| build_pool(1))
+            .expect("a one-thread pool can always start")
+    });
+    Arc::clone(pool)
+}
+
+/// Resizes the pool. Work already running keeps the old pool until it finishes.
+pub fn set_num_threads(threads: usize) -> Result<()> {
+    if threads == 0 {
+        return Err(Error::range("threads must be an integer >= 1, got 0"));
+    }
+    let pool = build_pool(threads)?;
+    *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(pool);
+    Ok(())
+}
+
+/// Threads the next call may use.
+pub fn num_threads() -> usize {
+    current_pool().current_num_threads()
+}
+
+/// Runs `work` on the pool when the tensor is big enough to gain from it.
+pub(crate) fn run<R: Send>(elements: usize, work: impl FnOnce(Exec) -> R + Send) -> R {
+    if elements < PARALLEL_MIN_ELEMENTS {
+        return work(Exec { parallel: false });
+    }
+    let pool = current_pool();
+    if pool.current_num_threads() == 1 {
+        return work(Exec { parallel: false });
+    }
+    pool.install(|| work(Exec { parallel: true }))
+}
+
+impl Exec {
+    /// `f(0..tasks)` in order, in parallel when allowed.
+    pub(crate) fn map<R: Send>(self, tasks: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+        if self.parallel {
+            (0..tasks).into_par_iter().map(f).collect()
+        } else {
+            (0..tasks).map(f).collect()
+        }
+    }
+
+    /// Calls `f(start, chunk)` for consecutive chunks of `chunk_len` elements of `data`.
+    pub(crate) fn for_each_chunk_mut<T: Send>(
+        self,
+        data: &mut [T],
+        chunk_len: usize,
+        f: impl Fn(usize, &mut [T]) + Sync + Send,
+    ) {
+        let chunk_len = chunk_len.max(1);
+        if self.parallel {
+            data.par_chunks_mut(chunk_len)
+                .enumerate()
+                .for_each(|(i, c)| f(i * chunk_len, c));
+        } else {
+            data.chunks_mut(chunk_len)
+                .enumerate()
+                .for_each(|(i, c)| f(i * chunk_len, c));
+        }
+    }
+}
