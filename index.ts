@@ -1,0 +1,15 @@
+// batchnorm: batch normalization for Node.js. Native (Rust + rayon) when the binary
+// loads, pure TypeScript otherwise; same functions, same answers, same errors.
+import { backend } from './src/select';
+
+export { js } from './src/js';
+export { backend, native, nativeLoadError, nativeSource } from './src/select';
+export { getNumThreads, setNumThreads } from './src/threads';
+export type * from './src/types';
+
+export const batchNormTrain = backend.batchNormTrain;
+export const batchNormEval = backend.batchNormEval;
+export const batchNormBackward = backend.batchNormBackward;
+export const batchNormTrainAsync = backend.batchNormTrainAsync;
+export const batchNormEvalAsync = backend.batchNormEvalAsync;
+export const batchNormBackwardAsync = backend.batchNormBackwardAsync;

@@ -1,0 +1,83 @@
+// The one elementwise pass every op ends with, mirroring elementwise.rs: per channel c,
+// dst = scale*(src - center) + scaleOther*(other - centerOther) + shift, in memory order.
+// Centering first keeps offset data exact. dst may be src itself (in place).
+import type { Layout } from '../layout';
+import type { FloatArray } from '../types';
+import { MIN_RUN } from './stats';
+
+export interface ChannelAffine {
+  scale: Float64Array;
+  center: Float64Array;
+  scaleOther: Float64Array;
+  centerOther: Float64Array;
+  shift: Float64Array;
+}
+
+export function channelAffine(channels: number): ChannelAffine {
+  return {
+    scale: new Float64Array(channels),
+    center: new Float64Array(channels),
+    scaleOther: new Float64Array(channels),
+    centerOther: new Float64Array(channels),
+    shift: new Float64Array(channels),
+  };
+}
+
+export function applyChannelAffine(
+  src: FloatArray,
+  other: FloatArray | null,
+  dst: FloatArray,
+  layout: Layout,
+  k: ChannelAffine,
+): void {
+  if (layout.inner >= MIN_RUN) applyByRow(src, other, dst, layout, k);
+  else applyByColumn(src, other, dst, layout, k);
+}
+
+/** Each (outer, channel) row is one run with constant coefficients. */
+function applyByRow(src: FloatArray, other: FloatArray | null, dst: FloatArray, l: Layout, k: ChannelAffine): void {
+  for (let o = 0; o < l.outer; o++) {
+    for (let c = 0; c < l.channels; c++) {
+      const start = (o * l.channels + c) * l.inner;
+      const end = start + l.inner;
+      const scale = k.scale[c];
+      const center = k.center[c];
+      const shift = k.shift[c];
+      if (other === null) {
+        for (let i = start; i < end; i++) dst[i] = (src[i] - center) * scale + shift;
+      } else {
+        const scaleOther = k.scaleOther[c];
+        const centerOther = k.centerOther[c];
+        for (let i = start; i < end; i++) {
+          dst[i] = (src[i] - center) * scale + (other[i] - centerOther) * scaleOther + shift;
+        }
+      }
+    }
+  }
+}
+
+/** Coefficients spread per column of a row (channel of column j is floor(j / inner)). */
+function applyByColumn(src: FloatArray, other: FloatArray | null, dst: FloatArray, l: Layout, k: ChannelAffine): void {
+  const width = l.channels * l.inner;
+  const spread = (v: Float64Array) => {
+    const s = new Float64Array(width);
+    for (let c = 0; c < l.channels; c++) s.fill(v[c], c * l.inner, (c + 1) * l.inner);
+    return s;
+  };
+  const scale = spread(k.scale);
+  const center = spread(k.center);
+  const shift = spread(k.shift);
+  const scaleOther = spread(k.scaleOther);
+  const centerOther = spread(k.centerOther);
+  for (let r = 0; r < l.outer; r++) {
+    const base = r * width;
+    if (other === null) {
+      for (let j = 0; j < width; j++) dst[base + j] = (src[base + j] - center[j]) * scale[j] + shift[j];
+    } else {
+      for (let j = 0; j < width; j++) {
+        const i = base + j;
+        dst[i] = (src[i] - center[j]) * scale[j] + (other[i] - centerOther[j]) * scaleOther[j] + shift[j];
+      }
+    }
+  }
+}

@@ -1,0 +1,30 @@
+// Which backend the top-level functions use, decided once at import from the environment:
+// BATCHNORM_BACKEND=js forces the fallback, =native fails loudly without the binary.
+import { js } from './js';
+import { loadBinding, nativeBackend } from './native';
+import type { Backend } from './types';
+
+const requested = process.env.BATCHNORM_BACKEND?.trim() || 'auto';
+if (!['auto', 'js', 'native'].includes(requested)) {
+  throw new TypeError(`BATCHNORM_BACKEND must be "js" or "native" (or unset), got ${JSON.stringify(requested)}`);
+}
+
+const loaded =
+  requested === 'js'
+    ? { binding: null, error: new Error('batchnorm: native backend disabled by BATCHNORM_BACKEND=js'), source: null }
+    : loadBinding();
+
+if (requested === 'native' && !loaded.binding) {
+  throw new Error(`BATCHNORM_BACKEND=native but the native binary could not be loaded.\n${loaded.error?.message}`);
+}
+
+/** The raw addon, for setNumThreads; null when not loaded. */
+export const binding = loaded.binding;
+/** The native backend, or null when the binary cannot load. */
+export const native: Backend | null = loaded.binding ? nativeBackend(loaded.binding) : null;
+/** Why `native` is null. */
+export const nativeLoadError: Error | null = loaded.binding ? null : loaded.error;
+/** Where the binary was loaded from (a path or package name), or null. */
+export const nativeSource: string | null = loaded.source;
+/** native when it loads, else js. */
+export const backend: Backend = native ?? js;

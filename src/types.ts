@@ -1,0 +1,84 @@
+/** A tensor's data: a flat, row-major typed array. Every array of one call has x's dtype. */
+export type FloatArray = Float32Array | Float64Array;
+
+export interface NormOptions {
+  /** The channel axis; negative counts from the end (`-1` = channels-last). Default 1. */
+  axis?: number;
+  /** Added to the variance before the square root. Finite, > 0. Default 1e-5. */
+  eps?: number;
+  /** Per-channel scale (length C); null/omitted = ones. */
+  gamma?: FloatArray | null;
+  /** Per-channel shift (length C); null/omitted = zeros. */
+  beta?: FloatArray | null;
+}
+
+export interface TrainOptions extends NormOptions {
+  /** Updated IN PLACE with the batch mean (give both running arrays or neither). */
+  runningMean?: FloatArray;
+  /** Updated IN PLACE with the UNBIASED batch variance m/(m-1). */
+  runningVar?: FloatArray;
+  /** running = (1 - momentum) * running + momentum * batch. In [0, 1]. Default 0.1. */
+  momentum?: number;
+  /** Where y is written (length of x); may be x itself. */
+  out?: FloatArray;
+}
+
+export interface TrainResult {
+  /** The normalized output; `=== out` when out was given. */
+  y: FloatArray;
+  /** Batch mean per channel. */
+  mean: FloatArray;
+  /** 1 / sqrt(biased batch variance + eps) per channel; saved for backward. */
+  invStd: FloatArray;
+}
+
+export interface EvalOptions extends NormOptions {
+  runningMean: FloatArray;
+  runningVar: FloatArray;
+  /** Where y is written (length of x); may be x itself. */
+  out?: FloatArray;
+}
+
+export interface SavedStats {
+  mean: FloatArray;
+  invStd: FloatArray;
+}
+
+export interface BackwardOptions {
+  axis?: number;
+  gamma?: FloatArray | null;
+  /** true (default): mean/invStd are batch statistics from batchNormTrain.
+   *  false: they are frozen running statistics and dx = dy * gamma * invStd. */
+  training?: boolean;
+  /** Where dx is written (length of x); may be dy itself. */
+  out?: FloatArray;
+}
+
+export interface BackwardResult {
+  dx: FloatArray;
+  dGamma: FloatArray;
+  dBeta: FloatArray;
+}
+
+/** One implementation of the functional API. */
+export interface Backend {
+  readonly name: 'native' | 'js';
+  batchNormTrain(x: FloatArray, shape: readonly number[], options?: TrainOptions): TrainResult;
+  batchNormEval(x: FloatArray, shape: readonly number[], options: EvalOptions): FloatArray;
+  batchNormBackward(
+    dy: FloatArray,
+    x: FloatArray,
+    shape: readonly number[],
+    saved: SavedStats,
+    options?: BackwardOptions,
+  ): BackwardResult;
+  batchNormTrainAsync(x: FloatArray, shape: readonly number[], options?: TrainOptions): Promise<TrainResult>;
+  batchNormEvalAsync(x: FloatArray, shape: readonly number[], options: EvalOptions): Promise<FloatArray>;
+  batchNormBackwardAsync(
+    dy: FloatArray,
+    x: FloatArray,
+    shape: readonly number[],
+    saved: SavedStats,
+    options?: BackwardOptions,
+  ): Promise<BackwardResult>;
+}

@@ -1,0 +1,291 @@
+// The one place arguments are checked. Both backends call it before any work, so a bad
+// call throws the same class and message everywhere and nothing has been written yet.
+import { type Layout, layoutOf } from './layout';
+import type { FloatArray, SavedStats } from './types';
+
+export const DEFAULT_AXIS = 1;
+export const DEFAULT_EPS = 1e-5;
+export const DEFAULT_MOMENTUM = 0.1;
+
+export interface TrainPlan {
+  x: FloatArray;
+  shape: number[];
+  axis: number;
+  layout: Layout;
+  eps: number;
+  gamma: FloatArray | null;
+  beta: FloatArray | null;
+  runningMean: FloatArray | null;
+  runningVar: FloatArray | null;
+  momentum: number;
+  out: FloatArray | null;
+}
+
+export interface EvalPlan {
+  x: FloatArray;
+  shape: number[];
+  axis: number;
+  layout: Layout;
+  eps: number;
+  gamma: FloatArray | null;
+  beta: FloatArray | null;
+  runningMean: FloatArray;
+  runningVar: FloatArray;
+  out: FloatArray | null;
+}
+
+export interface BackwardPlan {
+  dy: FloatArray;
+  x: FloatArray;
+  shape: number[];
+  axis: number;
+  layout: Layout;
+  gamma: FloatArray | null;
+  mean: FloatArray;
+  invStd: FloatArray;
+  training: boolean;
+  out: FloatArray | null;
+}
+
+export function isFloatArray(v: unknown): v is FloatArray {
+  return v instanceof Float32Array || v instanceof Float64Array;
+}
+
+/** A short description of a value for error messages. */
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  if (Array.isArray(v)) return v.length <= 8 ? `[${v.map(describe).join(', ')}]` : `an array of length ${v.length}`;
+  if (ArrayBuffer.isView(v)) return v.constructor.name;
+  if (typeof v === 'number') return String(v);
+  if (typeof v === 'string') return JSON.stringify(v.length > 20 ? `${v.slice(0, 20)}...` : v);
+  if (typeof v === 'object') return (v as object).constructor?.name ?? 'an object';
+  return typeof v;
+}
+
+function dtypeName(a: FloatArray): string {
+  return a instanceof Float32Array ? 'Float32Array' : 'Float64Array';
+}
+
+function checkData(name: string, v: unknown): FloatArray {
+  if (!isFloatArray(v)) {
+    throw new TypeError(`${name} must be a Float32Array or Float64Array, got ${describe(v)}`);
+  }
+  return v;
+}
+
+/** An array of x's dtype (all arrays of one call share it). */
+function checkSameDtype(name: string, v: unknown, like: FloatArray, likeName: string): FloatArray {
+  if (!isFloatArray(v) || v.constructor !== like.constructor) {
+    throw new TypeError(`${name} must be a ${dtypeName(like)} like ${likeName}, got ${describe(v)}`);
+  }
+  return v;
+}
+
+function checkLength(name: string, a: FloatArray, expected: number, what: string): void {
+  if (a.length !== expected) {
+    throw new RangeError(`${name} must have length ${expected} (${what}), got ${a.length}`);
+  }
+}
+
+function checkOptions(options: unknown, required: boolean): Record<string, unknown> {
+  if (options === undefined || options === null) {
+    if (required) throw new TypeError(`options must be an object, got ${describe(options)}`);
+    return {};
+  }
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
+  }
+  return options as Record<string, unknown>;
+}
+
+/** Shape, axis and x.length together: returns the [outer, C, inner] view. */
+function checkShape(x: FloatArray, xName: string, shape: unknown, axisOption: unknown): {
+  shape: number[];
+  axis: number;
+  layout: Layout;
+} {
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new TypeError(`shape must be an array of non-negative integers, got ${describe(shape)}`);
+  }
+  const dims = shape.slice() as number[];
+  if (dims.length < 2) {
+    throw new RangeError(`shape must have rank >= 2, got rank ${dims.length}`);
+  }
+  const axis = axisOption === undefined ? DEFAULT_AXIS : axisOption;
+  if (typeof axis !== 'number' || !Number.isInteger(axis)) {
+    throw new TypeError(`axis must be an integer, got ${describe(axis)}`);
+  }
+  if (axis < -dims.length || axis >= dims.length) {
+    throw new RangeError(`axis must be in [${-dims.length}, ${dims.length - 1}] for a rank-${dims.length} shape, got ${axis}`);
+  }
+  const size = dims.reduce((p, d) => p * d, 1);
+  if (size !== x.length) {
+    throw new RangeError(`shape [${dims.join(', ')}] has ${size} elements but ${xName} has length ${x.length}`);
+  }
+  return { shape: dims, axis, layout: layoutOf(dims, axis) };
+}
+
+function checkEps(v: unknown): number {
+  const eps = v === undefined ? DEFAULT_EPS : v;
+  if (typeof eps !== 'number') throw new TypeError(`eps must be a number, got ${describe(eps)}`);
+  if (!Number.isFinite(eps) || eps <= 0) throw new RangeError(`eps must be a finite number > 0, got ${eps}`);
+  return eps;
+}
+
+function checkMomentum(v: unknown): number {
+  const momentum = v === undefined ? DEFAULT_MOMENTUM : v;
+  if (typeof momentum !== 'number') throw new TypeError(`momentum must be a number, got ${describe(momentum)}`);
+  if (!(momentum >= 0 && momentum <= 1)) throw new RangeError(`momentum must be in [0, 1], got ${momentum}`);
+  return momentum;
+}
+
+function checkChannelArray(name: string, v: unknown, x: FloatArray, channels: number): FloatArray {
+  const a = checkSameDtype(name, v, x, 'x');
+  checkLength(name, a, channels, 'the number of channels');
+  return a;
+}
+
+function optionalChannelArray(name: string, v: unknown, x: FloatArray, channels: number): FloatArray | null {
+  return v === undefined || v === null ? null : checkChannelArray(name, v, x, channels);
+}
+
+function checkOut(v: unknown, x: FloatArray): FloatArray | null {
+  if (v === undefined || v === null) return null;
+  const out = checkSameDtype('out', v, x, 'x');
+  checkLength('out', out, x.length, 'the length of x');
+  return out;
+}
+
+function checkCountPerChannel(layout: Layout, shape: number[], axis: number): void {
+  const m = layout.outer * layout.inner;
+  if (m < 2) {
+    throw new RangeError(
+      `x must have more than 1 value per channel when training, got ${m} (shape [${shape.join(', ')}], axis ${axis})`,
+    );
+  }
+}
+
+function overlaps(a: FloatArray, b: FloatArray): boolean {
+  if (a.buffer !== b.buffer || a.byteLength === 0 || b.byteLength === 0) return false;
+  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
+function sameMemory(a: FloatArray, b: FloatArray): boolean {
+  return a.buffer === b.buffer && a.byteOffset === b.byteOffset && a.length === b.length;
+}
+
+type Named = [string, FloatArray | null];
+
+/** Arrays that are written must not overlap any other array of the call, except `out`
+ *  exactly over its source (the documented in-place case). Mirrors the native check. */
+function checkNoAliasing(arrays: Named[], written: ReadonlySet<string>, inPlace: [string, string]): void {
+  for (let i = 0; i < arrays.length; i++) {
+    const [na, a] = arrays[i];
+    if (!a) continue;
+    for (let j = i + 1; j < arrays.length; j++) {
+      const [nb, b] = arrays[j];
+      if (!b || !(written.has(na) || written.has(nb)) || !overlaps(a, b)) continue;
+      const isInPlacePair = (na === inPlace[0] && nb === inPlace[1]) || (na === inPlace[1] && nb === inPlace[0]);
+      if (isInPlacePair && sameMemory(a, b)) continue;
+      throw new RangeError(`${nb} must not share memory with ${na}`);
+    }
+  }
+}
+
+const TRAIN_WRITES = new Set(['out', 'runningMean', 'runningVar']);
+const EVAL_WRITES = new Set(['out']);
+const BACKWARD_WRITES = new Set(['out']);
+
+export function validateTrain(x: unknown, shape: unknown, options: unknown): TrainPlan {
+  const xs = checkData('x', x);
+  const o = checkOptions(options, false);
+  const s = checkShape(xs, 'x', shape, o.axis);
+  const eps = checkEps(o.eps);
+  const gamma = optionalChannelArray('gamma', o.gamma, xs, s.layout.channels);
+  const beta = optionalChannelArray('beta', o.beta, xs, s.layout.channels);
+  const hasMean = o.runningMean !== undefined && o.runningMean !== null;
+  const hasVar = o.runningVar !== undefined && o.runningVar !== null;
+  if (hasMean !== hasVar) {
+    throw new RangeError(
+      `runningMean and runningVar must be given together, got only ${hasMean ? 'runningMean' : 'runningVar'}`,
+    );
+  }
+  const runningMean = hasMean ? checkChannelArray('runningMean', o.runningMean, xs, s.layout.channels) : null;
+  const runningVar = hasVar ? checkChannelArray('runningVar', o.runningVar, xs, s.layout.channels) : null;
+  const momentum = checkMomentum(o.momentum);
+  const out = checkOut(o.out, xs);
+  checkCountPerChannel(s.layout, s.shape, s.axis);
+  checkNoAliasing(
+    [
+      ['x', xs],
+      ['out', out],
+      ['gamma', gamma],
+      ['beta', beta],
+      ['runningMean', runningMean],
+      ['runningVar', runningVar],
+    ],
+    TRAIN_WRITES,
+    ['x', 'out'],
+  );
+  return { x: xs, ...s, eps, gamma, beta, runningMean, runningVar, momentum, out };
+}
+
+export function validateEval(x: unknown, shape: unknown, options: unknown): EvalPlan {
+  const xs = checkData('x', x);
+  const o = checkOptions(options, true);
+  const s = checkShape(xs, 'x', shape, o.axis);
+  const eps = checkEps(o.eps);
+  const gamma = optionalChannelArray('gamma', o.gamma, xs, s.layout.channels);
+  const beta = optionalChannelArray('beta', o.beta, xs, s.layout.channels);
+  const runningMean = checkChannelArray('runningMean', o.runningMean, xs, s.layout.channels);
+  const runningVar = checkChannelArray('runningVar', o.runningVar, xs, s.layout.channels);
+  const out = checkOut(o.out, xs);
+  checkNoAliasing(
+    [
+      ['x', xs],
+      ['out', out],
+      ['gamma', gamma],
+      ['beta', beta],
+      ['runningMean', runningMean],
+      ['runningVar', runningVar],
+    ],
+    EVAL_WRITES,
+    ['x', 'out'],
+  );
+  return { x: xs, ...s, eps, gamma, beta, runningMean, runningVar, out };
+}
+
+export function validateBackward(dy: unknown, x: unknown, shape: unknown, saved: unknown, options: unknown): BackwardPlan {
+  const dys = checkData('dy', dy);
+  const xs = checkSameDtype('x', x, dys, 'dy');
+  const o = checkOptions(options, false);
+  const s = checkShape(xs, 'x', shape, o.axis);
+  checkLength('dy', dys, xs.length, 'the length of x');
+  if (typeof saved !== 'object' || saved === null) {
+    throw new TypeError(`saved must be an object { mean, invStd }, got ${describe(saved)}`);
+  }
+  const { mean, invStd } = saved as Partial<SavedStats>;
+  const savedMean = checkChannelArray('saved.mean', mean, xs, s.layout.channels);
+  const savedInvStd = checkChannelArray('saved.invStd', invStd, xs, s.layout.channels);
+  const gamma = optionalChannelArray('gamma', o.gamma, xs, s.layout.channels);
+  const training = o.training === undefined ? true : o.training;
+  if (typeof training !== 'boolean') {
+    throw new TypeError(`training must be a boolean, got ${describe(training)}`);
+  }
+  const out = checkOut(o.out, xs);
+  if (training) checkCountPerChannel(s.layout, s.shape, s.axis);
+  checkNoAliasing(
+    [
+      ['dy', dys],
+      ['out', out],
+      ['x', xs],
+      ['gamma', gamma],
+      ['saved.mean', savedMean],
+      ['saved.invStd', savedInvStd],
+    ],
+    BACKWARD_WRITES,
+    ['dy', 'out'],
+  );
+  return { dy: dys, x: xs, ...s, gamma, mean: savedMean, invStd: savedInvStd, training, out };
+}
