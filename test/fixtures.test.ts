@@ -8,7 +8,6 @@ import { describe, expect, it } from 'vitest';
 import { backends } from './backends';
 
 type FloatArray = Float32Array | Float64Array;
-type Backend = (typeof backends)[number];
 type DType = 'float32' | 'float64';
 
 interface Case {
