@@ -13,3 +13,14 @@ export const batchNormBackward = backend.batchNormBackward;
 export const batchNormTrainAsync = backend.batchNormTrainAsync;
 export const batchNormEvalAsync = backend.batchNormEvalAsync;
 export const batchNormBackwardAsync = backend.batchNormBackwardAsync;
+
+// The pieces of synchronized batch norm (statistics of one shard, training with merged
+// statistics, backward sums of one shard, backward from reduced sums).
+export const batchNormStats = backend.batchNormStats;
+export const batchNormStatsAsync = backend.batchNormStatsAsync;
+export const batchNormTrainWithStats = backend.batchNormTrainWithStats;
+export const batchNormTrainWithStatsAsync = backend.batchNormTrainWithStatsAsync;
+export const batchNormBackwardSums = backend.batchNormBackwardSums;
+export const batchNormBackwardSumsAsync = backend.batchNormBackwardSumsAsync;
+export const batchNormBackwardWithSums = backend.batchNormBackwardWithSums;
+export const batchNormBackwardWithSumsAsync = backend.batchNormBackwardWithSumsAsync;

@@ -1,25 +1,37 @@
 // Turns a set of kernels into a Backend: validate -> allocate outputs -> kernel. Both
 // backends are built here, so they differ only in the kernels they call.
-import type { Backend, BackwardResult, FloatArray, TrainResult } from './types';
+import type { Backend, BackwardResult, ChannelStats, FloatArray, GradSums, TrainResult } from './types';
 import {
   type BackwardPlan,
+  type BackwardWithSumsPlan,
   type EvalPlan,
+  type StatsPlan,
   type TrainPlan,
+  type TrainWithStatsPlan,
   validateBackward,
+  validateBackwardSums,
+  validateBackwardWithSums,
   validateEval,
+  validateStats,
   validateTrain,
+  validateTrainWithStats,
 } from './validate';
 
 /** What a backend provides: kernels that write into arrays allocated for them. */
 export interface Kernels {
-  readonly name: Backend['name'];
   train(plan: TrainPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray): void;
-  trainAsync(plan: TrainPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray): Promise<void>;
+  trainWithStats(plan: TrainWithStatsPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray): void;
   evaluate(plan: EvalPlan, y: FloatArray): void;
-  evaluateAsync(plan: EvalPlan, y: FloatArray): Promise<void>;
   backward(plan: BackwardPlan, dx: FloatArray, dGamma: FloatArray, dBeta: FloatArray): void;
-  backwardAsync(plan: BackwardPlan, dx: FloatArray, dGamma: FloatArray, dBeta: FloatArray): Promise<void>;
+  backwardWithSums(plan: BackwardWithSumsPlan, dx: FloatArray, dGamma: FloatArray, dBeta: FloatArray): void;
+  stats(plan: StatsPlan, mean: Float64Array, m2: Float64Array): void;
+  backwardSums(plan: BackwardPlan, sumDy: Float64Array, sumDyXhat: Float64Array): void;
 }
+
+/** The same kernels returning promises (native: run off the JS thread). */
+export type AsyncKernels = {
+  [K in keyof Kernels]: (...args: Parameters<Kernels[K]>) => Promise<void>;
+};
 
 /** A new zero-filled array of `like`'s dtype. */
 export function allocLike(like: FloatArray, length: number): FloatArray {
@@ -36,9 +48,36 @@ function backwardOutputs(plan: BackwardPlan): BackwardResult {
   return { dx: plan.out ?? allocLike(plan.x, plan.x.length), dGamma: allocLike(plan.x, c), dBeta: allocLike(plan.x, c) };
 }
 
-export function createBackend(k: Kernels): Backend {
+function statsOutputs(plan: StatsPlan): ChannelStats {
+  const c = plan.layout.channels;
+  return { count: plan.layout.outer * plan.layout.inner, mean: new Float64Array(c), m2: new Float64Array(c) };
+}
+
+function sumsOutputs(plan: BackwardPlan): GradSums {
+  const c = plan.layout.channels;
+  return { count: plan.layout.outer * plan.layout.inner, sumDy: new Float64Array(c), sumDyXhat: new Float64Array(c) };
+}
+
+/** Async kernels that run the sync ones (the js backend has no other thread to use). */
+export function promisedKernels(k: Kernels): AsyncKernels {
+  const wrap =
+    <A extends unknown[]>(f: (...args: A) => void) =>
+    async (...args: A) =>
+      f(...args);
+  return {
+    train: wrap(k.train),
+    trainWithStats: wrap(k.trainWithStats),
+    evaluate: wrap(k.evaluate),
+    backward: wrap(k.backward),
+    backwardWithSums: wrap(k.backwardWithSums),
+    stats: wrap(k.stats),
+    backwardSums: wrap(k.backwardSums),
+  };
+}
+
+export function createBackend(name: Backend['name'], k: Kernels, a: AsyncKernels): Backend {
   return Object.freeze({
-    name: k.name,
+    name,
     batchNormTrain(x, shape, options) {
       const plan = validateTrain(x, shape, options);
       const r = trainOutputs(plan);
@@ -48,7 +87,7 @@ export function createBackend(k: Kernels): Backend {
     async batchNormTrainAsync(x, shape, options) {
       const plan = validateTrain(x, shape, options);
       const r = trainOutputs(plan);
-      await k.trainAsync(plan, r.y, r.mean, r.invStd);
+      await a.train(plan, r.y, r.mean, r.invStd);
       return r;
     },
     batchNormEval(x, shape, options) {
@@ -60,7 +99,7 @@ export function createBackend(k: Kernels): Backend {
     async batchNormEvalAsync(x, shape, options) {
       const plan = validateEval(x, shape, options);
       const y = plan.out ?? allocLike(plan.x, plan.x.length);
-      await k.evaluateAsync(plan, y);
+      await a.evaluate(plan, y);
       return y;
     },
     batchNormBackward(dy, x, shape, saved, options) {
@@ -72,7 +111,55 @@ export function createBackend(k: Kernels): Backend {
     async batchNormBackwardAsync(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);
       const r = backwardOutputs(plan);
-      await k.backwardAsync(plan, r.dx, r.dGamma, r.dBeta);
+      await a.backward(plan, r.dx, r.dGamma, r.dBeta);
+      return r;
+    },
+    batchNormStats(x, shape, options) {
+      const plan = validateStats(x, shape, options);
+      const r = statsOutputs(plan);
+      k.stats(plan, r.mean, r.m2);
+      return r;
+    },
+    async batchNormStatsAsync(x, shape, options) {
+      const plan = validateStats(x, shape, options);
+      const r = statsOutputs(plan);
+      await a.stats(plan, r.mean, r.m2);
+      return r;
+    },
+    batchNormTrainWithStats(x, shape, stats, options) {
+      const plan = validateTrainWithStats(x, shape, stats, options);
+      const r = trainOutputs(plan);
+      k.trainWithStats(plan, r.y, r.mean, r.invStd);
+      return r;
+    },
+    async batchNormTrainWithStatsAsync(x, shape, stats, options) {
+      const plan = validateTrainWithStats(x, shape, stats, options);
+      const r = trainOutputs(plan);
+      await a.trainWithStats(plan, r.y, r.mean, r.invStd);
+      return r;
+    },
+    batchNormBackwardSums(dy, x, shape, saved, options) {
+      const plan = validateBackwardSums(dy, x, shape, saved, options);
+      const r = sumsOutputs(plan);
+      k.backwardSums(plan, r.sumDy, r.sumDyXhat);
+      return r;
+    },
+    async batchNormBackwardSumsAsync(dy, x, shape, saved, options) {
+      const plan = validateBackwardSums(dy, x, shape, saved, options);
+      const r = sumsOutputs(plan);
+      await a.backwardSums(plan, r.sumDy, r.sumDyXhat);
+      return r;
+    },
+    batchNormBackwardWithSums(dy, x, shape, saved, sums, options) {
+      const plan = validateBackwardWithSums(dy, x, shape, saved, sums, options);
+      const r = backwardOutputs(plan);
+      k.backwardWithSums(plan, r.dx, r.dGamma, r.dBeta);
+      return r;
+    },
+    async batchNormBackwardWithSumsAsync(dy, x, shape, saved, sums, options) {
+      const plan = validateBackwardWithSums(dy, x, shape, saved, sums, options);
+      const r = backwardOutputs(plan);
+      await a.backwardWithSums(plan, r.dx, r.dGamma, r.dBeta);
       return r;
     },
   } satisfies Backend);

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type * as Binding from '../native/binding';
-import { createBackend } from './backend';
+import { type AsyncKernels, createBackend, type Kernels } from './backend';
 import type { Backend, FloatArray } from './types';
 
 type NativeBinding = typeof Binding;
@@ -75,40 +75,41 @@ export function loadBinding(): LoadResult {
 }
 
 /** The binding's f32 or f64 functions, picked by x's dtype (validation made all arrays alike). */
-function byDtype(b: NativeBinding, x: FloatArray) {
+function byDtype(b: NativeBinding, x: FloatArray, async: boolean) {
   // The casts only merge the f32/f64 overloads: validate.ts guarantees matching dtypes.
   type Loose = (...args: unknown[]) => unknown;
-  const f32 = x instanceof Float32Array;
+  const key = (op: string) => `${op}${x instanceof Float32Array ? 'F32' : 'F64'}${async ? 'Async' : ''}`;
+  const pick = (op: string) => (b as unknown as Record<string, Loose>)[key(op)];
   return {
-    train: (f32 ? b.trainF32 : b.trainF64) as Loose,
-    trainAsync: (f32 ? b.trainF32Async : b.trainF64Async) as Loose,
-    evaluate: (f32 ? b.evalF32 : b.evalF64) as Loose,
-    evaluateAsync: (f32 ? b.evalF32Async : b.evalF64Async) as Loose,
-    backward: (f32 ? b.backwardF32 : b.backwardF64) as Loose,
-    backwardAsync: (f32 ? b.backwardF32Async : b.backwardF64Async) as Loose,
+    train: pick('train'),
+    trainWithStats: pick('trainWithStats'),
+    evaluate: pick('eval'),
+    backward: pick('backward'),
+    backwardWithSums: pick('backwardWithSums'),
+    moments: pick('moments'),
+    gradSums: pick('gradSums'),
   };
 }
 
+/** The kernels as calls into the binding: `async` picks the forms that run on libuv's pool
+ *  and return promises; the sync forms return nothing. */
+function bindingCalls(b: NativeBinding, async: boolean) {
+  const f = (x: FloatArray) => byDtype(b, x, async);
+  return {
+    train: (p, y, mean, invStd) =>
+      f(p.x).train(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, p.momentum, p.relu, y, mean, invStd),
+    trainWithStats: (p, y, mean, invStd) =>
+      f(p.x).trainWithStats(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, p.momentum, p.relu, p.stats.count, p.stats.mean, p.stats.m2, y, mean, invStd),
+    evaluate: (p, y) => f(p.x).evaluate(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, p.relu, y),
+    backward: (p, dx, dGamma, dBeta) =>
+      f(p.x).backward(p.dy, p.x, p.shape, p.axis, p.gamma, p.mean, p.invStd, p.training, p.y, dx, dGamma, dBeta),
+    backwardWithSums: (p, dx, dGamma, dBeta) =>
+      f(p.x).backwardWithSums(p.dy, p.x, p.shape, p.axis, p.gamma, p.mean, p.invStd, p.training, p.y, p.sums.count, p.sums.sumDy, p.sums.sumDyXhat, dx, dGamma, dBeta),
+    stats: (p, mean, m2) => f(p.x).moments(p.x, p.shape, p.axis, mean, m2),
+    backwardSums: (p, sumDy, sumDyXhat) => f(p.x).gradSums(p.dy, p.x, p.shape, p.axis, p.mean, p.invStd, p.y, sumDy, sumDyXhat),
+  } satisfies { [K in keyof Kernels]: (...args: Parameters<Kernels[K]>) => unknown };
+}
+
 export function nativeBackend(b: NativeBinding): Backend {
-  return createBackend({
-    name: 'native',
-    train(p, y, mean, invStd) {
-      byDtype(b, p.x).train(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, p.momentum, y, mean, invStd);
-    },
-    async trainAsync(p, y, mean, invStd) {
-      await byDtype(b, p.x).trainAsync(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, p.momentum, y, mean, invStd);
-    },
-    evaluate(p, y) {
-      byDtype(b, p.x).evaluate(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, y);
-    },
-    async evaluateAsync(p, y) {
-      await byDtype(b, p.x).evaluateAsync(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, y);
-    },
-    backward(p, dx, dGamma, dBeta) {
-      byDtype(b, p.x).backward(p.dy, p.x, p.shape, p.axis, p.gamma, p.mean, p.invStd, p.training, dx, dGamma, dBeta);
-    },
-    async backwardAsync(p, dx, dGamma, dBeta) {
-      await byDtype(b, p.x).backwardAsync(p.dy, p.x, p.shape, p.axis, p.gamma, p.mean, p.invStd, p.training, dx, dGamma, dBeta);
-    },
-  });
+  return createBackend('native', bindingCalls(b, false), bindingCalls(b, true) as AsyncKernels);
 }

@@ -10,7 +10,12 @@ export interface NormOptions {
   gamma?: FloatArray | null;
   /** Per-channel shift (length C); null/omitted = zeros. */
   beta?: FloatArray | null;
+  /** Fused activation after the affine step: 'relu' gives max(0, y) in the same pass. Default 'none'. */
+  activation?: Activation;
 }
+
+/** What follows normalization in the same pass (conv -> BN -> ReLU). */
+export type Activation = 'none' | 'relu';
 
 export interface TrainOptions extends NormOptions {
   /** Updated IN PLACE with the batch mean (give both running arrays or neither). */
@@ -52,6 +57,26 @@ export interface BackwardOptions {
   training?: boolean;
   /** Where dx is written (length of x); may be dy itself. */
   out?: FloatArray;
+  /** 'relu' when the forward pass fused a ReLU: dy only flows where the output y was > 0. */
+  activation?: Activation;
+  /** The forward output (TrainResult.y); required with activation 'relu'. */
+  y?: FloatArray;
+}
+
+/** One shard's (or the merged) per-channel statistics: `count` values per channel,
+ *  their mean and M2 = sum of squared deviations from the mean. Always float64. */
+export interface ChannelStats {
+  count: number;
+  mean: Float64Array;
+  m2: Float64Array;
+}
+
+/** One shard's (or the all-reduced) backward sums per channel over `count` values:
+ *  sum(dy) and sum(dy * xhat). Always float64. */
+export interface GradSums {
+  count: number;
+  sumDy: Float64Array;
+  sumDyXhat: Float64Array;
 }
 
 export interface BackwardResult {
@@ -79,6 +104,55 @@ export interface Backend {
     x: FloatArray,
     shape: readonly number[],
     saved: SavedStats,
+    options?: BackwardOptions,
+  ): Promise<BackwardResult>;
+
+  /** Per-channel statistics of one shard of a batch (for synchronized batch norm). */
+  batchNormStats(x: FloatArray, shape: readonly number[], options?: { axis?: number }): ChannelStats;
+  batchNormStatsAsync(x: FloatArray, shape: readonly number[], options?: { axis?: number }): Promise<ChannelStats>;
+  /** Training forward with statistics given by the caller (e.g. merged over every worker). */
+  batchNormTrainWithStats(
+    x: FloatArray,
+    shape: readonly number[],
+    stats: ChannelStats,
+    options?: TrainOptions,
+  ): TrainResult;
+  batchNormTrainWithStatsAsync(
+    x: FloatArray,
+    shape: readonly number[],
+    stats: ChannelStats,
+    options?: TrainOptions,
+  ): Promise<TrainResult>;
+  /** sum(dy) and sum(dy * xhat) per channel of one shard. */
+  batchNormBackwardSums(
+    dy: FloatArray,
+    x: FloatArray,
+    shape: readonly number[],
+    saved: SavedStats,
+    options?: BackwardOptions,
+  ): GradSums;
+  batchNormBackwardSumsAsync(
+    dy: FloatArray,
+    x: FloatArray,
+    shape: readonly number[],
+    saved: SavedStats,
+    options?: BackwardOptions,
+  ): Promise<GradSums>;
+  /** dx, dGamma, dBeta of one shard from sums reduced over every shard. */
+  batchNormBackwardWithSums(
+    dy: FloatArray,
+    x: FloatArray,
+    shape: readonly number[],
+    saved: SavedStats,
+    sums: GradSums,
+    options?: BackwardOptions,
+  ): BackwardResult;
+  batchNormBackwardWithSumsAsync(
+    dy: FloatArray,
+    x: FloatArray,
+    shape: readonly number[],
+    saved: SavedStats,
+    sums: GradSums,
     options?: BackwardOptions,
   ): Promise<BackwardResult>;
 }

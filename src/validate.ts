@@ -1,7 +1,7 @@
 // The one place arguments are checked. Both backends call it before any work, so a bad
 // call throws the same class and message everywhere and nothing has been written yet.
 import { type Layout, layoutOf } from './layout';
-import type { FloatArray, SavedStats } from './types';
+import type { ChannelStats, FloatArray, GradSums, SavedStats } from './types';
 
 export const DEFAULT_AXIS = 1;
 export const DEFAULT_EPS = 1e-5;
@@ -18,7 +18,20 @@ export interface TrainPlan {
   runningMean: FloatArray | null;
   runningVar: FloatArray | null;
   momentum: number;
+  relu: boolean;
   out: FloatArray | null;
+}
+
+/** A training step that normalizes with statistics the caller merged. */
+export interface TrainWithStatsPlan extends TrainPlan {
+  stats: ChannelStats;
+}
+
+export interface StatsPlan {
+  x: FloatArray;
+  shape: number[];
+  axis: number;
+  layout: Layout;
 }
 
 export interface EvalPlan {
@@ -31,6 +44,7 @@ export interface EvalPlan {
   beta: FloatArray | null;
   runningMean: FloatArray;
   runningVar: FloatArray;
+  relu: boolean;
   out: FloatArray | null;
 }
 
@@ -44,7 +58,13 @@ export interface BackwardPlan {
   mean: FloatArray;
   invStd: FloatArray;
   training: boolean;
+  /** The forward output when a ReLU was fused: dy only flows where it is > 0. */
+  y: FloatArray | null;
   out: FloatArray | null;
+}
+
+export interface BackwardWithSumsPlan extends BackwardPlan {
+  sums: GradSums;
 }
 
 export function isFloatArray(v: unknown): v is FloatArray {
@@ -140,6 +160,33 @@ function checkMomentum(v: unknown): number {
   return momentum;
 }
 
+function checkActivation(v: unknown): boolean {
+  if (v === undefined || v === 'none') return false;
+  if (v === 'relu') return true;
+  throw new RangeError(`activation must be 'relu' or 'none', got ${describe(v)}`);
+}
+
+/** A per-channel float64 buffer of merged statistics or sums. */
+function checkFloat64Channels(name: string, v: unknown, channels: number): Float64Array {
+  if (!(v instanceof Float64Array)) throw new TypeError(`${name} must be a Float64Array, got ${describe(v)}`);
+  if (v.length !== channels) {
+    throw new RangeError(`${name} must have length ${channels} (the number of channels), got ${v.length}`);
+  }
+  return v;
+}
+
+function checkCount(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw new TypeError(`${name} must be a non-negative integer, got ${describe(v)}`);
+  }
+  return v;
+}
+
+function checkObject(name: string, v: unknown, what: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null) throw new TypeError(`${name} must be an object ${what}, got ${describe(v)}`);
+  return v as Record<string, unknown>;
+}
+
 function checkChannelArray(name: string, v: unknown, x: FloatArray, channels: number): FloatArray {
   const a = checkSameDtype(name, v, x, 'x');
   checkLength(name, a, channels, 'the number of channels');
@@ -157,7 +204,12 @@ function checkOut(v: unknown, x: FloatArray): FloatArray | null {
   return out;
 }
 
-function checkCountPerChannel(layout: Layout, shape: number[], axis: number): void {
+/** Internal option: a shard of a synchronized batch may hold one value per channel. */
+const SHARD = Symbol('shard');
+const SINGLE_ROW_OK = { [SHARD]: true };
+
+function checkCountPerChannel(layout: Layout, shape: number[], axis: number, options: Record<string | symbol, unknown>): void {
+  if (options[SHARD]) return;
   const m = layout.outer * layout.inner;
   if (m < 2) {
     throw new RangeError(
@@ -214,8 +266,9 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown): Tra
   const runningMean = hasMean ? checkChannelArray('runningMean', o.runningMean, xs, s.layout.channels) : null;
   const runningVar = hasVar ? checkChannelArray('runningVar', o.runningVar, xs, s.layout.channels) : null;
   const momentum = checkMomentum(o.momentum);
+  const relu = checkActivation(o.activation);
   const out = checkOut(o.out, xs);
-  checkCountPerChannel(s.layout, s.shape, s.axis);
+  checkCountPerChannel(s.layout, s.shape, s.axis, o);
   checkNoAliasing(
     [
       ['x', xs],
@@ -228,7 +281,7 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown): Tra
     TRAIN_WRITES,
     ['x', 'out'],
   );
-  return { x: xs, ...s, eps, gamma, beta, runningMean, runningVar, momentum, out };
+  return { x: xs, ...s, eps, gamma, beta, runningMean, runningVar, momentum, relu, out };
 }
 
 export function validateEval(x: unknown, shape: unknown, options: unknown): EvalPlan {
@@ -240,6 +293,7 @@ export function validateEval(x: unknown, shape: unknown, options: unknown): Eval
   const beta = optionalChannelArray('beta', o.beta, xs, s.layout.channels);
   const runningMean = checkChannelArray('runningMean', o.runningMean, xs, s.layout.channels);
   const runningVar = checkChannelArray('runningVar', o.runningVar, xs, s.layout.channels);
+  const relu = checkActivation(o.activation);
   const out = checkOut(o.out, xs);
   checkNoAliasing(
     [
@@ -253,7 +307,7 @@ export function validateEval(x: unknown, shape: unknown, options: unknown): Eval
     EVAL_WRITES,
     ['x', 'out'],
   );
-  return { x: xs, ...s, eps, gamma, beta, runningMean, runningVar, out };
+  return { x: xs, ...s, eps, gamma, beta, runningMean, runningVar, relu, out };
 }
 
 export function validateBackward(dy: unknown, x: unknown, shape: unknown, saved: unknown, options: unknown): BackwardPlan {
@@ -273,8 +327,17 @@ export function validateBackward(dy: unknown, x: unknown, shape: unknown, saved:
   if (typeof training !== 'boolean') {
     throw new TypeError(`training must be a boolean, got ${describe(training)}`);
   }
+  const relu = checkActivation(o.activation);
+  let y: FloatArray | null = null;
+  if (relu) {
+    if (o.y === undefined || o.y === null) {
+      throw new TypeError(`y (the forward output) is required with activation 'relu', got ${describe(o.y)}`);
+    }
+    y = checkSameDtype('y', o.y, xs, 'x');
+    checkLength('y', y, xs.length, 'the length of x');
+  }
   const out = checkOut(o.out, xs);
-  if (training) checkCountPerChannel(s.layout, s.shape, s.axis);
+  if (training) checkCountPerChannel(s.layout, s.shape, s.axis, o);
   checkNoAliasing(
     [
       ['dy', dys],
@@ -283,9 +346,67 @@ export function validateBackward(dy: unknown, x: unknown, shape: unknown, saved:
       ['gamma', gamma],
       ['saved.mean', savedMean],
       ['saved.invStd', savedInvStd],
+      ['y', y],
     ],
     BACKWARD_WRITES,
     ['dy', 'out'],
   );
-  return { dy: dys, x: xs, ...s, gamma, mean: savedMean, invStd: savedInvStd, training, out };
+  return { dy: dys, x: xs, ...s, gamma, mean: savedMean, invStd: savedInvStd, training, y, out };
+}
+
+export function validateStats(x: unknown, shape: unknown, options: unknown): StatsPlan {
+  const xs = checkData('x', x);
+  const o = checkOptions(options, false);
+  return { x: xs, ...checkShape(xs, 'x', shape, o.axis) };
+}
+
+/** Merged statistics: the count must allow training (>= 2 values per channel). */
+function checkStats(v: unknown, channels: number): ChannelStats {
+  const o = checkObject('stats', v, '{ count, mean, m2 }');
+  const count = checkCount('stats.count', o.count);
+  if (count < 2) throw new RangeError(`stats.count must be >= 2 (values per channel when training), got ${count}`);
+  return {
+    count,
+    mean: checkFloat64Channels('stats.mean', o.mean, channels),
+    m2: checkFloat64Channels('stats.m2', o.m2, channels),
+  };
+}
+
+export function validateTrainWithStats(x: unknown, shape: unknown, stats: unknown, options: unknown): TrainWithStatsPlan {
+  const xs = checkData('x', x);
+  const o = checkOptions(options, false);
+  const s = checkShape(xs, 'x', shape, o.axis);
+  const checkedStats = checkStats(stats, s.layout.channels);
+  // The local shard may hold a single value per channel: only the merged count matters.
+  const plan = validateTrain(xs, s.shape, { ...o, axis: s.axis, ...SINGLE_ROW_OK });
+  return { ...plan, stats: checkedStats };
+}
+
+function checkSums(v: unknown, channels: number): GradSums {
+  const o = checkObject('sums', v, '{ count, sumDy, sumDyXhat }');
+  return {
+    count: checkCount('sums.count', o.count),
+    sumDy: checkFloat64Channels('sums.sumDy', o.sumDy, channels),
+    sumDyXhat: checkFloat64Channels('sums.sumDyXhat', o.sumDyXhat, channels),
+  };
+}
+
+export function validateBackwardWithSums(
+  dy: unknown,
+  x: unknown,
+  shape: unknown,
+  saved: unknown,
+  sums: unknown,
+  options: unknown,
+): BackwardWithSumsPlan {
+  const plan = validateBackward(dy, x, shape, saved, { ...checkOptions(options, false), ...SINGLE_ROW_OK });
+  const checkedSums = checkSums(sums, plan.layout.channels);
+  if (plan.training && checkedSums.count < 2) {
+    throw new RangeError(`sums.count must be >= 2 (values per channel when training), got ${checkedSums.count}`);
+  }
+  return { ...plan, sums: checkedSums };
+}
+
+export function validateBackwardSums(dy: unknown, x: unknown, shape: unknown, saved: unknown, options: unknown): BackwardPlan {
+  return validateBackward(dy, x, shape, saved, { ...checkOptions(options, false), ...SINGLE_ROW_OK });
 }

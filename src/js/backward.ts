@@ -1,20 +1,22 @@
 // Backward kernels of the fallback, mirroring backward.rs: per-channel sums of dy and
-// dy * (x - mean), then dx in one pass (through the batch statistics, or frozen).
-import type { Layout } from '../layout';
-import type { FloatArray } from '../types';
-import type { BackwardPlan } from '../validate';
+// dy * xhat, then dx in one pass (through the batch statistics, or frozen). With a fused
+// ReLU, dy only counts where the forward output y was > 0.
+import type { FloatArray, GradSums } from '../types';
+import type { BackwardPlan, BackwardWithSumsPlan } from '../validate';
 import { applyChannelAffine, channelAffine } from './elementwise';
 import { MIN_RUN } from './stats';
 
-export interface GradSums {
-  sumDy: Float64Array;
-  sumDyXmu: Float64Array;
-}
-
-export function gradSums(dy: FloatArray, x: FloatArray, layout: Layout, mean: FloatArray): GradSums {
-  const { outer, channels, inner } = layout;
+/** sum(dy) and sum(dy * xhat) per channel, over this tensor's values. */
+export function gradSums(plan: BackwardPlan): GradSums {
+  const { dy, x, y, mean, invStd } = plan;
+  const { outer, channels, inner } = plan.layout;
   const sumDy = new Float64Array(channels);
-  const sumDyXmu = new Float64Array(channels);
+  const sumDyXhat = new Float64Array(channels);
+  const add = (c: number, i: number) => {
+    const g = y === null || y[i] > 0 ? dy[i] : 0;
+    sumDy[c] += g;
+    sumDyXhat[c] += g * (x[i] - mean[c]);
+  };
   if (inner >= MIN_RUN) {
     for (let o = 0; o < outer; o++) {
       for (let c = 0; c < channels; c++) {
@@ -22,67 +24,63 @@ export function gradSums(dy: FloatArray, x: FloatArray, layout: Layout, mean: Fl
         const mu = mean[c];
         let s = 0;
         let sx = 0;
-        for (let i = start; i < start + inner; i++) {
-          const g = dy[i];
-          s += g;
-          sx += g * (x[i] - mu);
+        if (y === null) {
+          for (let i = start; i < start + inner; i++) {
+            const g = dy[i];
+            s += g;
+            sx += g * (x[i] - mu);
+          }
+          sumDy[c] += s;
+          sumDyXhat[c] += sx;
+        } else {
+          for (let i = start; i < start + inner; i++) add(c, i);
         }
-        sumDy[c] += s;
-        sumDyXmu[c] += sx;
       }
     }
-    return { sumDy, sumDyXmu };
-  }
-  const width = channels * inner;
-  const columnMean = new Float64Array(width);
-  for (let c = 0; c < channels; c++) columnMean.fill(mean[c], c * inner, (c + 1) * inner);
-  const columnDy = new Float64Array(width);
-  const columnDyXmu = new Float64Array(width);
-  for (let r = 0; r < outer; r++) {
-    const base = r * width;
-    for (let j = 0; j < width; j++) {
-      const g = dy[base + j];
-      columnDy[j] += g;
-      columnDyXmu[j] += g * (x[base + j] - columnMean[j]);
+  } else {
+    for (let o = 0; o < outer; o++) {
+      for (let c = 0; c < channels; c++) {
+        const start = (o * channels + c) * inner;
+        for (let i = start; i < start + inner; i++) add(c, i);
+      }
     }
   }
-  for (let j = 0; j < width; j++) {
-    const c = Math.floor(j / inner);
-    sumDy[c] += columnDy[j];
-    sumDyXmu[c] += columnDyXmu[j];
-  }
-  return { sumDy, sumDyXmu };
+  // Accumulated as sum(dy * (x - mean)); one multiply per channel turns it into xhat's.
+  for (let c = 0; c < channels; c++) sumDyXhat[c] *= invStd[c];
+  return { count: outer * inner, sumDy, sumDyXhat };
 }
 
 export function backward(plan: BackwardPlan, dx: FloatArray, dGamma: FloatArray, dBeta: FloatArray): void {
-  const sums = gradSums(plan.dy, plan.x, plan.layout, plan.mean);
-  finishBackward(plan, sums, plan.layout.outer * plan.layout.inner, dx, dGamma, dBeta);
+  finishBackward(plan, gradSums(plan), dx, dGamma, dBeta);
 }
 
-/** dx and the parameter gradients from (possibly all-reduced) sums over `count` values. */
-export function finishBackward(
-  plan: BackwardPlan,
-  sums: GradSums,
-  count: number,
-  dx: FloatArray,
-  dGamma: FloatArray,
-  dBeta: FloatArray,
-): void {
+/** dx of this shard and the parameter gradients, from sums reduced over every shard. */
+export function backwardWithSums(plan: BackwardWithSumsPlan, dx: FloatArray, dGamma: FloatArray, dBeta: FloatArray): void {
+  finishBackward(plan, plan.sums, dx, dGamma, dBeta);
+}
+
+function finishBackward(plan: BackwardPlan, sums: GradSums, dx: FloatArray, dGamma: FloatArray, dBeta: FloatArray): void {
   const { channels } = plan.layout;
   const k = channelAffine(channels);
   for (let c = 0; c < channels; c++) {
     const invStd = plan.invStd[c];
-    const dg = sums.sumDyXmu[c] * invStd;
     const dyScale = (plan.gamma ? plan.gamma[c] : 1) * invStd;
     k.scale[c] = dyScale;
     k.centerOther[c] = plan.mean[c];
     if (plan.training) {
       // dx = g*invStd/m * (m*dy - sum(dy) - xhat*sum(dy*xhat))
-      k.scaleOther[c] = (-dyScale * invStd * dg) / count;
-      k.shift[c] = (-dyScale * sums.sumDy[c]) / count;
+      k.scaleOther[c] = (-dyScale * invStd * sums.sumDyXhat[c]) / sums.count;
+      k.shift[c] = (-dyScale * sums.sumDy[c]) / sums.count;
     }
-    dGamma[c] = dg;
+    dGamma[c] = sums.sumDyXhat[c];
     dBeta[c] = sums.sumDy[c];
   }
-  applyChannelAffine(plan.dy, plan.training ? plan.x : null, dx, plan.layout, k);
+  let dyMasked = plan.dy;
+  if (plan.y !== null) {
+    // dy through the ReLU, written into dx; the affine pass then runs in place on it.
+    const y = plan.y;
+    for (let i = 0; i < dx.length; i++) dx[i] = y[i] > 0 ? plan.dy[i] : 0;
+    dyMasked = dx;
+  }
+  applyChannelAffine(dyMasked, plan.training ? plan.x : null, dx, plan.layout, k);
 }

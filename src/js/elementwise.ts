@@ -1,6 +1,7 @@
 // The one elementwise pass every op ends with, mirroring elementwise.rs: per channel c,
 // dst = scale*(src - center) + scaleOther*(other - centerOther) + shift, in memory order.
-// Centering first keeps offset data exact. dst may be src itself (in place).
+// Centering first keeps offset data exact. dst may be src itself (in place). With `relu`
+// the result is clamped at 0 in the same pass (`v < 0 ? 0 : v` keeps NaN, like PyTorch).
 import type { Layout } from '../layout';
 import type { FloatArray } from '../types';
 import { MIN_RUN } from './stats';
@@ -11,15 +12,17 @@ export interface ChannelAffine {
   scaleOther: Float64Array;
   centerOther: Float64Array;
   shift: Float64Array;
+  relu: boolean;
 }
 
-export function channelAffine(channels: number): ChannelAffine {
+export function channelAffine(channels: number, relu = false): ChannelAffine {
   return {
     scale: new Float64Array(channels),
     center: new Float64Array(channels),
     scaleOther: new Float64Array(channels),
     centerOther: new Float64Array(channels),
     shift: new Float64Array(channels),
+    relu,
   };
 }
 
@@ -43,7 +46,12 @@ function applyByRow(src: FloatArray, other: FloatArray | null, dst: FloatArray, 
       const scale = k.scale[c];
       const center = k.center[c];
       const shift = k.shift[c];
-      if (other === null) {
+      if (other === null && k.relu) {
+        for (let i = start; i < end; i++) {
+          const v = (src[i] - center) * scale + shift;
+          dst[i] = v < 0 ? 0 : v;
+        }
+      } else if (other === null) {
         for (let i = start; i < end; i++) dst[i] = (src[i] - center) * scale + shift;
       } else {
         const scaleOther = k.scaleOther[c];
@@ -71,7 +79,12 @@ function applyByColumn(src: FloatArray, other: FloatArray | null, dst: FloatArra
   const centerOther = spread(k.centerOther);
   for (let r = 0; r < l.outer; r++) {
     const base = r * width;
-    if (other === null) {
+    if (other === null && k.relu) {
+      for (let j = 0; j < width; j++) {
+        const v = (src[base + j] - center[j]) * scale[j] + shift[j];
+        dst[base + j] = v < 0 ? 0 : v;
+      }
+    } else if (other === null) {
       for (let j = 0; j < width; j++) dst[base + j] = (src[base + j] - center[j]) * scale[j] + shift[j];
     } else {
       for (let j = 0; j < width; j++) {

@@ -1,6 +1,6 @@
 // Forward kernels of the fallback, mirroring forward.rs: statistics, then one fused
 // (x - mean) * (gamma * invStd) + beta pass.
-import type { EvalPlan, TrainPlan } from '../validate';
+import type { EvalPlan, TrainPlan, TrainWithStatsPlan } from '../validate';
 import type { FloatArray } from '../types';
 import { applyChannelAffine, channelAffine } from './elementwise';
 import { type ChannelMoments, channelMoments, updateRunningStats } from './stats';
@@ -9,8 +9,14 @@ export function train(plan: TrainPlan, y: FloatArray, mean: FloatArray, invStd: 
   normalizeWithMoments(plan, channelMoments(plan.x, plan.layout), y, mean, invStd);
 }
 
+/** Normalizes with statistics the caller merged (every shard of a synchronized batch). */
+export function trainWithStats(plan: TrainWithStatsPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray): void {
+  const { count, mean: m, m2 } = plan.stats;
+  normalizeWithMoments(plan, { count: new Float64Array(m.length).fill(count), mean: m, m2 }, y, mean, invStd);
+}
+
 /** Normalizes with given per-channel moments (the batch's, or merged across workers). */
-export function normalizeWithMoments(
+function normalizeWithMoments(
   plan: TrainPlan,
   moments: ChannelMoments,
   y: FloatArray,
@@ -18,7 +24,7 @@ export function normalizeWithMoments(
   invStd: FloatArray,
 ): void {
   const { channels } = plan.layout;
-  const k = channelAffine(channels);
+  const k = channelAffine(channels, plan.relu);
   for (let c = 0; c < channels; c++) {
     const inv = 1 / Math.sqrt(moments.m2[c] / moments.count[c] + plan.eps);
     k.scale[c] = (plan.gamma ? plan.gamma[c] : 1) * inv;
@@ -35,7 +41,7 @@ export function normalizeWithMoments(
 
 export function evaluate(plan: EvalPlan, y: FloatArray): void {
   const { channels } = plan.layout;
-  const k = channelAffine(channels);
+  const k = channelAffine(channels, plan.relu);
   for (let c = 0; c < channels; c++) {
     k.scale[c] = (plan.gamma ? plan.gamma[c] : 1) / Math.sqrt(plan.runningVar[c] + plan.eps);
     k.center[c] = plan.runningMean[c];

@@ -1,15 +1,26 @@
 // The pure-TypeScript backend: always available, same answers as native.
-import { createBackend } from '../backend';
-import { backward } from './backward';
-import { evaluate, train } from './forward';
+import { createBackend, type Kernels, promisedKernels } from '../backend';
+import { backward, backwardWithSums, gradSums } from './backward';
+import { evaluate, train, trainWithStats } from './forward';
+import { channelMoments } from './stats';
 
-/** Runs on the JS thread: the Async forms give the same results but do not free the event loop. */
-export const js = createBackend({
-  name: 'js',
+const kernels: Kernels = {
   train,
+  trainWithStats,
   evaluate,
   backward,
-  trainAsync: async (plan, y, mean, invStd) => train(plan, y, mean, invStd),
-  evaluateAsync: async (plan, y) => evaluate(plan, y),
-  backwardAsync: async (plan, dx, dGamma, dBeta) => backward(plan, dx, dGamma, dBeta),
-});
+  backwardWithSums,
+  stats(plan, mean, m2) {
+    const moments = channelMoments(plan.x, plan.layout);
+    mean.set(moments.mean);
+    m2.set(moments.m2);
+  },
+  backwardSums(plan, sumDy, sumDyXhat) {
+    const sums = gradSums(plan);
+    sumDy.set(sums.sumDy);
+    sumDyXhat.set(sums.sumDyXhat);
+  },
+};
+
+/** Runs on the JS thread: the Async forms give the same results but do not free the event loop. */
+export const js = createBackend('js', kernels, promisedKernels(kernels));

@@ -16,6 +16,8 @@ pub(crate) struct ChannelAffine {
     pub scale_other: Vec<f64>,
     pub center_other: Vec<f64>,
     pub shift: Vec<f64>,
+    /// Clamp the result at 0 (fused ReLU). NaN stays NaN, as in PyTorch.
+    pub relu: bool,
 }
 
 impl ChannelAffine {
@@ -28,6 +30,7 @@ impl ChannelAffine {
             scale_other: zeros.clone(),
             center_other: zeros,
             shift,
+            relu: false,
         }
     }
 
@@ -56,6 +59,7 @@ impl ChannelAffine {
             scale_other: spread(&self.scale_other),
             center_other: spread(&self.center_other),
             shift: spread(&self.shift),
+            relu: self.relu,
         }
     }
 }
@@ -73,11 +77,36 @@ pub(crate) fn apply_channel_affine<T: Element>(
     layout: &Layout,
     k: &ChannelAffine,
 ) {
-    let inner = layout.inner;
-    let width = layout.channels * inner;
-    if width == 0 || layout.outer == 0 {
+    if layout.is_empty() {
         return;
     }
+    if k.relu {
+        run_pass(exec, io, other, layout, k, relu);
+    } else {
+        run_pass(exec, io, other, layout, k, |v| v);
+    }
+}
+
+/// `(v < 0) ? 0 : v`, written so that NaN passes through like PyTorch's relu.
+#[inline(always)]
+fn relu(v: f64) -> f64 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
+fn run_pass<T: Element>(
+    exec: Exec,
+    io: Io<'_, T>,
+    other: Option<&[T]>,
+    layout: &Layout,
+    k: &ChannelAffine,
+    activation: impl Fn(f64) -> f64 + Copy + Sync + Send,
+) {
+    let inner = layout.inner;
+    let width = layout.channels * inner;
     if inner >= MIN_RUN {
         io.for_each_chunk(exec, CHUNK_ELEMENTS, |start, chunk| {
             let mut chunk = chunk;
@@ -86,7 +115,13 @@ pub(crate) fn apply_channel_affine<T: Element>(
                 let channel = (pos / inner) % layout.channels;
                 let run = (inner - pos % inner).min(chunk.len());
                 let (head, tail) = chunk.split_at(run);
-                apply_run(head, other.map(|o| &o[pos..pos + run]), k, channel);
+                apply_run(
+                    head,
+                    other.map(|o| &o[pos..pos + run]),
+                    k,
+                    channel,
+                    activation,
+                );
                 chunk = tail;
                 pos += run;
             }
@@ -98,11 +133,13 @@ pub(crate) fn apply_channel_affine<T: Element>(
             for (r, row) in chunk.split(width).into_iter().enumerate() {
                 let at = start + r * width;
                 match other {
-                    None => row.map(|j, v| (v - k.center[j]) * k.scale[j] + k.shift[j]),
+                    None => row.map(|j, v| activation((v - k.center[j]) * k.scale[j] + k.shift[j])),
                     Some(o) => row.map_with(&o[at..at + width], |j, v, w| {
-                        (v - k.center[j]) * k.scale[j]
-                            + (w - k.center_other[j]) * k.scale_other[j]
-                            + k.shift[j]
+                        activation(
+                            (v - k.center[j]) * k.scale[j]
+                                + (w - k.center_other[j]) * k.scale_other[j]
+                                + k.shift[j],
+                        )
                     }),
                 }
             }
@@ -111,12 +148,18 @@ pub(crate) fn apply_channel_affine<T: Element>(
 }
 
 #[inline(always)]
-fn apply_run<T: Element>(run: Chunk<'_, T>, other: Option<&[T]>, k: &ChannelAffine, c: usize) {
+fn apply_run<T: Element>(
+    run: Chunk<'_, T>,
+    other: Option<&[T]>,
+    k: &ChannelAffine,
+    c: usize,
+    activation: impl Fn(f64) -> f64,
+) {
     let [scale, center, scale_other, center_other, shift] = k.at(c);
     match other {
-        None => run.map(|_, v| (v - center) * scale + shift),
+        None => run.map(|_, v| activation((v - center) * scale + shift)),
         Some(o) => run.map_with(o, |_, v, w| {
-            (v - center) * scale + (w - center_other) * scale_other + shift
+            activation((v - center) * scale + (w - center_other) * scale_other + shift)
         }),
     }
 }

@@ -1,5 +1,6 @@
-//! The forward pass: normalize with batch statistics (training) or running statistics
-//! (inference), then scale and shift. Per channel the hot loop is one fused
+//! The forward pass: normalize with batch statistics (training), with given statistics
+//! (merged across workers), or with running statistics (inference), then scale, shift
+//! and optionally ReLU. Per channel the hot loop is one fused
 //! `(x - mean) * (gamma * invStd) + beta`.
 
 use crate::element::Element;
@@ -7,14 +8,26 @@ use crate::elementwise::{apply_channel_affine, ChannelAffine};
 use crate::error::{check_len, Error, Result};
 use crate::io::Io;
 use crate::layout::Layout;
-use crate::pool;
+use crate::pool::{self, Exec};
 use crate::stats::{channel_moments_in, update_running_stats, Moments};
 
-/// The learned per-channel scale (gamma) and shift (beta); `None` means ones / zeros.
+/// What follows the normalization in the same pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Activation {
+    #[default]
+    None,
+    /// `max(0, y)`: the BN -> ReLU of a conv block, fused so no second pass or array.
+    Relu,
+}
+
+/// How to normalize: learned scale (gamma) and shift (beta), `None` meaning ones / zeros;
+/// the variance epsilon; the fused activation.
 #[derive(Debug, Clone, Copy)]
-pub struct Affine<'a, T> {
+pub struct Norm<'a, T> {
     pub gamma: Option<&'a [T]>,
     pub beta: Option<&'a [T]>,
+    pub eps: f64,
+    pub activation: Activation,
 }
 
 /// Running statistics updated in place by a training step.
@@ -32,7 +45,7 @@ pub struct SavedStats<'a, T> {
     pub inv_std: &'a mut [T],
 }
 
-pub(crate) fn check_eps(eps: f64) -> Result<()> {
+fn check_eps(eps: f64) -> Result<()> {
     if eps.is_finite() && eps > 0.0 {
         Ok(())
     } else {
@@ -42,66 +55,7 @@ pub(crate) fn check_eps(eps: f64) -> Result<()> {
     }
 }
 
-fn check_io<T: Element>(io: &Io<'_, T>, layout: &Layout) -> Result<()> {
-    check_len("x", io.src_len(), layout.len())?;
-    check_len("out", io.dst_len(), layout.len())
-}
-
-fn check_affine<T>(affine: &Affine<'_, T>, channels: usize) -> Result<()> {
-    if let Some(g) = affine.gamma {
-        check_len("gamma", g.len(), channels)?;
-    }
-    if let Some(b) = affine.beta {
-        check_len("beta", b.len(), channels)?;
-    }
-    Ok(())
-}
-
-/// Coefficients of `y = (x - mean) * gamma * invStd + beta` for each channel.
-fn normalize_coefficients<T: Element>(
-    mean: &[f64],
-    inv_std: &[f64],
-    affine: &Affine<'_, T>,
-) -> ChannelAffine {
-    let gamma = |c: usize| affine.gamma.map_or(1.0, |g| g[c].to_f64());
-    let beta = |c: usize| affine.beta.map_or(0.0, |b| b[c].to_f64());
-    let channels = mean.len();
-    ChannelAffine::single(
-        (0..channels).map(|c| gamma(c) * inv_std[c]).collect(),
-        mean.to_vec(),
-        (0..channels).map(beta).collect(),
-    )
-}
-
-/// Training forward: batch statistics, normalization, optional running-stat update.
-/// Everything is checked before anything is written.
-pub fn train<T: Element>(
-    io: Io<'_, T>,
-    layout: &Layout,
-    affine: Affine<'_, T>,
-    eps: f64,
-    running: Option<RunningStats<'_, T>>,
-    saved: SavedStats<'_, T>,
-) -> Result<()> {
-    check_io(&io, layout)?;
-    check_affine(&affine, layout.channels)?;
-    check_eps(eps)?;
-    check_len("mean", saved.mean.len(), layout.channels)?;
-    check_len("invStd", saved.inv_std.len(), layout.channels)?;
-    if let Some(r) = &running {
-        check_len("runningMean", r.mean.len(), layout.channels)?;
-        check_len("runningVar", r.var.len(), layout.channels)?;
-        check_momentum(r.momentum)?;
-    }
-    check_count(layout)?;
-    pool::run(layout.len(), |exec| {
-        let moments = channel_moments_in(exec, io.src(), layout);
-        normalize_with_moments_in(exec, io, layout, &affine, eps, &moments, running, saved);
-    });
-    Ok(())
-}
-
-pub(crate) fn check_momentum(momentum: f64) -> Result<()> {
+fn check_momentum(momentum: f64) -> Result<()> {
     if (0.0..=1.0).contains(&momentum) {
         Ok(())
     } else {
@@ -111,24 +65,120 @@ pub(crate) fn check_momentum(momentum: f64) -> Result<()> {
     }
 }
 
-pub(crate) fn check_count(layout: &Layout) -> Result<()> {
-    let m = layout.count_per_channel();
-    if m < 2 {
+pub(crate) fn check_count(count: f64) -> Result<()> {
+    if count < 2.0 {
         return Err(Error::range(format!(
-            "x must have more than 1 value per channel when training, got {m}"
+            "x must have more than 1 value per channel when training, got {count}"
         )));
     }
     Ok(())
 }
 
-/// Normalizes with given per-channel moments (the batch's, or merged across workers).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn normalize_with_moments_in<T: Element>(
-    exec: pool::Exec,
+fn check_io<T: Element>(io: &Io<'_, T>, layout: &Layout) -> Result<()> {
+    check_len("x", io.src_len(), layout.len())?;
+    check_len("out", io.dst_len(), layout.len())
+}
+
+fn check_norm<T>(norm: &Norm<'_, T>, channels: usize) -> Result<()> {
+    if let Some(g) = norm.gamma {
+        check_len("gamma", g.len(), channels)?;
+    }
+    if let Some(b) = norm.beta {
+        check_len("beta", b.len(), channels)?;
+    }
+    check_eps(norm.eps)
+}
+
+fn check_train_outputs<T>(
+    running: &Option<RunningStats<'_, T>>,
+    saved: &SavedStats<'_, T>,
+    channels: usize,
+) -> Result<()> {
+    check_len("mean", saved.mean.len(), channels)?;
+    check_len("invStd", saved.inv_std.len(), channels)?;
+    if let Some(r) = running {
+        check_len("runningMean", r.mean.len(), channels)?;
+        check_len("runningVar", r.var.len(), channels)?;
+        check_momentum(r.momentum)?;
+    }
+    Ok(())
+}
+
+/// Coefficients of `y = (x - mean) * gamma * invStd + beta` for each channel.
+fn normalize_coefficients<T: Element>(
+    mean: &[f64],
+    inv_std: &[f64],
+    norm: &Norm<'_, T>,
+) -> ChannelAffine {
+    let gamma = |c: usize| norm.gamma.map_or(1.0, |g| g[c].to_f64());
+    let beta = |c: usize| norm.beta.map_or(0.0, |b| b[c].to_f64());
+    let channels = mean.len();
+    ChannelAffine {
+        relu: norm.activation == Activation::Relu,
+        ..ChannelAffine::single(
+            (0..channels).map(|c| gamma(c) * inv_std[c]).collect(),
+            mean.to_vec(),
+            (0..channels).map(beta).collect(),
+        )
+    }
+}
+
+/// Training forward: batch statistics, normalization, optional running-stat update.
+/// Everything is checked before anything is written.
+pub fn train<T: Element>(
     io: Io<'_, T>,
     layout: &Layout,
-    affine: &Affine<'_, T>,
-    eps: f64,
+    norm: Norm<'_, T>,
+    running: Option<RunningStats<'_, T>>,
+    saved: SavedStats<'_, T>,
+) -> Result<()> {
+    check_io(&io, layout)?;
+    check_norm(&norm, layout.channels)?;
+    check_train_outputs(&running, &saved, layout.channels)?;
+    check_count(layout.count_per_channel() as f64)?;
+    pool::run(layout.len(), |exec| {
+        let moments = channel_moments_in(exec, io.src(), layout);
+        normalize_with_moments_in(exec, io, layout, &norm, &moments, running, saved);
+    });
+    Ok(())
+}
+
+/// Per-channel moments of `x` (count, mean, M2): one shard's part of the batch statistics.
+pub fn channel_moments<T: Element>(x: &[T], layout: &Layout) -> Result<Vec<Moments>> {
+    check_len("x", x.len(), layout.len())?;
+    Ok(pool::run(layout.len(), |exec| {
+        channel_moments_in(exec, x, layout)
+    }))
+}
+
+/// Training forward with statistics given by the caller (e.g. merged over every worker's
+/// shard): normalizes, saves mean/invStd, and updates running stats with their count.
+pub fn train_with_moments<T: Element>(
+    io: Io<'_, T>,
+    layout: &Layout,
+    norm: Norm<'_, T>,
+    moments: &[Moments],
+    running: Option<RunningStats<'_, T>>,
+    saved: SavedStats<'_, T>,
+) -> Result<()> {
+    check_io(&io, layout)?;
+    check_norm(&norm, layout.channels)?;
+    check_train_outputs(&running, &saved, layout.channels)?;
+    check_len("stats", moments.len(), layout.channels)?;
+    for m in moments {
+        check_count(m.count)?;
+    }
+    pool::run(layout.len(), |exec| {
+        normalize_with_moments_in(exec, io, layout, &norm, moments, running, saved)
+    });
+    Ok(())
+}
+
+fn normalize_with_moments_in<T: Element>(
+    exec: Exec,
+    io: Io<'_, T>,
+    layout: &Layout,
+    norm: &Norm<'_, T>,
     moments: &[Moments],
     running: Option<RunningStats<'_, T>>,
     saved: SavedStats<'_, T>,
@@ -136,9 +186,9 @@ pub(crate) fn normalize_with_moments_in<T: Element>(
     let mean: Vec<f64> = moments.iter().map(|m| m.mean).collect();
     let inv_std: Vec<f64> = moments
         .iter()
-        .map(|m| 1.0 / (m.biased_var() + eps).sqrt())
+        .map(|m| 1.0 / (m.biased_var() + norm.eps).sqrt())
         .collect();
-    let k = normalize_coefficients(&mean, &inv_std, affine);
+    let k = normalize_coefficients(&mean, &inv_std, norm);
     apply_channel_affine(exec, io, None, layout, &k);
     for c in 0..layout.channels {
         saved.mean[c] = T::from_f64(mean[c]);
@@ -153,22 +203,20 @@ pub(crate) fn normalize_with_moments_in<T: Element>(
 pub fn eval<T: Element>(
     io: Io<'_, T>,
     layout: &Layout,
-    affine: Affine<'_, T>,
-    eps: f64,
+    norm: Norm<'_, T>,
     running_mean: &[T],
     running_var: &[T],
 ) -> Result<()> {
     check_io(&io, layout)?;
-    check_affine(&affine, layout.channels)?;
-    check_eps(eps)?;
+    check_norm(&norm, layout.channels)?;
     check_len("runningMean", running_mean.len(), layout.channels)?;
     check_len("runningVar", running_var.len(), layout.channels)?;
     let mean: Vec<f64> = running_mean.iter().map(|v| v.to_f64()).collect();
     let inv_std: Vec<f64> = running_var
         .iter()
-        .map(|v| 1.0 / (v.to_f64() + eps).sqrt())
+        .map(|v| 1.0 / (v.to_f64() + norm.eps).sqrt())
         .collect();
-    let k = normalize_coefficients(&mean, &inv_std, &affine);
+    let k = normalize_coefficients(&mean, &inv_std, &norm);
     pool::run(layout.len(), |exec| {
         apply_channel_affine(exec, io, None, layout, &k)
     });

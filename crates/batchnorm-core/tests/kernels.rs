@@ -2,7 +2,8 @@
 //! every code path (channels-last, short and long channel runs, tiled and parallel sizes).
 
 use batchnorm_core::{
-    backward, eval, train, Affine, Io, Layout, ParamGrads, RunningStats, Saved, SavedStats,
+    backward, backward_with_sums, channel_moments, eval, grad_sums, train, train_with_moments,
+    Activation, GradPath, Io, Layout, Moments, Norm, ParamGrads, RunningStats, Saved, SavedStats,
 };
 
 /// Deterministic pseudo-random values (xorshift), so failures reproduce.
@@ -17,6 +18,79 @@ impl Rng {
     fn vec(&mut self, n: usize, offset: f64, spread: f64) -> Vec<f64> {
         (0..n).map(|_| offset + spread * self.next()).collect()
     }
+}
+
+fn norm<'a>(
+    gamma: Option<&'a [f64]>,
+    beta: Option<&'a [f64]>,
+    eps: f64,
+    activation: Activation,
+) -> Norm<'a, f64> {
+    Norm {
+        gamma,
+        beta,
+        eps,
+        activation,
+    }
+}
+
+/// Training forward into fresh arrays: (y, mean, invStd).
+fn train_fresh(x: &[f64], l: &Layout, n: Norm<'_, f64>) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut y, mut mean, mut inv_std) = (
+        vec![0.0; l.len()],
+        vec![0.0; l.channels],
+        vec![0.0; l.channels],
+    );
+    let saved = SavedStats {
+        mean: &mut mean,
+        inv_std: &mut inv_std,
+    };
+    train(
+        Io::Separate {
+            src: x,
+            dst: &mut y,
+        },
+        l,
+        n,
+        None,
+        saved,
+    )
+    .unwrap();
+    (y, mean, inv_std)
+}
+
+/// Backward into fresh arrays: (dx, dGamma, dBeta).
+fn backward_fresh(
+    dy: &[f64],
+    x: &[f64],
+    l: &Layout,
+    gamma: &[f64],
+    saved: Saved<'_, f64>,
+    path: GradPath<'_, f64>,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut dx, mut dg, mut db) = (
+        vec![0.0; l.len()],
+        vec![0.0; l.channels],
+        vec![0.0; l.channels],
+    );
+    let params = ParamGrads {
+        d_gamma: &mut dg,
+        d_beta: &mut db,
+    };
+    backward(
+        Io::Separate {
+            src: dy,
+            dst: &mut dx,
+        },
+        x,
+        l,
+        Some(gamma),
+        saved,
+        path,
+        params,
+    )
+    .unwrap();
+    (dx, dg, db)
 }
 
 fn index(l: &Layout, o: usize, c: usize, i: usize) -> usize {
@@ -78,26 +152,25 @@ fn train_matches_reference_on_every_path() {
         );
         let (mut rm, mut rv) = (vec![0.5; l.channels], vec![2.0; l.channels]);
         let eps = 1e-3;
+        let n = norm(Some(&gamma), Some(&beta), eps, Activation::None);
+        let running = Some(RunningStats {
+            mean: &mut rm,
+            var: &mut rv,
+            momentum: 0.25,
+        });
+        let saved = SavedStats {
+            mean: &mut mean,
+            inv_std: &mut inv_std,
+        };
         train(
             Io::Separate {
                 src: &x,
                 dst: &mut y,
             },
             &l,
-            Affine {
-                gamma: Some(&gamma),
-                beta: Some(&beta),
-            },
-            eps,
-            Some(RunningStats {
-                mean: &mut rm,
-                var: &mut rv,
-                momentum: 0.25,
-            }),
-            SavedStats {
-                mean: &mut mean,
-                inv_std: &mut inv_std,
-            },
+            n,
+            running,
+            saved,
         )
         .unwrap();
         let (want_mean, want_var) = reference_stats(&x, &l);
@@ -125,24 +198,23 @@ fn train_matches_reference_on_every_path() {
         assert_close(&y, &want_y, 1e-11, &format!("{what} y"));
 
         // In place gives the same bits as out-of-place.
-        let mut x_in_place = x.clone();
+        let mut in_place = x.clone();
         let (mut m2, mut s2) = (vec![0.0; l.channels], vec![0.0; l.channels]);
-        train(
-            Io::InPlace(&mut x_in_place),
+        let saved = SavedStats {
+            mean: &mut m2,
+            inv_std: &mut s2,
+        };
+        train(Io::InPlace(&mut in_place), &l, n, None, saved).unwrap();
+        assert_eq!(in_place, y, "{what}: in place");
+
+        // Fused ReLU is max(0, y), NaN-preserving.
+        let (relu_y, _, _) = train_fresh(
+            &x,
             &l,
-            Affine {
-                gamma: Some(&gamma),
-                beta: Some(&beta),
-            },
-            eps,
-            None,
-            SavedStats {
-                mean: &mut m2,
-                inv_std: &mut s2,
-            },
-        )
-        .unwrap();
-        assert_eq!(x_in_place, y, "{what}: in place");
+            norm(Some(&gamma), Some(&beta), eps, Activation::Relu),
+        );
+        let want_relu: Vec<f64> = y.iter().map(|v| v.max(0.0)).collect();
+        assert_eq!(relu_y, want_relu, "{what}: relu");
     }
 }
 
@@ -159,22 +231,25 @@ fn f32_offset_data_is_stable() {
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let (want_mean, want_var) = reference_stats(&x64, &l);
     let (mut y, mut mean, mut inv_std) = (vec![0f32; l.len()], vec![0f32; 4], vec![0f32; 4]);
+    let n = Norm {
+        gamma: None,
+        beta: None,
+        eps: 1e-5,
+        activation: Activation::None,
+    };
+    let saved = SavedStats {
+        mean: &mut mean,
+        inv_std: &mut inv_std,
+    };
     train(
         Io::Separate {
             src: &x,
             dst: &mut y,
         },
         &l,
-        Affine {
-            gamma: None,
-            beta: None,
-        },
-        1e-5,
+        n,
         None,
-        SavedStats {
-            mean: &mut mean,
-            inv_std: &mut inv_std,
-        },
+        saved,
     )
     .unwrap();
     for c in 0..4 {
@@ -192,17 +267,19 @@ fn eval_uses_running_stats() {
     let l = Layout::from_shape(&[2, 2, 3], 1).unwrap();
     let x: Vec<f64> = (0..12).map(|v| v as f64).collect();
     let mut y = vec![0.0; 12];
+    let n = norm(
+        Some(&[2.0, 1.0]),
+        Some(&[0.0, -1.0]),
+        1e-5,
+        Activation::None,
+    );
     eval(
         Io::Separate {
             src: &x,
             dst: &mut y,
         },
         &l,
-        Affine {
-            gamma: Some(&[2.0, 1.0]),
-            beta: Some(&[0.0, -1.0]),
-        },
-        1e-5,
+        n,
         &[1.0, 2.0],
         &[4.0, 0.25],
     )
@@ -214,52 +291,35 @@ fn eval_uses_running_stats() {
     assert!((y[11] - ((11.0 - 2.0) * s1 - 1.0)).abs() < 1e-12);
 }
 
+struct Case<'a> {
+    l: &'a Layout,
+    gamma: &'a [f64],
+    beta: &'a [f64],
+    frozen: Option<(&'a [f64], &'a [f64])>,
+    activation: Activation,
+}
+
 /// Loss = sum(w * y) so that dy = w; the finite difference of the loss in x_k is dx_k.
-fn loss(
-    x: &[f64],
-    w: &[f64],
-    l: &Layout,
-    gamma: &[f64],
-    beta: &[f64],
-    frozen: Option<(&[f64], &[f64])>,
-) -> f64 {
-    let mut y = vec![0.0; x.len()];
-    let affine = Affine {
-        gamma: Some(gamma),
-        beta: Some(beta),
-    };
-    match frozen {
-        None => {
-            let (mut m, mut s) = (vec![0.0; l.channels], vec![0.0; l.channels]);
-            train(
+fn loss(x: &[f64], w: &[f64], case: &Case<'_>, gamma: &[f64], beta: &[f64]) -> f64 {
+    let n = norm(Some(gamma), Some(beta), 1e-3, case.activation);
+    let y = match case.frozen {
+        None => train_fresh(x, case.l, n).0,
+        Some((rm, rv)) => {
+            let mut y = vec![0.0; x.len()];
+            eval(
                 Io::Separate {
                     src: x,
                     dst: &mut y,
                 },
-                l,
-                affine,
-                1e-3,
-                None,
-                SavedStats {
-                    mean: &mut m,
-                    inv_std: &mut s,
-                },
+                case.l,
+                n,
+                rm,
+                rv,
             )
             .unwrap();
+            y
         }
-        Some((rm, rv)) => eval(
-            Io::Separate {
-                src: x,
-                dst: &mut y,
-            },
-            l,
-            affine,
-            1e-3,
-            rm,
-            rv,
-        )
-        .unwrap(),
-    }
+    };
     y.iter().zip(w).map(|(a, b)| a * b).sum()
 }
 
@@ -274,122 +334,243 @@ fn backward_matches_finite_differences() {
         let beta = rng.vec(l.channels, 0.0, 1.0);
         let rm = rng.vec(l.channels, 0.5, 0.5);
         let rv = rng.vec(l.channels, 1.5, 0.5);
-        for training in [true, false] {
-            let (mut mean, mut inv_std) = (vec![0.0; l.channels], vec![0.0; l.channels]);
-            if training {
+        for (training, activation) in [
+            (true, Activation::None),
+            (false, Activation::None),
+            (true, Activation::Relu),
+            (false, Activation::Relu),
+        ] {
+            let n = norm(Some(&gamma), Some(&beta), 1e-3, activation);
+            let (y, mean, inv_std) = if training {
+                train_fresh(&x, &l, n)
+            } else {
                 let mut y = vec![0.0; l.len()];
-                train(
+                eval(
                     Io::Separate {
                         src: &x,
                         dst: &mut y,
                     },
                     &l,
-                    Affine {
-                        gamma: Some(&gamma),
-                        beta: Some(&beta),
-                    },
-                    1e-3,
-                    None,
-                    SavedStats {
-                        mean: &mut mean,
-                        inv_std: &mut inv_std,
-                    },
+                    n,
+                    &rm,
+                    &rv,
                 )
                 .unwrap();
-            } else {
-                mean.copy_from_slice(&rm);
-                inv_std = rv.iter().map(|v| 1.0 / (v + 1e-3f64).sqrt()).collect();
-            }
-            let (mut dx, mut dg, mut db) = (
-                vec![0.0; l.len()],
-                vec![0.0; l.channels],
-                vec![0.0; l.channels],
-            );
-            backward(
-                Io::Separate {
-                    src: &dy,
-                    dst: &mut dx,
-                },
-                &x,
-                &l,
-                Some(&gamma),
-                Saved {
-                    mean: &mean,
-                    inv_std: &inv_std,
-                },
+                (
+                    y,
+                    rm.clone(),
+                    rv.iter().map(|v| 1.0 / (v + 1e-3f64).sqrt()).collect(),
+                )
+            };
+            let relu_output = (activation == Activation::Relu).then_some(&y[..]);
+            let path = GradPath {
                 training,
-                ParamGrads {
-                    d_gamma: &mut dg,
-                    d_beta: &mut db,
-                },
-            )
-            .unwrap();
+                relu_output,
+            };
+            let saved = Saved {
+                mean: &mean,
+                inv_std: &inv_std,
+            };
+            let (dx, dg, db) = backward_fresh(&dy, &x, &l, &gamma, saved, path);
             let frozen = if training {
                 None
             } else {
                 Some((&rm[..], &rv[..]))
             };
+            let case = Case {
+                l: &l,
+                gamma: &gamma,
+                beta: &beta,
+                frozen,
+                activation,
+            };
             let h = 1e-6;
-            let what = format!("{shape:?} axis {axis} training {training}");
+            let what = format!("{shape:?} axis {axis} training {training} {activation:?}");
+            let close = |fd: f64, got: f64| (fd - got).abs() < 1e-5 * (1.0 + fd.abs());
             let step = (l.len() / 7).max(1);
             for k in (0..l.len()).step_by(step) {
+                // A ReLU kink within h of the output would make the difference meaningless.
+                if relu_output.is_some_and(|y| y[k].abs() < 1e-4) {
+                    continue;
+                }
                 let (mut xp, mut xm) = (x.clone(), x.clone());
                 xp[k] += h;
                 xm[k] -= h;
-                let fd = (loss(&xp, &dy, &l, &gamma, &beta, frozen)
-                    - loss(&xm, &dy, &l, &gamma, &beta, frozen))
+                let fd = (loss(&xp, &dy, &case, case.gamma, case.beta)
+                    - loss(&xm, &dy, &case, case.gamma, case.beta))
                     / (2.0 * h);
-                assert!(
-                    (fd - dx[k]).abs() < 1e-5 * (1.0 + fd.abs()),
-                    "{what} dx[{k}]: fd {fd}, got {}",
-                    dx[k]
-                );
+                assert!(close(fd, dx[k]), "{what} dx[{k}]: fd {fd}, got {}", dx[k]);
             }
             for c in 0..l.channels {
                 let (mut gp, mut gm) = (gamma.clone(), gamma.clone());
                 gp[c] += h;
                 gm[c] -= h;
-                let fd = (loss(&x, &dy, &l, &gp, &beta, frozen)
-                    - loss(&x, &dy, &l, &gm, &beta, frozen))
+                let fd = (loss(&x, &dy, &case, &gp, &beta) - loss(&x, &dy, &case, &gm, &beta))
                     / (2.0 * h);
                 assert!(
-                    (fd - dg[c]).abs() < 1e-5 * (1.0 + fd.abs()),
+                    close(fd, dg[c]),
                     "{what} dGamma[{c}]: fd {fd}, got {}",
                     dg[c]
                 );
                 let (mut bp, mut bm) = (beta.clone(), beta.clone());
                 bp[c] += h;
                 bm[c] -= h;
-                let fd = (loss(&x, &dy, &l, &gamma, &bp, frozen)
-                    - loss(&x, &dy, &l, &gamma, &bm, frozen))
+                let fd = (loss(&x, &dy, &case, &gamma, &bp) - loss(&x, &dy, &case, &gamma, &bm))
                     / (2.0 * h);
                 assert!(
-                    (fd - db[c]).abs() < 1e-5 * (1.0 + fd.abs()),
-                    "{what} dBeta[{c}]"
+                    close(fd, db[c]),
+                    "{what} dBeta[{c}]: fd {fd}, got {}",
+                    db[c]
                 );
             }
             // dx in place over dy gives the same values.
-            let mut dy_in_place = dy.clone();
+            let mut in_place = dy.clone();
             let (mut dg2, mut db2) = (vec![0.0; l.channels], vec![0.0; l.channels]);
+            let params = ParamGrads {
+                d_gamma: &mut dg2,
+                d_beta: &mut db2,
+            };
             backward(
-                Io::InPlace(&mut dy_in_place),
+                Io::InPlace(&mut in_place),
                 &x,
                 &l,
                 Some(&gamma),
-                Saved {
-                    mean: &mean,
-                    inv_std: &inv_std,
-                },
-                training,
-                ParamGrads {
-                    d_gamma: &mut dg2,
-                    d_beta: &mut db2,
-                },
+                saved,
+                path,
+                params,
             )
             .unwrap();
-            assert_eq!(dy_in_place, dx, "{what}: in place");
+            assert_eq!(in_place, dx, "{what}: in place");
         }
     }
+}
+
+#[test]
+fn sharded_statistics_and_sums_reproduce_the_whole_batch() {
+    // Three shards of unequal size (including a single row) along the outer axis.
+    let mut rng = Rng(5);
+    let rows = [5usize, 1, 9];
+    let (c, inner) = (3, 4);
+    let total: usize = rows.iter().sum();
+    let whole_l = Layout {
+        outer: total,
+        channels: c,
+        inner,
+    };
+    let x = rng.vec(whole_l.len(), 2.0, 3.0);
+    let dy = rng.vec(whole_l.len(), 0.0, 1.0);
+    let gamma = rng.vec(c, 1.0, 0.5);
+    let n = norm(Some(&gamma), None, 1e-5, Activation::None);
+    let (y, mean, inv_std) = train_fresh(&x, &whole_l, n);
+    let (dx, dg, db) = backward_fresh(
+        &dy,
+        &x,
+        &whole_l,
+        &gamma,
+        Saved {
+            mean: &mean,
+            inv_std: &inv_std,
+        },
+        GradPath {
+            training: true,
+            relu_output: None,
+        },
+    );
+
+    let shards: Vec<(Layout, std::ops::Range<usize>)> = rows
+        .iter()
+        .scan(0, |start, &r| {
+            let l = Layout {
+                outer: r,
+                channels: c,
+                inner,
+            };
+            let range = *start..*start + l.len();
+            *start += l.len();
+            Some((l, range))
+        })
+        .collect();
+    let mut merged = vec![Moments::default(); c];
+    for (l, range) in &shards {
+        for (m, part) in merged
+            .iter_mut()
+            .zip(channel_moments(&x[range.clone()], l).unwrap())
+        {
+            *m = m.merge(&part);
+        }
+    }
+    let mut sums = vec![Default::default(); c];
+    let mut shard_y = Vec::new();
+    let (mut m_s, mut s_s) = (vec![0.0; c], vec![0.0; c]);
+    for (l, range) in &shards {
+        let mut part_y = vec![0.0; l.len()];
+        let saved = SavedStats {
+            mean: &mut m_s,
+            inv_std: &mut s_s,
+        };
+        train_with_moments(
+            Io::Separate {
+                src: &x[range.clone()],
+                dst: &mut part_y,
+            },
+            l,
+            n,
+            &merged,
+            None,
+            saved,
+        )
+        .unwrap();
+        shard_y.extend(part_y);
+        let saved = Saved {
+            mean: &m_s,
+            inv_std: &s_s,
+        };
+        for (s, part) in sums
+            .iter_mut()
+            .zip(grad_sums(&dy[range.clone()], &x[range.clone()], l, saved, None).unwrap())
+        {
+            let s: &mut batchnorm_core::GradSums = s;
+            s.sum_dy += part.sum_dy;
+            s.sum_dy_xhat += part.sum_dy_xhat;
+        }
+    }
+    assert_close(&shard_y, &y, 1e-12, "sharded y");
+    assert_close(&m_s, &mean, 1e-12, "sharded mean");
+    let mut shard_dx = Vec::new();
+    for (l, range) in &shards {
+        let (mut part_dx, mut dg_s, mut db_s) = (vec![0.0; l.len()], vec![0.0; c], vec![0.0; c]);
+        let params = ParamGrads {
+            d_gamma: &mut dg_s,
+            d_beta: &mut db_s,
+        };
+        let saved = Saved {
+            mean: &m_s,
+            inv_std: &s_s,
+        };
+        let path = GradPath {
+            training: true,
+            relu_output: None,
+        };
+        backward_with_sums(
+            Io::Separate {
+                src: &dy[range.clone()],
+                dst: &mut part_dx,
+            },
+            &x[range.clone()],
+            l,
+            Some(&gamma),
+            saved,
+            path,
+            &sums,
+            total as f64 * inner as f64,
+            params,
+        )
+        .unwrap();
+        shard_dx.extend(part_dx);
+        assert_close(&dg_s, &dg, 1e-12, "sharded dGamma");
+        assert_close(&db_s, &db, 1e-12, "sharded dBeta");
+    }
+    assert_close(&shard_dx, &dx, 1e-12, "sharded dx");
 }
 
 #[test]
@@ -399,6 +580,7 @@ fn bad_arguments_are_errors_and_write_nothing() {
     let mut y = [7.0f64; 6];
     let (mut m, mut s) = ([0.0; 3], [0.0; 3]);
     let (mut rm, mut rv) = ([5.0; 3], [5.0; 3]);
+    let plain = norm(None, None, 1e-5, Activation::None);
     let bad_gamma = [1.0; 2];
     let err = train(
         Io::Separate {
@@ -406,11 +588,7 @@ fn bad_arguments_are_errors_and_write_nothing() {
             dst: &mut y,
         },
         &l,
-        Affine {
-            gamma: Some(&bad_gamma),
-            beta: None,
-        },
-        1e-5,
+        norm(Some(&bad_gamma), None, 1e-5, Activation::None),
         Some(RunningStats {
             mean: &mut rm,
             var: &mut rv,
@@ -429,11 +607,7 @@ fn bad_arguments_are_errors_and_write_nothing() {
             dst: &mut y,
         },
         &l,
-        Affine {
-            gamma: None,
-            beta: None,
-        },
-        1e-5,
+        plain,
         Some(RunningStats {
             mean: &mut rm,
             var: &mut rv,
@@ -447,36 +621,30 @@ fn bad_arguments_are_errors_and_write_nothing() {
     .unwrap_err();
     assert!(err.message.contains("momentum"));
     let one = Layout::from_shape(&[1, 3], 1).unwrap();
+    let saved = SavedStats {
+        mean: &mut m,
+        inv_std: &mut s,
+    };
     let err = train(
         Io::Separate {
             src: &x[..3],
             dst: &mut y[..3],
         },
         &one,
-        Affine {
-            gamma: None,
-            beta: None,
-        },
-        1e-5,
+        plain,
         None,
-        SavedStats {
-            mean: &mut m,
-            inv_std: &mut s,
-        },
+        saved,
     )
     .unwrap_err();
     assert!(err.message.contains("more than 1 value per channel"));
+    let zero_eps = norm(None, None, 0.0, Activation::None);
     let err = eval(
         Io::Separate {
             src: &x,
             dst: &mut y,
         },
         &l,
-        Affine {
-            gamma: None,
-            beta: None,
-        },
-        0.0,
+        zero_eps,
         &rm,
         &rv,
     )
@@ -494,26 +662,7 @@ fn results_do_not_depend_on_thread_count() {
     let x = rng.vec(l.len(), 0.0, 1.0);
     let run = |threads| {
         batchnorm_core::set_num_threads(threads).unwrap();
-        let (mut y, mut m, mut s) = (vec![0.0; l.len()], vec![0.0; 8], vec![0.0; 8]);
-        train(
-            Io::Separate {
-                src: &x,
-                dst: &mut y,
-            },
-            &l,
-            Affine {
-                gamma: None,
-                beta: None,
-            },
-            1e-5,
-            None,
-            SavedStats {
-                mean: &mut m,
-                inv_std: &mut s,
-            },
-        )
-        .unwrap();
-        (y, m, s)
+        train_fresh(&x, &l, norm(None, None, 1e-5, Activation::None))
     };
     let one = run(1);
     let four = run(4);

@@ -34,7 +34,22 @@ macro_rules! raw_array {
 raw_array!(Float32Array, Float32ArraySlice, f32);
 raw_array!(Float64Array, Float64ArraySlice, f64);
 
-/// A named region of memory one call touches.
+/// The bytes one argument of a call covers, and whether the call writes them.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub name: &'static str,
+    pub bytes: std::ops::Range<usize>,
+    pub written: bool,
+}
+
+impl Span {
+    fn overlaps(&self, other: &Span) -> bool {
+        let (a, b) = (&self.bytes, &other.bytes);
+        !a.is_empty() && !b.is_empty() && a.start < b.end && b.start < a.end
+    }
+}
+
+/// A named, typed region of memory one call touches.
 #[derive(Clone, Copy)]
 pub struct Region<T> {
     pub name: &'static str,
@@ -46,29 +61,16 @@ pub struct Region<T> {
 impl<T> Region<T> {
     pub fn read(name: &'static str, array: &impl RawArray<Elem = T>) -> Self {
         let (ptr, len) = array.region();
-        Self {
-            name,
-            ptr,
-            len,
-            written: false,
-        }
+        Self { name, ptr, len, written: false }
     }
 
     pub fn write(name: &'static str, array: &impl RawArray<Elem = T>) -> Self {
-        Self {
-            written: true,
-            ..Self::read(name, array)
-        }
+        Self { written: true, ..Self::read(name, array) }
     }
 
-    fn bytes(&self) -> std::ops::Range<usize> {
+    pub fn span(&self) -> Span {
         let start = self.ptr as usize;
-        start..start + self.len * std::mem::size_of::<T>()
-    }
-
-    fn overlaps(&self, other: &Region<T>) -> bool {
-        let (a, b) = (self.bytes(), other.bytes());
-        !a.is_empty() && !b.is_empty() && a.start < b.end && b.start < a.end
+        Span { name: self.name, bytes: start..start + self.len * std::mem::size_of::<T>(), written: self.written }
     }
 
     /// Same memory exactly: the one overlap allowed (`out` over its source).
@@ -98,17 +100,17 @@ impl<T> Region<T> {
     }
 }
 
-/// Fails when a written region overlaps any other region, except `allowed` pairs.
-pub fn check_disjoint<T>(regions: &[Region<T>], allowed: &[(&str, &str)]) -> Result<()> {
-    for (i, a) in regions.iter().enumerate() {
-        for b in &regions[i + 1..] {
+/// Fails when a written span overlaps any other span, except an `allowed` pair that
+/// covers exactly the same bytes.
+pub fn check_disjoint(spans: &[Span], allowed: (&str, &str)) -> Result<()> {
+    for (i, a) in spans.iter().enumerate() {
+        for b in &spans[i + 1..] {
             if !(a.written || b.written) || !a.overlaps(b) {
                 continue;
             }
-            let pair_allowed = allowed
-                .iter()
-                .any(|&(p, q)| (a.name, b.name) == (p, q) || (a.name, b.name) == (q, p));
-            if !(pair_allowed && a.is_same(b)) {
+            let names = (a.name, b.name);
+            let pair_allowed = names == allowed || names == (allowed.1, allowed.0);
+            if !(pair_allowed && a.bytes == b.bytes) {
                 return Err(Error::new(
                     Status::InvalidArg,
                     format!("{} must not share memory with {}", b.name, a.name),

@@ -3,7 +3,8 @@
 //! array is allocated by the TypeScript side and passed in. No math lives here.
 //!
 //! Each op exists as f32/f64 and sync/Async (the Async forms run on libuv's pool, so the
-//! event loop stays free while rayon works).
+//! event loop stays free while rayon works). Per-channel statistics and sums exchanged
+//! between workers are always Float64Array.
 
 mod arrays;
 mod jobs;
@@ -12,220 +13,87 @@ mod shape;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use jobs::{BackwardJob, EvalJob, TrainJob};
+use jobs::{BackwardJob, EvalJob, GivenStats, GivenSums, GradSumsJob, MomentsJob, TrainJob};
 
-macro_rules! dtype_functions {
-    ($owned:ident, $slice:ident, $train:ident, $train_async:ident, $eval:ident, $eval_async:ident, $backward:ident, $backward_async:ident) => {
+/// One `#[napi]` function: `sync` runs the job now, `async` returns it as a Promise.
+macro_rules! binding_fn {
+    (sync $name:ident, $job:ty, ($($arg:ident: $ty:ty),*) => $ctor:expr) => {
         #[napi]
         #[allow(clippy::too_many_arguments)]
-        pub fn $train(
-            x: $slice,
-            shape: Vec<f64>,
-            axis: f64,
-            eps: f64,
-            gamma: Option<$slice>,
-            beta: Option<$slice>,
-            running_mean: Option<$slice>,
-            running_var: Option<$slice>,
-            momentum: f64,
-            out: $slice,
-            mean: $slice,
-            inv_std: $slice,
-        ) -> Result<()> {
-            TrainJob {
-                x,
-                shape,
-                axis,
-                eps,
-                gamma,
-                beta,
-                running_mean,
-                running_var,
-                momentum,
-                out,
-                mean,
-                inv_std,
-            }
-            .run()
+        pub fn $name($($arg: $ty),*) -> Result<()> {
+            $ctor.run()
         }
-
+    };
+    (async $name:ident, $job:ty, ($($arg:ident: $ty:ty),*) => $ctor:expr) => {
         #[napi]
         #[allow(clippy::too_many_arguments)]
-        pub fn $train_async(
-            x: $owned,
-            shape: Vec<f64>,
-            axis: f64,
-            eps: f64,
-            gamma: Option<$owned>,
-            beta: Option<$owned>,
-            running_mean: Option<$owned>,
-            running_var: Option<$owned>,
-            momentum: f64,
-            out: $owned,
-            mean: $owned,
-            inv_std: $owned,
-        ) -> AsyncTask<TrainJob<$owned>> {
-            AsyncTask::new(TrainJob {
-                x,
-                shape,
-                axis,
-                eps,
-                gamma,
-                beta,
-                running_mean,
-                running_var,
-                momentum,
-                out,
-                mean,
-                inv_std,
-            })
-        }
-
-        #[napi]
-        #[allow(clippy::too_many_arguments)]
-        pub fn $eval(
-            x: $slice,
-            shape: Vec<f64>,
-            axis: f64,
-            eps: f64,
-            gamma: Option<$slice>,
-            beta: Option<$slice>,
-            running_mean: $slice,
-            running_var: $slice,
-            out: $slice,
-        ) -> Result<()> {
-            EvalJob {
-                x,
-                shape,
-                axis,
-                eps,
-                gamma,
-                beta,
-                running_mean,
-                running_var,
-                out,
-            }
-            .run()
-        }
-
-        #[napi]
-        #[allow(clippy::too_many_arguments)]
-        pub fn $eval_async(
-            x: $owned,
-            shape: Vec<f64>,
-            axis: f64,
-            eps: f64,
-            gamma: Option<$owned>,
-            beta: Option<$owned>,
-            running_mean: $owned,
-            running_var: $owned,
-            out: $owned,
-        ) -> AsyncTask<EvalJob<$owned>> {
-            AsyncTask::new(EvalJob {
-                x,
-                shape,
-                axis,
-                eps,
-                gamma,
-                beta,
-                running_mean,
-                running_var,
-                out,
-            })
-        }
-
-        #[napi]
-        #[allow(clippy::too_many_arguments)]
-        pub fn $backward(
-            dy: $slice,
-            x: $slice,
-            shape: Vec<f64>,
-            axis: f64,
-            gamma: Option<$slice>,
-            mean: $slice,
-            inv_std: $slice,
-            training: bool,
-            out: $slice,
-            d_gamma: $slice,
-            d_beta: $slice,
-        ) -> Result<()> {
-            BackwardJob {
-                dy,
-                x,
-                shape,
-                axis,
-                gamma,
-                mean,
-                inv_std,
-                training,
-                out,
-                d_gamma,
-                d_beta,
-            }
-            .run()
-        }
-
-        #[napi]
-        #[allow(clippy::too_many_arguments)]
-        pub fn $backward_async(
-            dy: $owned,
-            x: $owned,
-            shape: Vec<f64>,
-            axis: f64,
-            gamma: Option<$owned>,
-            mean: $owned,
-            inv_std: $owned,
-            training: bool,
-            out: $owned,
-            d_gamma: $owned,
-            d_beta: $owned,
-        ) -> AsyncTask<BackwardJob<$owned>> {
-            AsyncTask::new(BackwardJob {
-                dy,
-                x,
-                shape,
-                axis,
-                gamma,
-                mean,
-                inv_std,
-                training,
-                out,
-                d_gamma,
-                d_beta,
-            })
+        pub fn $name($($arg: $ty),*) -> AsyncTask<$job> {
+            AsyncTask::new($ctor)
         }
     };
 }
 
-dtype_functions!(
-    Float32Array,
-    Float32ArraySlice,
-    train_f32,
-    train_f32_async,
-    eval_f32,
-    eval_f32_async,
-    backward_f32,
-    backward_f32_async
-);
-dtype_functions!(
-    Float64Array,
-    Float64ArraySlice,
-    train_f64,
-    train_f64_async,
-    eval_f64,
-    eval_f64_async,
-    backward_f64,
-    backward_f64_async
-);
+/// Every op for one array type `$a` (and `$f` for the f64 per-channel buffers).
+macro_rules! ops {
+    ($mode:ident, $a:ty, $f:ty, $train:ident, $train_with_stats:ident, $eval:ident, $backward:ident,
+     $backward_with_sums:ident, $moments:ident, $grad_sums:ident) => {
+        binding_fn!($mode $train, TrainJob<$a, $f>, (
+            x: $a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$a>, beta: Option<$a>,
+            running_mean: Option<$a>, running_var: Option<$a>, momentum: f64, relu: bool,
+            out: $a, mean: $a, inv_std: $a
+        ) => TrainJob::<$a, $f> {
+            x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, relu, given: None, out, mean, inv_std,
+        });
+        binding_fn!($mode $train_with_stats, TrainJob<$a, $f>, (
+            x: $a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$a>, beta: Option<$a>,
+            running_mean: Option<$a>, running_var: Option<$a>, momentum: f64, relu: bool,
+            count: f64, stats_mean: $f, stats_m2: $f, out: $a, mean: $a, inv_std: $a
+        ) => TrainJob {
+            x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, relu,
+            given: Some(GivenStats { count, mean: stats_mean, m2: stats_m2 }), out, mean, inv_std,
+        });
+        binding_fn!($mode $eval, EvalJob<$a>, (
+            x: $a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$a>, beta: Option<$a>,
+            running_mean: $a, running_var: $a, relu: bool, out: $a
+        ) => EvalJob { x, shape, axis, eps, gamma, beta, running_mean, running_var, relu, out });
+        binding_fn!($mode $backward, BackwardJob<$a, $f>, (
+            dy: $a, x: $a, shape: Vec<f64>, axis: f64, gamma: Option<$a>, mean: $a, inv_std: $a,
+            training: bool, y: Option<$a>, out: $a, d_gamma: $a, d_beta: $a
+        ) => BackwardJob::<$a, $f> {
+            dy, x, shape, axis, gamma, mean, inv_std, training, y, given: None, out, d_gamma, d_beta,
+        });
+        binding_fn!($mode $backward_with_sums, BackwardJob<$a, $f>, (
+            dy: $a, x: $a, shape: Vec<f64>, axis: f64, gamma: Option<$a>, mean: $a, inv_std: $a,
+            training: bool, y: Option<$a>, count: f64, sum_dy: $f, sum_dy_xhat: $f,
+            out: $a, d_gamma: $a, d_beta: $a
+        ) => BackwardJob {
+            dy, x, shape, axis, gamma, mean, inv_std, training, y,
+            given: Some(GivenSums { count, sum_dy, sum_dy_xhat }), out, d_gamma, d_beta,
+        });
+        binding_fn!($mode $moments, MomentsJob<$a, $f>, (
+            x: $a, shape: Vec<f64>, axis: f64, mean: $f, m2: $f
+        ) => MomentsJob { x, shape, axis, mean, m2 });
+        binding_fn!($mode $grad_sums, GradSumsJob<$a, $f>, (
+            dy: $a, x: $a, shape: Vec<f64>, axis: f64, mean: $a, inv_std: $a, y: Option<$a>,
+            sum_dy: $f, sum_dy_xhat: $f
+        ) => GradSumsJob { dy, x, shape, axis, mean, inv_std, y, sum_dy, sum_dy_xhat });
+    };
+}
+
+ops!(sync, Float32ArraySlice, Float64ArraySlice, train_f32, train_with_stats_f32, eval_f32, backward_f32,
+     backward_with_sums_f32, moments_f32, grad_sums_f32);
+ops!(async, Float32Array, Float64Array, train_f32_async, train_with_stats_f32_async, eval_f32_async,
+     backward_f32_async, backward_with_sums_f32_async, moments_f32_async, grad_sums_f32_async);
+ops!(sync, Float64ArraySlice, Float64ArraySlice, train_f64, train_with_stats_f64, eval_f64, backward_f64,
+     backward_with_sums_f64, moments_f64, grad_sums_f64);
+ops!(async, Float64Array, Float64Array, train_f64_async, train_with_stats_f64_async, eval_f64_async,
+     backward_f64_async, backward_with_sums_f64_async, moments_f64_async, grad_sums_f64_async);
 
 /// Resizes the native thread pool (work already running finishes on the old one).
 #[napi]
 pub fn set_num_threads(threads: f64) -> Result<()> {
-    if !(threads.is_finite() && threads.fract() == 0.0 && threads >= 1.0 && threads <= 1024.0) {
-        return Err(Error::new(
-            Status::InvalidArg,
-            format!("threads must be an integer in [1, 1024], got {threads}"),
-        ));
+    if !(threads.is_finite() && threads.fract() == 0.0 && (1.0..=1024.0).contains(&threads)) {
+        return Err(Error::new(Status::InvalidArg, format!("threads must be an integer in [1, 1024], got {threads}")));
     }
     batchnorm_core::set_num_threads(threads as usize).map_err(shape::core_error)
 }
