@@ -45,7 +45,11 @@ function trainOutputs(plan: TrainPlan): TrainResult {
 
 function backwardOutputs(plan: BackwardPlan): BackwardResult {
   const c = plan.layout.channels;
-  return { dx: plan.out ?? allocLike(plan.x, plan.x.length), dGamma: allocLike(plan.x, c), dBeta: allocLike(plan.x, c) };
+  return {
+    dx: plan.out ?? allocLike(plan.x, plan.x.length),
+    dGamma: allocLike(plan.x, c),
+    dBeta: allocLike(plan.x, c),
+  };
 }
 
 function statsOutputs(plan: StatsPlan): ChannelStats {

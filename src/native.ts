@@ -97,16 +97,65 @@ function bindingCalls(b: NativeBinding, async: boolean) {
   const f = (x: FloatArray) => byDtype(b, x, async);
   return {
     train: (p, y, mean, invStd) =>
-      f(p.x).train(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, p.momentum, p.relu, y, mean, invStd),
+      f(p.x).train(
+        p.x,
+        p.shape,
+        p.axis,
+        p.eps,
+        p.gamma,
+        p.beta,
+        p.runningMean,
+        p.runningVar,
+        p.momentum,
+        p.relu,
+        y,
+        mean,
+        invStd,
+      ),
     trainWithStats: (p, y, mean, invStd) =>
-      f(p.x).trainWithStats(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, p.momentum, p.relu, p.stats.count, p.stats.mean, p.stats.m2, y, mean, invStd),
-    evaluate: (p, y) => f(p.x).evaluate(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, p.relu, y),
+      f(p.x).trainWithStats(
+        p.x,
+        p.shape,
+        p.axis,
+        p.eps,
+        p.gamma,
+        p.beta,
+        p.runningMean,
+        p.runningVar,
+        p.momentum,
+        p.relu,
+        p.stats.count,
+        p.stats.mean,
+        p.stats.m2,
+        y,
+        mean,
+        invStd,
+      ),
+    evaluate: (p, y) =>
+      f(p.x).evaluate(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, p.relu, y),
     backward: (p, dx, dGamma, dBeta) =>
       f(p.x).backward(p.dy, p.x, p.shape, p.axis, p.gamma, p.mean, p.invStd, p.training, p.y, dx, dGamma, dBeta),
     backwardWithSums: (p, dx, dGamma, dBeta) =>
-      f(p.x).backwardWithSums(p.dy, p.x, p.shape, p.axis, p.gamma, p.mean, p.invStd, p.training, p.y, p.sums.count, p.sums.sumDy, p.sums.sumDyXhat, dx, dGamma, dBeta),
+      f(p.x).backwardWithSums(
+        p.dy,
+        p.x,
+        p.shape,
+        p.axis,
+        p.gamma,
+        p.mean,
+        p.invStd,
+        p.training,
+        p.y,
+        p.sums.count,
+        p.sums.sumDy,
+        p.sums.sumDyXhat,
+        dx,
+        dGamma,
+        dBeta,
+      ),
     stats: (p, mean, m2) => f(p.x).moments(p.x, p.shape, p.axis, mean, m2),
-    backwardSums: (p, sumDy, sumDyXhat) => f(p.x).gradSums(p.dy, p.x, p.shape, p.axis, p.mean, p.invStd, p.y, sumDy, sumDyXhat),
+    backwardSums: (p, sumDy, sumDyXhat) =>
+      f(p.x).gradSums(p.dy, p.x, p.shape, p.axis, p.mean, p.invStd, p.y, sumDy, sumDyXhat),
   } satisfies { [K in keyof Kernels]: (...args: Parameters<Kernels[K]>) => unknown };
 }
 

@@ -120,7 +120,12 @@ function checkOptions(options: unknown, required: boolean): Record<string, unkno
 }
 
 /** Shape, axis and x.length together: returns the [outer, C, inner] view. */
-function checkShape(x: FloatArray, xName: string, shape: unknown, axisOption: unknown): {
+function checkShape(
+  x: FloatArray,
+  xName: string,
+  shape: unknown,
+  axisOption: unknown,
+): {
   shape: number[];
   axis: number;
   layout: Layout;
@@ -137,7 +142,9 @@ function checkShape(x: FloatArray, xName: string, shape: unknown, axisOption: un
     throw new TypeError(`axis must be an integer, got ${describe(axis)}`);
   }
   if (axis < -dims.length || axis >= dims.length) {
-    throw new RangeError(`axis must be in [${-dims.length}, ${dims.length - 1}] for a rank-${dims.length} shape, got ${axis}`);
+    throw new RangeError(
+      `axis must be in [${-dims.length}, ${dims.length - 1}] for a rank-${dims.length} shape, got ${axis}`,
+    );
   }
   const size = dims.reduce((p, d) => p * d, 1);
   if (size !== x.length) {
@@ -208,7 +215,12 @@ function checkOut(v: unknown, x: FloatArray): FloatArray | null {
 const SHARD = Symbol('shard');
 const SINGLE_ROW_OK = { [SHARD]: true };
 
-function checkCountPerChannel(layout: Layout, shape: number[], axis: number, options: Record<string | symbol, unknown>): void {
+function checkCountPerChannel(
+  layout: Layout,
+  shape: number[],
+  axis: number,
+  options: Record<string | symbol, unknown>,
+): void {
   if (options[SHARD]) return;
   const m = layout.outer * layout.inner;
   if (m < 2) {
@@ -310,7 +322,13 @@ export function validateEval(x: unknown, shape: unknown, options: unknown): Eval
   return { x: xs, ...s, eps, gamma, beta, runningMean, runningVar, relu, out };
 }
 
-export function validateBackward(dy: unknown, x: unknown, shape: unknown, saved: unknown, options: unknown): BackwardPlan {
+export function validateBackward(
+  dy: unknown,
+  x: unknown,
+  shape: unknown,
+  saved: unknown,
+  options: unknown,
+): BackwardPlan {
   const dys = checkData('dy', dy);
   const xs = checkSameDtype('x', x, dys, 'dy');
   const o = checkOptions(options, false);
@@ -372,7 +390,12 @@ function checkStats(v: unknown, channels: number): ChannelStats {
   };
 }
 
-export function validateTrainWithStats(x: unknown, shape: unknown, stats: unknown, options: unknown): TrainWithStatsPlan {
+export function validateTrainWithStats(
+  x: unknown,
+  shape: unknown,
+  stats: unknown,
+  options: unknown,
+): TrainWithStatsPlan {
   const xs = checkData('x', x);
   const o = checkOptions(options, false);
   const s = checkShape(xs, 'x', shape, o.axis);
@@ -407,6 +430,12 @@ export function validateBackwardWithSums(
   return { ...plan, sums: checkedSums };
 }
 
-export function validateBackwardSums(dy: unknown, x: unknown, shape: unknown, saved: unknown, options: unknown): BackwardPlan {
+export function validateBackwardSums(
+  dy: unknown,
+  x: unknown,
+  shape: unknown,
+  saved: unknown,
+  options: unknown,
+): BackwardPlan {
   return validateBackward(dy, x, shape, saved, { ...checkOptions(options, false), ...SINGLE_ROW_OK });
 }

@@ -55,11 +55,22 @@ export function backward(plan: BackwardPlan, dx: FloatArray, dGamma: FloatArray,
 }
 
 /** dx of this shard and the parameter gradients, from sums reduced over every shard. */
-export function backwardWithSums(plan: BackwardWithSumsPlan, dx: FloatArray, dGamma: FloatArray, dBeta: FloatArray): void {
+export function backwardWithSums(
+  plan: BackwardWithSumsPlan,
+  dx: FloatArray,
+  dGamma: FloatArray,
+  dBeta: FloatArray,
+): void {
   finishBackward(plan, plan.sums, dx, dGamma, dBeta);
 }
 
-function finishBackward(plan: BackwardPlan, sums: GradSums, dx: FloatArray, dGamma: FloatArray, dBeta: FloatArray): void {
+function finishBackward(
+  plan: BackwardPlan,
+  sums: GradSums,
+  dx: FloatArray,
+  dGamma: FloatArray,
+  dBeta: FloatArray,
+): void {
   const { channels } = plan.layout;
   const k = channelAffine(channels);
   for (let c = 0; c < channels; c++) {

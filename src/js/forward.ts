@@ -1,7 +1,8 @@
 // Forward kernels of the fallback, mirroring forward.rs: statistics, then one fused
 // (x - mean) * (gamma * invStd) + beta pass.
-import type { EvalPlan, TrainPlan, TrainWithStatsPlan } from '../validate';
+
 import type { FloatArray } from '../types';
+import type { EvalPlan, TrainPlan, TrainWithStatsPlan } from '../validate';
 import { applyChannelAffine, channelAffine } from './elementwise';
 import { type ChannelMoments, channelMoments, updateRunningStats } from './stats';
 
