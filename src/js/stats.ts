@@ -51,12 +51,15 @@ function momentsByRow(x: FloatArray, { outer, channels, inner }: Layout): Channe
       let sum = 0;
       for (let i = start; i < end; i++) sum += x[i];
       const mean = sum / inner;
+      // Deviations from that mean; their sum corrects its rounding (corrected two-pass).
+      let deviation = 0;
       let m2 = 0;
       for (let i = start; i < end; i++) {
         const d = x[i] - mean;
+        deviation += d;
         m2 += d * d;
       }
-      mergeInto(acc, c, inner, mean, m2);
+      mergeInto(acc, c, inner, mean + deviation / inner, m2 - (deviation * deviation) / inner);
     }
   }
   return acc;
@@ -68,6 +71,7 @@ function momentsByColumn(x: FloatArray, { outer, channels, inner }: Layout): Cha
   const acc = emptyMoments(channels);
   const columnSum = new Float64Array(width);
   const columnMean = new Float64Array(width);
+  const columnSquares = new Float64Array(width);
   const blockRows = Math.max(1, Math.floor(BLOCK_ELEMENTS / Math.max(width, 1)));
   for (let r0 = 0; r0 < outer; r0 += blockRows) {
     const r1 = Math.min(outer, r0 + blockRows);
@@ -82,18 +86,25 @@ function momentsByColumn(x: FloatArray, { outer, channels, inner }: Layout): Cha
       for (let j = c * inner; j < (c + 1) * inner; j++) sum += columnSum[j];
       columnMean.fill(sum / n, c * inner, (c + 1) * inner);
     }
+    // Deviations from that mean; their sum corrects its rounding (corrected two-pass).
     columnSum.fill(0);
+    columnSquares.fill(0);
     for (let r = r0; r < r1; r++) {
       const base = r * width;
       for (let j = 0; j < width; j++) {
         const d = x[base + j] - columnMean[j];
-        columnSum[j] += d * d;
+        columnSum[j] += d;
+        columnSquares[j] += d * d;
       }
     }
     for (let c = 0; c < channels; c++) {
-      let m2 = 0;
-      for (let j = c * inner; j < (c + 1) * inner; j++) m2 += columnSum[j];
-      mergeInto(acc, c, n, columnMean[c * inner], m2);
+      let deviation = 0;
+      let squares = 0;
+      for (let j = c * inner; j < (c + 1) * inner; j++) {
+        deviation += columnSum[j];
+        squares += columnSquares[j];
+      }
+      mergeInto(acc, c, n, columnMean[c * inner] + deviation / n, squares - (deviation * deviation) / n);
     }
   }
   return acc;

@@ -81,17 +81,28 @@ pub(crate) fn channel_moments_in<T: Element>(exec: Exec, x: &[T], layout: &Layou
                         m2: 0.0,
                     });
                 }
-                // Pass 2: squared deviations from that mean, while the block is cached.
+                // Pass 2: deviations from that mean, while the block is cached. Their sum
+                // corrects the rounding of the pass-1 mean (the "corrected two-pass" form).
+                column_sum.fill(0.0);
                 column_m2.fill(0.0);
                 for row in rows() {
-                    for ((m2, mean), v) in column_m2.iter_mut().zip(&column_mean).zip(row) {
+                    for (((s, m2), mean), v) in column_sum
+                        .iter_mut()
+                        .zip(column_m2.iter_mut())
+                        .zip(&column_mean)
+                        .zip(row)
+                    {
                         let d = v.to_f64() - mean;
+                        *s += d;
                         *m2 += d * d;
                     }
                 }
                 for ((run, moments), total) in runs.iter().zip(&mut block_moments).zip(&mut totals)
                 {
-                    moments.m2 = column_m2[run.columns.clone()].iter().sum();
+                    let deviation: f64 = column_sum[run.columns.clone()].iter().sum();
+                    let squares: f64 = column_m2[run.columns.clone()].iter().sum();
+                    moments.mean += deviation / moments.count;
+                    moments.m2 = squares - deviation * deviation / moments.count;
                     *total = total.merge(moments);
                 }
             }
