@@ -3,7 +3,7 @@
 // -> null, with an error that lists everything tried. Importing never throws here.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type * as Binding from '../native/binding';
 import { type AsyncKernels, createBackend, type Kernels } from './backend';
 import type { Backend, FloatArray } from './types';
@@ -56,7 +56,8 @@ export function loadBinding(): LoadResult {
   const triple = platformTriple();
   const root = packageRoot();
   const candidates: string[] = [];
-  if (process.env.BATCHNORM_NATIVE_PATH) candidates.push(process.env.BATCHNORM_NATIVE_PATH);
+  // Resolved against the working directory: require() alone would read a relative path from here.
+  if (process.env.BATCHNORM_NATIVE_PATH) candidates.push(resolve(process.env.BATCHNORM_NATIVE_PATH));
   candidates.push(join(root, 'native', `${PACKAGE_NAME}.${triple}.node`), `${PACKAGE_NAME}-${triple}`);
   const failures: string[] = [];
   for (const candidate of candidates) {
@@ -69,7 +70,8 @@ export function loadBinding(): LoadResult {
   const error = new Error(
     `batchnorm: no native binary for ${triple} (${process.platform}/${process.arch}${
       process.platform === 'linux' ? `, libc ${isMusl() ? 'musl' : 'glibc'}` : ''
-    }); tried:\n${failures.join('\n')}\nUsing the pure-TypeScript backend. Build from source with \`npm run build:native\`.`,
+    }); tried:\n${failures.join('\n')}\nUsing the pure-TypeScript backend. For the native one, install ${PACKAGE_NAME}-${triple} ` +
+      '(npm installs it unless optional dependencies are omitted), or build from source and set BATCHNORM_NATIVE_PATH.',
   );
   return { binding: null, error, source: null };
 }
