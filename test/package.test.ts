@@ -41,7 +41,9 @@ function run(
   cwd: string,
   env: NodeJS.ProcessEnv = process.env,
 ): SpawnSyncReturns<string> {
-  return spawnSync(command, args, { cwd, env, encoding: 'utf8', timeout: 120_000 });
+  // On Windows npm is npm.cmd, which Node only starts through a shell.
+  const shell = process.platform === 'win32' && command === 'npm';
+  return spawnSync(command, args, { cwd, env, encoding: 'utf8', timeout: 120_000, shell });
 }
 
 function mustRun(command: string, args: string[], cwd: string, env?: NodeJS.ProcessEnv): string {
@@ -195,18 +197,21 @@ function expectHandComputed(report: Report): void {
   }
 }
 
-/** The environment of a user's machine: no Rust on PATH, no npm/batchnorm settings from this run. */
-function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const hasRust = (dir: string) =>
-    ['cargo', 'rustc', 'cargo.exe', 'rustc.exe'].some((tool) => existsSync(join(dir, tool)));
+/**
+ * The environment of a user's machine: no Rust (folders holding cargo or rustc leave PATH,
+ * unless npm lives there too, and `noRust` puts failing cargo and rustc first), and no npm or
+ * batchnorm settings from this test run.
+ */
+function userEnv(noRust: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const has = (dir: string, tool: string) => existsSync(join(dir, tool)) || existsSync(join(dir, `${tool}.exe`));
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (!key.startsWith('npm_') && !key.startsWith('BATCHNORM_')) env[key] = value;
   }
-  env.PATH = (process.env.PATH ?? '')
+  const path = (process.env.PATH ?? '')
     .split(delimiter)
-    .filter((dir) => dir && !hasRust(dir))
-    .join(delimiter);
+    .filter((dir) => dir && (has(dir, 'npm') || !(has(dir, 'cargo') || has(dir, 'rustc'))));
+  env.PATH = [noRust, ...path].join(delimiter);
   return { ...env, ...extra };
 }
 
@@ -215,8 +220,10 @@ describe.skipIf(!hasBinary)(installTitle, () => {
   let withNative: string;
   let jsOnly: string;
 
+  const env = (extra?: Record<string, string>) => userEnv(join(work, 'no-rust'), extra);
+
   function check(project: string, script: 'check.cjs' | 'check.mjs', extra?: Record<string, string>): Report {
-    return JSON.parse(mustRun(process.execPath, [script], project, userEnv(extra)));
+    return JSON.parse(mustRun(process.execPath, [script], project, env(extra)));
   }
 
   beforeAll(() => {
@@ -225,6 +232,13 @@ describe.skipIf(!hasBinary)(installTitle, () => {
     const tarballs = join(work, 'tarballs');
     const cache = join(work, 'npm-cache');
     mkdirSync(tarballs);
+    const noRust = join(work, 'no-rust');
+    mkdirSync(noRust);
+    for (const tool of ['cargo', 'rustc']) {
+      writeFileSync(join(noRust, tool), `#!/bin/sh\necho "${tool}: not on this machine" >&2\nexit 127\n`, {
+        mode: 0o755,
+      });
+    }
 
     // 1. The main package as `npm publish` would ship it: `npm pack` (which runs prepack),
     // then the optionalDependencies that `napi prepublish` adds at publish time.
@@ -265,7 +279,7 @@ describe.skipIf(!hasBinary)(installTitle, () => {
         JSON.stringify({ name: `consumer-${name}`, version: '1.0.0', private: true }),
       );
       const args = ['install', '--offline', '--omit=optional', '--no-audit', '--no-fund', '--cache', cache];
-      mustRun('npm', [...args, ...packages.map((file) => join(tarballs, file))], project, userEnv());
+      mustRun('npm', [...args, ...packages.map((file) => join(tarballs, file))], project, env());
       writeFileSync(join(project, 'report.cjs'), REPORT_CJS);
       writeFileSync(join(project, 'check.cjs'), CHECK_CJS);
       writeFileSync(join(project, 'check.mjs'), CHECK_MJS);
@@ -280,7 +294,7 @@ describe.skipIf(!hasBinary)(installTitle, () => {
   });
 
   it('runs with no Rust toolchain on PATH', () => {
-    const cargo = run('cargo', ['--version'], work, userEnv());
+    const cargo = run('cargo', ['--version'], work, env());
     expect(cargo.status).not.toBe(0);
   });
 
@@ -331,7 +345,7 @@ describe.skipIf(!hasBinary)(installTitle, () => {
   it.each(['check.cjs', 'check.mjs'] as const)(
     'BATCHNORM_BACKEND=native without a binary makes %s fail at import, clearly',
     (script) => {
-      const child = run(process.execPath, [script], jsOnly, userEnv({ BATCHNORM_BACKEND: 'native' }));
+      const child = run(process.execPath, [script], jsOnly, env({ BATCHNORM_BACKEND: 'native' }));
       expect(child.status).not.toBe(0);
       expect(child.stdout).toBe('');
       expect(child.stderr).toContain('BATCHNORM_BACKEND=native but the native binary could not be loaded');
@@ -367,7 +381,7 @@ describe.skipIf(!hasBinary)(installTitle, () => {
       '--target',
       'es2022',
     ];
-    const child = run(process.execPath, [tsc, ...args, 'consumer.ts', 'consumer.mts'], withNative, userEnv());
+    const child = run(process.execPath, [tsc, ...args, 'consumer.ts', 'consumer.mts'], withNative, env());
     expect(child.stdout + child.stderr).toBe('');
     expect(child.status).toBe(0);
   });
