@@ -62,7 +62,12 @@ export function loadBinding(): LoadResult {
   const failures: string[] = [];
   for (const candidate of candidates) {
     try {
-      return { binding: load(candidate) as NativeBinding, error: null, source: candidate };
+      const binding = load(candidate) as NativeBinding;
+      if (failures.length > 0) {
+        // An explicit BATCHNORM_NATIVE_PATH that fails must not go unnoticed behind a fallback.
+        process.emitWarning(`batchnorm: loaded ${candidate} after failing:\n${failures.join('\n')}`);
+      }
+      return { binding, error: null, source: candidate };
     } catch (e) {
       failures.push(`  ${candidate}: ${(e as Error).message.split('\n')[0]}`);
     }
@@ -70,7 +75,7 @@ export function loadBinding(): LoadResult {
   const error = new Error(
     `batchnorm: no native binary for ${triple} (${process.platform}/${process.arch}${
       process.platform === 'linux' ? `, libc ${isMusl() ? 'musl' : 'glibc'}` : ''
-    }); tried:\n${failures.join('\n')}\nUsing the pure-TypeScript backend. For the native one, install ${PACKAGE_NAME}-${triple} ` +
+    }); tried:\n${failures.join('\n')}\nTo get the native backend, install ${PACKAGE_NAME}-${triple} ` +
       '(npm installs it unless optional dependencies are omitted), or build from source and set BATCHNORM_NATIVE_PATH.',
   );
   return { binding: null, error, source: null };

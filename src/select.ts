@@ -2,6 +2,7 @@
 // BATCHNORM_BACKEND=js forces the fallback, =native fails loudly without the binary.
 import { js } from './js';
 import { loadBinding, nativeBackend } from './native';
+// Without a binary the js backend serves every call; nativeLoadError says why.
 import type { Backend } from './types';
 
 const requested = process.env.BATCHNORM_BACKEND?.trim() || 'auto';
