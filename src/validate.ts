@@ -130,10 +130,16 @@ function checkShape(
   axis: number;
   layout: Layout;
 } {
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+  // An index loop, not `every`: `every` skips the holes of a sparse array like [2, , 3].
+  let wellFormed = Array.isArray(shape);
+  for (let i = 0; wellFormed && i < (shape as unknown[]).length; i++) {
+    const d = (shape as unknown[])[i];
+    wellFormed = Number.isSafeInteger(d) && (d as number) >= 0;
+  }
+  if (!wellFormed) {
     throw new TypeError(`shape must be an array of non-negative integers, got ${describe(shape)}`);
   }
-  const dims = shape.slice() as number[];
+  const dims = Array.from(shape as number[]);
   if (dims.length < 2) {
     throw new RangeError(`shape must have rank >= 2, got rank ${dims.length}`);
   }

@@ -12,6 +12,7 @@ export function gradSums(plan: BackwardPlan): GradSums {
   const { outer, channels, inner } = plan.layout;
   const sumDy = new Float64Array(channels);
   const sumDyXhat = new Float64Array(channels);
+  if (x.length === 0) return { count: outer * inner, sumDy, sumDyXhat };
   const add = (c: number, i: number) => {
     const g = y === null || y[i] > 0 ? dy[i] : 0;
     sumDy[c] += g;

@@ -33,6 +33,8 @@ export function applyChannelAffine(
   layout: Layout,
   k: ChannelAffine,
 ): void {
+  // An empty tensor may still have a huge outer size (C = 0): do not loop over it.
+  if (dst.length === 0) return;
   if (layout.inner >= MIN_RUN) applyByRow(src, other, dst, layout, k);
   else applyByColumn(src, other, dst, layout, k);
 }

@@ -38,6 +38,8 @@ export function mergeInto(acc: ChannelMoments, c: number, n: number, mean: numbe
 }
 
 export function channelMoments(x: FloatArray, layout: Layout): ChannelMoments {
+  // An empty tensor may still have a huge outer size (C = 0): do not loop over it.
+  if (x.length === 0) return emptyMoments(layout.channels);
   return layout.inner >= MIN_RUN ? momentsByRow(x, layout) : momentsByColumn(x, layout);
 }
 
