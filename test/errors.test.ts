@@ -885,14 +885,12 @@ describe.skipIf(!native)('NaN propagation is the same on js and native', () => {
 });
 
 describe.each(backends)('empty tensors on backend $name', (b) => {
-  it('an empty tensor with a huge outer size returns at once (no loop over outer)', () => {
-    const started = Date.now();
+  // The timeout is the check: a loop over 2^40 empty rows would never finish.
+  it('an empty tensor with a huge outer size returns at once (no loop over outer)', { timeout: 10_000 }, () => {
     const r = b.batchNormTrain(new Float32Array(0), [2 ** 20, 2 ** 20, 0], { axis: 2 });
     expect(r.y.length).toBe(0);
     expect(r.mean.length).toBe(0);
     const g = b.batchNormBackward(new Float32Array(0), new Float32Array(0), [2 ** 20, 2 ** 20, 0], r, { axis: 2 });
     expect(g.dx.length).toBe(0);
-    // Generous bound: looping over 2^20 * 2^20 empty rows would take far longer than this.
-    expect(Date.now() - started).toBeLessThan(2000);
   });
 });
