@@ -24,3 +24,7 @@ export const batchNormBackwardSums = backend.batchNormBackwardSums;
 export const batchNormBackwardSumsAsync = backend.batchNormBackwardSumsAsync;
 export const batchNormBackwardWithSums = backend.batchNormBackwardWithSums;
 export const batchNormBackwardWithSumsAsync = backend.batchNormBackwardWithSumsAsync;
+
+// The layer (nn.BatchNorm semantics, PyTorch state names) and folding it into the layer before.
+export { BatchNorm, type BatchNormOptions, type BatchNormState, type BatchNormStateInput } from './src/layer';
+export { type FoldableBatchNorm, type FoldedLayer, type FoldTarget, foldBatchNorm } from './src/fold';

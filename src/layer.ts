@@ -1,0 +1,514 @@
+// The BatchNorm layer: parameters, running statistics and gradients around the functional
+// API, with PyTorch's nn.BatchNorm semantics (train/eval, momentum or cumulative average,
+// affine, trackRunningStats) and its state_dict names.
+import { backend as selectedBackend } from './select';
+import type { Activation, Backend, BackwardOptions, FloatArray, SavedStats } from './types';
+import { DEFAULT_AXIS, DEFAULT_EPS, DEFAULT_MOMENTUM, describe, isFloatArray, validateStats } from './validate';
+
+export interface BatchNormOptions {
+  /** The channel axis of the inputs; negative counts from the end. Default 1. */
+  axis?: number;
+  /** Added to the variance before the square root. Finite, > 0. Default 1e-5. */
+  eps?: number;
+  /** Weight of each batch in the running statistics, in [0, 1]. null = cumulative moving
+   *  average (factor 1 / numBatchesTracked), as PyTorch's momentum=None. Default 0.1. */
+  momentum?: number | null;
+  /** Learnable gamma (ones) and beta (zeros). Default true. */
+  affine?: boolean;
+  /** Keep runningMean (zeros) / runningVar (ones) and use them in eval mode. Default true. */
+  trackRunningStats?: boolean;
+  /** The dtype of the parameters, statistics and every input. Default 'float32'. */
+  dtype?: 'float32' | 'float64';
+  /** Which implementation runs the kernels. Default: the selected backend. */
+  backend?: Backend;
+  /** 'relu': the layer computes max(0, BN(x)) in one pass (conv -> BN -> ReLU). Default 'none'. */
+  activation?: Activation;
+}
+
+/** A layer's state under its own names; every array is a copy. */
+export interface BatchNormState {
+  gamma?: FloatArray;
+  beta?: FloatArray;
+  runningMean?: FloatArray;
+  runningVar?: FloatArray;
+  numBatchesTracked: number;
+}
+
+/** What loadStateDict reads: our names or PyTorch's (state_dict of nn.BatchNorm*d); arrays
+ *  of the layer's dtype or plain arrays of numbers (e.g. parsed JSON). */
+export interface BatchNormStateInput {
+  gamma?: FloatArray | readonly number[];
+  beta?: FloatArray | readonly number[];
+  runningMean?: FloatArray | readonly number[];
+  runningVar?: FloatArray | readonly number[];
+  numBatchesTracked?: number;
+  weight?: FloatArray | readonly number[];
+  bias?: FloatArray | readonly number[];
+  running_mean?: FloatArray | readonly number[];
+  running_var?: FloatArray | readonly number[];
+  num_batches_tracked?: number;
+}
+
+type ArrayName = 'gamma' | 'beta' | 'runningMean' | 'runningVar';
+
+/** Each state entry under our name and PyTorch's. */
+const STATE_NAMES: ReadonlyArray<[ArrayName | 'numBatchesTracked', string]> = [
+  ['gamma', 'weight'],
+  ['beta', 'bias'],
+  ['runningMean', 'running_mean'],
+  ['runningVar', 'running_var'],
+  ['numBatchesTracked', 'num_batches_tracked'],
+];
+
+const OPTION_NAMES = new Set([
+  'axis',
+  'eps',
+  'momentum',
+  'affine',
+  'trackRunningStats',
+  'dtype',
+  'backend',
+  'activation',
+]);
+
+/** What backward needs from the forward it differentiates. */
+interface ForwardCache {
+  /** A private copy of the input: the caller may reuse its buffer before backward. */
+  x: FloatArray;
+  shape: number[];
+  saved: SavedStats;
+  /** true: normalized with batch statistics (training-form backward); false: frozen. */
+  batchStats: boolean;
+  /** gamma as the forward used it, so an update between forward and backward cannot skew dx. */
+  gamma: FloatArray | null;
+  /** A private copy of the output, with a fused ReLU (the mask of where dy flows). */
+  y: FloatArray | null;
+}
+
+/** One forward, prepared: which statistics it uses and what it will save. */
+interface ForwardPlan {
+  x: FloatArray;
+  shape: number[];
+  batchStats: boolean;
+  updatesRunning: boolean;
+  /** Frozen statistics for backward (eval with running statistics), taken before the call. */
+  frozen: SavedStats | null;
+}
+
+export class BatchNorm {
+  readonly numFeatures: number;
+  readonly axis: number;
+  readonly eps: number;
+  readonly momentum: number | null;
+  readonly affine: boolean;
+  readonly trackRunningStats: boolean;
+  readonly dtype: 'float32' | 'float64';
+  readonly backend: Backend;
+  readonly activation: Activation;
+
+  /** Learnable scale (length numFeatures); null without affine. Updated in place by training code. */
+  readonly gamma: FloatArray | null;
+  /** Learnable shift; null without affine. */
+  readonly beta: FloatArray | null;
+  /** Running statistics, updated in place by training forwards; null without trackRunningStats. */
+  readonly runningMean: FloatArray | null;
+  readonly runningVar: FloatArray | null;
+  /** Sum of dGamma / dBeta over backward() calls since the last zeroGrad(); null without affine. */
+  readonly gammaGrad: FloatArray | null;
+  readonly betaGrad: FloatArray | null;
+
+  #training = true;
+  #numBatchesTracked = 0;
+  #cache: ForwardCache | null = null;
+  /** The async call in flight: its arrays must not be touched until it settles. */
+  #busy: string | null = null;
+
+  constructor(numFeatures: number, options: BatchNormOptions = {}) {
+    if (typeof numFeatures !== 'number' || !Number.isSafeInteger(numFeatures)) {
+      throw new TypeError(`BatchNorm: numFeatures must be an integer, got ${describe(numFeatures)}`);
+    }
+    if (numFeatures < 1) throw new RangeError(`BatchNorm: numFeatures must be >= 1, got ${numFeatures}`);
+    const o = checkLayerOptions(options);
+    this.numFeatures = numFeatures;
+    this.axis = o.axis;
+    this.eps = o.eps;
+    this.momentum = o.momentum;
+    this.affine = o.affine;
+    this.trackRunningStats = o.trackRunningStats;
+    this.dtype = o.dtype;
+    this.backend = o.backend;
+    this.activation = o.activation;
+    const filled = (value: number) => this.#newArray(numFeatures).fill(value);
+    this.gamma = o.affine ? filled(1) : null;
+    this.beta = o.affine ? filled(0) : null;
+    this.gammaGrad = o.affine ? filled(0) : null;
+    this.betaGrad = o.affine ? filled(0) : null;
+    this.runningMean = o.trackRunningStats ? filled(0) : null;
+    this.runningVar = o.trackRunningStats ? filled(1) : null;
+  }
+
+  /** true in training mode (the start), false after eval(). */
+  get training(): boolean {
+    return this.#training;
+  }
+
+  /** Training forwards that updated the running statistics (PyTorch's num_batches_tracked). */
+  get numBatchesTracked(): number {
+    return this.#numBatchesTracked;
+  }
+
+  train(mode = true): this {
+    if (typeof mode !== 'boolean')
+      throw new TypeError(`BatchNorm.train: mode must be a boolean, got ${describe(mode)}`);
+    this.#training = mode;
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Normalizes x (its dtype is the layer's; shape[axis] = numFeatures) and remembers what
+   *  backward needs. Training: batch statistics, and the running update when tracked. */
+  forward(x: FloatArray, shape: readonly number[]): FloatArray {
+    this.#checkIdle('forward');
+    const plan = this.#planForward(x, shape);
+    if (!plan.batchStats) {
+      const y = this.backend.batchNormEval(x, plan.shape, this.#evalOptions());
+      return this.#finishForward(plan, y, plan.frozen as SavedStats);
+    }
+    const r = this.backend.batchNormTrain(x, plan.shape, this.#trainOptions(plan));
+    return this.#finishForward(plan, r.y, r);
+  }
+
+  /** forward off the JS thread (native backend). Do not modify x, or use the layer, until it settles. */
+  async forwardAsync(x: FloatArray, shape: readonly number[]): Promise<FloatArray> {
+    this.#checkIdle('forwardAsync');
+    const plan = this.#planForward(x, shape);
+    this.#busy = 'forwardAsync';
+    try {
+      if (!plan.batchStats) {
+        const y = await this.backend.batchNormEvalAsync(x, plan.shape, this.#evalOptions());
+        return this.#finishForward(plan, y, plan.frozen as SavedStats);
+      }
+      const r = await this.backend.batchNormTrainAsync(x, plan.shape, this.#trainOptions(plan));
+      return this.#finishForward(plan, r.y, r);
+    } finally {
+      this.#busy = null;
+    }
+  }
+
+  /** dx for the last forward; adds dGamma/dBeta to gammaGrad/betaGrad. May be called again
+   *  for the same forward (each call accumulates again). */
+  backward(dy: FloatArray): FloatArray {
+    this.#checkIdle('backward');
+    const cache = this.#lastForward('backward');
+    const r = this.backend.batchNormBackward(dy, cache.x, cache.shape, cache.saved, this.#backwardOptions(cache));
+    this.#accumulate(r.dGamma, r.dBeta);
+    return r.dx;
+  }
+
+  /** backward off the JS thread (native backend). Do not modify dy, or use the layer, until it settles. */
+  async backwardAsync(dy: FloatArray): Promise<FloatArray> {
+    this.#checkIdle('backwardAsync');
+    const cache = this.#lastForward('backwardAsync');
+    this.#busy = 'backwardAsync';
+    try {
+      const r = await this.backend.batchNormBackwardAsync(
+        dy,
+        cache.x,
+        cache.shape,
+        cache.saved,
+        this.#backwardOptions(cache),
+      );
+      this.#accumulate(r.dGamma, r.dBeta);
+      return r.dx;
+    } finally {
+      this.#busy = null;
+    }
+  }
+
+  zeroGrad(): void {
+    this.#checkIdle('zeroGrad');
+    this.gammaGrad?.fill(0);
+    this.betaGrad?.fill(0);
+  }
+
+  /** Copies of the parameters and statistics this layer has (see loadStateDict for PyTorch names). */
+  stateDict(): BatchNormState {
+    this.#checkIdle('stateDict');
+    const state: BatchNormState = { numBatchesTracked: this.#numBatchesTracked };
+    for (const name of ['gamma', 'beta', 'runningMean', 'runningVar'] as const) {
+      const a = this[name];
+      if (a) state[name] = a.slice();
+    }
+    return state;
+  }
+
+  /** Copies a state into this layer's arrays (they stay the same objects). Accepts our names
+   *  and PyTorch's; every array this layer has must be given, nothing else may be.
+   *  numBatchesTracked may be left out (0, as PyTorch reads old checkpoints). Throws and
+   *  changes nothing when anything is wrong. */
+  loadStateDict(state: BatchNormStateInput): void {
+    this.#checkIdle('loadStateDict');
+    const { arrays, numBatchesTracked } = this.#checkState(state);
+    for (const [name, values] of arrays) (this[name] as FloatArray).set(values);
+    this.#numBatchesTracked = numBatchesTracked;
+  }
+
+  #newArray(length: number): FloatArray {
+    return this.dtype === 'float32' ? new Float32Array(length) : new Float64Array(length);
+  }
+
+  #checkIdle(method: string): void {
+    if (this.#busy) {
+      throw new Error(`BatchNorm.${method}: ${this.#busy} is still running on this layer; await it first`);
+    }
+  }
+
+  #lastForward(method: string): ForwardCache {
+    if (!this.#cache) {
+      throw new Error(`BatchNorm.${method}: there is no forward pass to differentiate; call forward(x, shape) first`);
+    }
+    return this.#cache;
+  }
+
+  /** The checks only the layer can make (dtype, channel count); the backend checks the rest. */
+  #planForward(x: FloatArray, shape: readonly number[]): ForwardPlan {
+    const { shape: dims, layout } = validateStats(x, shape, { axis: this.axis });
+    const expected = this.dtype === 'float32' ? Float32Array : Float64Array;
+    if (!(x instanceof expected)) {
+      throw new TypeError(`x must be a ${expected.name} (the layer's dtype '${this.dtype}'), got ${describe(x)}`);
+    }
+    if (layout.channels !== this.numFeatures) {
+      throw new RangeError(
+        `x has ${layout.channels} channels (shape [${dims.join(', ')}], axis ${this.axis}) but the layer has numFeatures ${this.numFeatures}`,
+      );
+    }
+    // PyTorch: batch statistics in training mode, and always when no running statistics exist.
+    const batchStats = this.#training || !this.trackRunningStats;
+    return {
+      x,
+      shape: dims,
+      batchStats,
+      updatesRunning: this.#training && this.trackRunningStats,
+      frozen: batchStats ? null : this.#frozenStats(),
+    };
+  }
+
+  #frozenStats(): SavedStats {
+    const mean = (this.runningMean as FloatArray).slice();
+    const invStd = this.#newArray(this.numFeatures);
+    const runningVar = this.runningVar as FloatArray;
+    for (let c = 0; c < invStd.length; c++) invStd[c] = 1 / Math.sqrt(runningVar[c] + this.eps);
+    return { mean, invStd };
+  }
+
+  #trainOptions(plan: ForwardPlan) {
+    const base = { axis: this.axis, eps: this.eps, gamma: this.gamma, beta: this.beta, activation: this.activation };
+    if (!plan.updatesRunning) return base;
+    // PyTorch counts the batch first, so the cumulative factor of the n-th batch is 1/n.
+    const momentum = this.momentum ?? 1 / (this.#numBatchesTracked + 1);
+    return {
+      ...base,
+      runningMean: this.runningMean as FloatArray,
+      runningVar: this.runningVar as FloatArray,
+      momentum,
+    };
+  }
+
+  #evalOptions() {
+    return {
+      axis: this.axis,
+      eps: this.eps,
+      gamma: this.gamma,
+      beta: this.beta,
+      activation: this.activation,
+      runningMean: this.runningMean as FloatArray,
+      runningVar: this.runningVar as FloatArray,
+    };
+  }
+
+  /** After a successful call: count the batch and keep what backward needs. */
+  #finishForward(plan: ForwardPlan, y: FloatArray, stats: SavedStats): FloatArray {
+    if (plan.updatesRunning) this.#numBatchesTracked++;
+    const previous = this.#cache;
+    this.#cache = {
+      x: copyInto(previous?.x, plan.x),
+      shape: plan.shape,
+      saved: { mean: stats.mean, invStd: stats.invStd },
+      batchStats: plan.batchStats,
+      gamma: this.gamma ? copyInto(previous?.gamma ?? undefined, this.gamma) : null,
+      y: this.activation === 'relu' ? copyInto(previous?.y ?? undefined, y) : null,
+    };
+    return y;
+  }
+
+  #backwardOptions(cache: ForwardCache): BackwardOptions {
+    const options: BackwardOptions = { axis: this.axis, gamma: cache.gamma, training: cache.batchStats };
+    if (cache.y) {
+      options.activation = 'relu';
+      options.y = cache.y;
+    }
+    return options;
+  }
+
+  #accumulate(dGamma: FloatArray, dBeta: FloatArray): void {
+    if (!this.gammaGrad || !this.betaGrad) return;
+    for (let c = 0; c < this.numFeatures; c++) {
+      this.gammaGrad[c] += dGamma[c];
+      this.betaGrad[c] += dBeta[c];
+    }
+  }
+
+  #checkState(state: unknown): {
+    arrays: Array<[ArrayName, FloatArray | readonly number[]]>;
+    numBatchesTracked: number;
+  } {
+    if (typeof state !== 'object' || state === null || Array.isArray(state)) {
+      throw new TypeError(`loadStateDict: state must be an object, got ${describe(state)}`);
+    }
+    const s = state as Record<string, unknown>;
+    const known = new Set(STATE_NAMES.flat());
+    for (const key of Object.keys(s)) {
+      if (!known.has(key)) {
+        throw new TypeError(
+          `loadStateDict: unexpected key ${JSON.stringify(key)} (expected ${STATE_NAMES.map(([a, b]) => `${a}/${b}`).join(', ')})`,
+        );
+      }
+    }
+    const arrays: Array<[ArrayName, FloatArray | readonly number[]]> = [];
+    let numBatchesTracked = 0;
+    for (const [ours, torchName] of STATE_NAMES) {
+      if (s[ours] !== undefined && s[torchName] !== undefined) {
+        throw new TypeError(`loadStateDict: both ${ours} and ${torchName} given; they name the same entry`);
+      }
+      const key = s[ours] !== undefined ? ours : torchName;
+      const value = s[key];
+      if (ours === 'numBatchesTracked') {
+        if (value !== undefined) numBatchesTracked = checkBatchCount(key, value);
+        continue;
+      }
+      const has = this[ours] !== null;
+      if (value === undefined) {
+        if (has) throw new TypeError(`loadStateDict: missing ${ours} (or ${torchName}): this layer has it`);
+        continue;
+      }
+      if (!has) {
+        const why = ours === 'gamma' || ours === 'beta' ? 'affine: false' : 'trackRunningStats: false';
+        throw new TypeError(`loadStateDict: unexpected key ${JSON.stringify(key)}: this layer has no ${ours} (${why})`);
+      }
+      arrays.push([ours, this.#checkStateArray(key, value)]);
+    }
+    return { arrays, numBatchesTracked };
+  }
+
+  #checkStateArray(key: string, value: unknown): FloatArray | readonly number[] {
+    const expected = this.dtype === 'float32' ? Float32Array : Float64Array;
+    if (isFloatArray(value)) {
+      if (!(value instanceof expected)) {
+        throw new TypeError(
+          `loadStateDict: ${key} must be a ${expected.name} (the layer's dtype '${this.dtype}') or an array of numbers, got ${describe(value)}`,
+        );
+      }
+    } else if (!Array.isArray(value) || !value.every((v) => typeof v === 'number')) {
+      throw new TypeError(
+        `loadStateDict: ${key} must be a ${expected.name} or an array of numbers, got ${describe(value)}`,
+      );
+    }
+    const values = value as FloatArray | readonly number[];
+    if (values.length !== this.numFeatures) {
+      throw new RangeError(
+        `loadStateDict: ${key} must have length ${this.numFeatures} (numFeatures), got ${values.length}`,
+      );
+    }
+    return values;
+  }
+}
+
+/** src copied into `buffer` when it fits (no allocation per step), else into a new array. */
+function copyInto(buffer: FloatArray | undefined, src: FloatArray): FloatArray {
+  if (buffer && buffer.length === src.length && buffer.constructor === src.constructor) {
+    buffer.set(src);
+    return buffer;
+  }
+  return src.slice();
+}
+
+function checkBatchCount(key: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
+    throw new TypeError(`loadStateDict: ${key} must be an integer, got ${describe(v)}`);
+  }
+  if (v < 0) throw new RangeError(`loadStateDict: ${key} must be >= 0, got ${v}`);
+  return v;
+}
+
+interface LayerSettings {
+  axis: number;
+  eps: number;
+  momentum: number | null;
+  affine: boolean;
+  trackRunningStats: boolean;
+  dtype: 'float32' | 'float64';
+  backend: Backend;
+  activation: Activation;
+}
+
+function checkLayerOptions(options: unknown): LayerSettings {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new TypeError(`BatchNorm: options must be an object, got ${describe(options)}`);
+  }
+  const o = options as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!OPTION_NAMES.has(key)) {
+      throw new TypeError(
+        `BatchNorm: unknown option ${JSON.stringify(key)} (expected one of ${[...OPTION_NAMES].join(', ')})`,
+      );
+    }
+  }
+  // Only undefined means "the default": null is a value (momentum: null is meaningful).
+  const option = (name: string, fallback: unknown): unknown => (o[name] === undefined ? fallback : o[name]);
+  const axis = option('axis', DEFAULT_AXIS);
+  if (typeof axis !== 'number' || !Number.isSafeInteger(axis)) {
+    throw new TypeError(`BatchNorm: axis must be an integer, got ${describe(axis)}`);
+  }
+  const eps = option('eps', DEFAULT_EPS);
+  if (typeof eps !== 'number') throw new TypeError(`BatchNorm: eps must be a number, got ${describe(eps)}`);
+  if (!Number.isFinite(eps) || eps <= 0) throw new RangeError(`BatchNorm: eps must be a finite number > 0, got ${eps}`);
+  const momentum = option('momentum', DEFAULT_MOMENTUM);
+  if (momentum !== null) {
+    if (typeof momentum !== 'number') {
+      throw new TypeError(`BatchNorm: momentum must be a number or null, got ${describe(momentum)}`);
+    }
+    if (!(momentum >= 0 && momentum <= 1)) {
+      throw new RangeError(`BatchNorm: momentum must be in [0, 1] or null, got ${momentum}`);
+    }
+  }
+  const flag = (name: string, fallback: boolean): boolean => {
+    const v = option(name, fallback);
+    if (typeof v !== 'boolean') throw new TypeError(`BatchNorm: ${name} must be a boolean, got ${describe(v)}`);
+    return v;
+  };
+  const dtype = option('dtype', 'float32');
+  if (dtype !== 'float32' && dtype !== 'float64') {
+    throw new TypeError(`BatchNorm: dtype must be 'float32' or 'float64', got ${describe(dtype)}`);
+  }
+  const backend = option('backend', selectedBackend);
+  if (typeof backend !== 'object' || backend === null || typeof (backend as Backend).batchNormTrain !== 'function') {
+    throw new TypeError(`BatchNorm: backend must be a Backend (js, native or backend), got ${describe(backend)}`);
+  }
+  const activation = option('activation', 'none');
+  if (activation !== 'none' && activation !== 'relu') {
+    throw new RangeError(`BatchNorm: activation must be 'relu' or 'none', got ${describe(activation)}`);
+  }
+  return {
+    axis,
+    eps,
+    momentum,
+    affine: flag('affine', true),
+    trackRunningStats: flag('trackRunningStats', true),
+    dtype,
+    backend: backend as Backend,
+    activation,
+  };
+}
