@@ -3,8 +3,10 @@
 //! source, the documented in-place case), so the slices built from them never alias.
 
 use batchnorm_core::Element;
-use napi::bindgen_prelude::{Float32Array, Float32ArraySlice, Float64Array, Float64ArraySlice};
-use napi::{Error, Result, Status};
+use napi::bindgen_prelude::{
+    Env, Float32Array, Float32ArraySlice, Float64Array, Float64ArraySlice, FromNapiValue,
+};
+use napi::{Error, JsValue, Result, Status};
 
 /// A typed array the binding can borrow: its element type and raw memory.
 pub trait RawArray {
@@ -34,6 +36,64 @@ macro_rules! raw_array {
 raw_array!(Float32Array, Float32ArraySlice, f32);
 raw_array!(Float64Array, Float64ArraySlice, f64);
 
+/// An argument as it stands once every argument of the call has been converted.
+///
+/// Converting an argument can run JS: `shape` is read element by element, so a getter in it
+/// runs after the arrays before it were converted, and it may detach, transfer or shrink
+/// them (and a GC may then free their memory). The pointer and length taken at conversion
+/// would then be stale, so the binding reads every array again from its JS object after
+/// conversion (no JS runs from there on): `reread` for the sync forms, `retain` (which also
+/// takes the reference an Async task holds) for the Async ones. Other arguments pass as they are.
+pub trait Settled: Sized {
+    type Retained;
+    fn reread(self) -> Result<Self>;
+    fn retain(self, env: &Env) -> Result<Self::Retained>;
+}
+
+macro_rules! settled_array {
+    ($slice:ident, $owned:ty) => {
+        impl Settled for $slice<'_> {
+            type Retained = $owned;
+            fn reread(self) -> Result<Self> {
+                let v = self.value();
+                // SAFETY: v is this call's own argument, alive in the call's handle scope;
+                // from_napi_value reads its current data pointer and length.
+                unsafe { $slice::from_napi_value(v.env, v.value) }
+            }
+            fn retain(self, env: &Env) -> Result<$owned> {
+                self.into_typed_array(env)
+            }
+        }
+    };
+}
+settled_array!(Float32ArraySlice, Float32Array);
+settled_array!(Float64ArraySlice, Float64Array);
+
+impl<T: Settled> Settled for Option<T> {
+    type Retained = Option<T::Retained>;
+    fn reread(self) -> Result<Self> {
+        self.map(T::reread).transpose()
+    }
+    fn retain(self, env: &Env) -> Result<Self::Retained> {
+        self.map(|a| a.retain(env)).transpose()
+    }
+}
+
+macro_rules! settled_as_is {
+    ($($t:ty),*) => {$(
+        impl Settled for $t {
+            type Retained = $t;
+            fn reread(self) -> Result<Self> {
+                Ok(self)
+            }
+            fn retain(self, _env: &Env) -> Result<Self> {
+                Ok(self)
+            }
+        }
+    )*};
+}
+settled_as_is!(f64, bool, Vec<f64>);
+
 /// The bytes one argument of a call covers, and whether the call writes them.
 #[derive(Debug, Clone)]
 pub struct Span {
@@ -61,16 +121,28 @@ pub struct Region<T> {
 impl<T> Region<T> {
     pub fn read(name: &'static str, array: &impl RawArray<Elem = T>) -> Self {
         let (ptr, len) = array.region();
-        Self { name, ptr, len, written: false }
+        Self {
+            name,
+            ptr,
+            len,
+            written: false,
+        }
     }
 
     pub fn write(name: &'static str, array: &impl RawArray<Elem = T>) -> Self {
-        Self { written: true, ..Self::read(name, array) }
+        Self {
+            written: true,
+            ..Self::read(name, array)
+        }
     }
 
     pub fn span(&self) -> Span {
         let start = self.ptr as usize;
-        Span { name: self.name, bytes: start..start + self.len * std::mem::size_of::<T>(), written: self.written }
+        Span {
+            name: self.name,
+            bytes: start..start + self.len * std::mem::size_of::<T>(),
+            written: self.written,
+        }
     }
 
     /// Same memory exactly: the one overlap allowed (`out` over its source).

@@ -13,87 +13,96 @@ mod shape;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use arrays::Settled;
 use jobs::{BackwardJob, EvalJob, GivenStats, GivenSums, GradSumsJob, MomentsJob, TrainJob};
 
-/// One `#[napi]` function: `sync` runs the job now, `async` returns it as a Promise.
+/// One `#[napi]` function: `sync` runs the job now, `async` returns it as a Promise. Both
+/// first settle their arguments (see `arrays::Settled`): arrays converted before `shape`
+/// are read again, since a getter in `shape` may have detached them.
 macro_rules! binding_fn {
     (sync $name:ident, $job:ty, ($($arg:ident: $ty:ty),*) => $ctor:expr) => {
         #[napi]
         #[allow(clippy::too_many_arguments)]
         pub fn $name($($arg: $ty),*) -> Result<()> {
+            $(let $arg = Settled::reread($arg)?;)*
             $ctor.run()
         }
     };
     (async $name:ident, $job:ty, ($($arg:ident: $ty:ty),*) => $ctor:expr) => {
         #[napi]
         #[allow(clippy::too_many_arguments)]
-        pub fn $name($($arg: $ty),*) -> AsyncTask<$job> {
-            AsyncTask::new($ctor)
+        pub fn $name(env: Env, $($arg: $ty),*) -> Result<AsyncTask<$job>> {
+            $(let $arg = Settled::retain($arg, &env)?;)*
+            Ok(AsyncTask::new($ctor))
         }
     };
 }
 
-/// Every op for one array type `$a` (and `$f` for the f64 per-channel buffers).
+/// Every op for one array type: arguments arrive as `$arg_a` (and `$arg_f` for the f64
+/// per-channel buffers) and the job holds them as `$a` / `$f` (owned references for Async).
 macro_rules! ops {
-    ($mode:ident, $a:ty, $f:ty, $train:ident, $train_with_stats:ident, $eval:ident, $backward:ident,
+    ($mode:ident, $arg_a:ty => $a:ty, $arg_f:ty => $f:ty, $train:ident, $train_with_stats:ident, $eval:ident, $backward:ident,
      $backward_with_sums:ident, $moments:ident, $grad_sums:ident) => {
         binding_fn!($mode $train, TrainJob<$a, $f>, (
-            x: $a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$a>, beta: Option<$a>,
-            running_mean: Option<$a>, running_var: Option<$a>, momentum: f64, relu: bool,
-            out: $a, mean: $a, inv_std: $a
+            x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
+            running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, relu: bool,
+            out: $arg_a, mean: $arg_a, inv_std: $arg_a
         ) => TrainJob::<$a, $f> {
             x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, relu, given: None, out, mean, inv_std,
         });
         binding_fn!($mode $train_with_stats, TrainJob<$a, $f>, (
-            x: $a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$a>, beta: Option<$a>,
-            running_mean: Option<$a>, running_var: Option<$a>, momentum: f64, relu: bool,
-            count: f64, stats_mean: $f, stats_m2: $f, out: $a, mean: $a, inv_std: $a
+            x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
+            running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, relu: bool,
+            count: f64, stats_mean: $arg_f, stats_m2: $arg_f, out: $arg_a, mean: $arg_a, inv_std: $arg_a
         ) => TrainJob {
             x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, relu,
             given: Some(GivenStats { count, mean: stats_mean, m2: stats_m2 }), out, mean, inv_std,
         });
         binding_fn!($mode $eval, EvalJob<$a>, (
-            x: $a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$a>, beta: Option<$a>,
-            running_mean: $a, running_var: $a, relu: bool, out: $a
+            x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
+            running_mean: $arg_a, running_var: $arg_a, relu: bool, out: $arg_a
         ) => EvalJob { x, shape, axis, eps, gamma, beta, running_mean, running_var, relu, out });
         binding_fn!($mode $backward, BackwardJob<$a, $f>, (
-            dy: $a, x: $a, shape: Vec<f64>, axis: f64, gamma: Option<$a>, mean: $a, inv_std: $a,
-            training: bool, y: Option<$a>, out: $a, d_gamma: $a, d_beta: $a
+            dy: $arg_a, x: $arg_a, shape: Vec<f64>, axis: f64, gamma: Option<$arg_a>, mean: $arg_a, inv_std: $arg_a,
+            training: bool, y: Option<$arg_a>, out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a
         ) => BackwardJob::<$a, $f> {
             dy, x, shape, axis, gamma, mean, inv_std, training, y, given: None, out, d_gamma, d_beta,
         });
         binding_fn!($mode $backward_with_sums, BackwardJob<$a, $f>, (
-            dy: $a, x: $a, shape: Vec<f64>, axis: f64, gamma: Option<$a>, mean: $a, inv_std: $a,
-            training: bool, y: Option<$a>, count: f64, sum_dy: $f, sum_dy_xhat: $f,
-            out: $a, d_gamma: $a, d_beta: $a
+            dy: $arg_a, x: $arg_a, shape: Vec<f64>, axis: f64, gamma: Option<$arg_a>, mean: $arg_a, inv_std: $arg_a,
+            training: bool, y: Option<$arg_a>, count: f64, sum_dy: $arg_f, sum_dy_xhat: $arg_f,
+            out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a
         ) => BackwardJob {
             dy, x, shape, axis, gamma, mean, inv_std, training, y,
             given: Some(GivenSums { count, sum_dy, sum_dy_xhat }), out, d_gamma, d_beta,
         });
         binding_fn!($mode $moments, MomentsJob<$a, $f>, (
-            x: $a, shape: Vec<f64>, axis: f64, mean: $f, m2: $f
+            x: $arg_a, shape: Vec<f64>, axis: f64, mean: $arg_f, m2: $arg_f
         ) => MomentsJob { x, shape, axis, mean, m2 });
         binding_fn!($mode $grad_sums, GradSumsJob<$a, $f>, (
-            dy: $a, x: $a, shape: Vec<f64>, axis: f64, mean: $a, inv_std: $a, y: Option<$a>,
-            sum_dy: $f, sum_dy_xhat: $f
+            dy: $arg_a, x: $arg_a, shape: Vec<f64>, axis: f64, mean: $arg_a, inv_std: $arg_a, y: Option<$arg_a>,
+            sum_dy: $arg_f, sum_dy_xhat: $arg_f
         ) => GradSumsJob { dy, x, shape, axis, mean, inv_std, y, sum_dy, sum_dy_xhat });
     };
 }
 
-ops!(sync, Float32ArraySlice, Float64ArraySlice, train_f32, train_with_stats_f32, eval_f32, backward_f32,
+ops!(sync, Float32ArraySlice => Float32ArraySlice, Float64ArraySlice => Float64ArraySlice, train_f32, train_with_stats_f32, eval_f32, backward_f32,
      backward_with_sums_f32, moments_f32, grad_sums_f32);
-ops!(async, Float32Array, Float64Array, train_f32_async, train_with_stats_f32_async, eval_f32_async,
+ops!(async, Float32ArraySlice => Float32Array, Float64ArraySlice => Float64Array, train_f32_async, train_with_stats_f32_async, eval_f32_async,
      backward_f32_async, backward_with_sums_f32_async, moments_f32_async, grad_sums_f32_async);
-ops!(sync, Float64ArraySlice, Float64ArraySlice, train_f64, train_with_stats_f64, eval_f64, backward_f64,
+ops!(sync, Float64ArraySlice => Float64ArraySlice, Float64ArraySlice => Float64ArraySlice, train_f64, train_with_stats_f64, eval_f64, backward_f64,
      backward_with_sums_f64, moments_f64, grad_sums_f64);
-ops!(async, Float64Array, Float64Array, train_f64_async, train_with_stats_f64_async, eval_f64_async,
+ops!(async, Float64ArraySlice => Float64Array, Float64ArraySlice => Float64Array, train_f64_async, train_with_stats_f64_async, eval_f64_async,
      backward_f64_async, backward_with_sums_f64_async, moments_f64_async, grad_sums_f64_async);
 
 /// Resizes the native thread pool (work already running finishes on the old one).
 #[napi]
 pub fn set_num_threads(threads: f64) -> Result<()> {
     if !(threads.is_finite() && threads.fract() == 0.0 && (1.0..=1024.0).contains(&threads)) {
-        return Err(Error::new(Status::InvalidArg, format!("threads must be an integer in [1, 1024], got {threads}")));
+        return Err(Error::new(
+            Status::InvalidArg,
+            format!("threads must be an integer in [1, 1024], got {threads}"),
+        ));
     }
     batchnorm_core::set_num_threads(threads as usize).map_err(shape::core_error)
 }

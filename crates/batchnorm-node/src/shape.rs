@@ -28,6 +28,20 @@ pub fn layout(shape: &[f64], axis: f64) -> Result<Layout> {
         .map_err(core_error)
 }
 
+/// A count of values per channel given by the caller (merged statistics, reduced sums):
+/// an exact non-negative integer, like a dimension. NaN, Infinity and fractions would
+/// otherwise pass the core's `count < 2` check and poison the running statistics.
+pub fn count(name: &str, count: f64) -> Result<f64> {
+    if count.is_finite() && count >= 0.0 && count.fract() == 0.0 && count <= MAX_SAFE_INTEGER {
+        Ok(count)
+    } else {
+        Err(Error::new(
+            Status::InvalidArg,
+            format!("{name} must be a non-negative integer, got {count}"),
+        ))
+    }
+}
+
 pub fn core_error(e: batchnorm_core::Error) -> Error {
     Error::new(Status::InvalidArg, e.message)
 }
