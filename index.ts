@@ -28,3 +28,9 @@ export const batchNormBackwardWithSumsAsync = backend.batchNormBackwardWithSumsA
 // The layer (nn.BatchNorm semantics, PyTorch state names) and folding it into the layer before.
 export { BatchNorm, type BatchNormOptions, type BatchNormState, type BatchNormStateInput } from './src/layer';
 export { type FoldableBatchNorm, type FoldedLayer, type FoldTarget, foldBatchNorm } from './src/fold';
+
+// Synchronized batch norm across workers: exact merge of shard statistics, the layer, and
+// an all-reduce over shared memory for worker_threads.
+export { type AllReduce, createSharedAllReduceMemory, sharedAllReduce } from './src/sync/all-reduce';
+export { mergeStats } from './src/sync/merge';
+export { SyncBatchNorm, type SyncBatchNormOptions } from './src/sync/sync-layer';

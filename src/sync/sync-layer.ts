@@ -1,0 +1,133 @@
+// SyncBatchNorm: the BatchNorm layer for data-parallel training, where every worker holds a
+// shard of the batch and normalization must use the whole batch's statistics (PyTorch's
+// nn.SyncBatchNorm). It is a BatchNorm layer running on a synchronized backend, so train/eval,
+// running statistics, affine, activation, gradients and state behave exactly as BatchNorm's.
+import { BatchNorm, type BatchNormOptions, type BatchNormState, type BatchNormStateInput } from '../layer';
+import { backend as selectedBackend } from '../select';
+import type { Activation, Backend, FloatArray } from '../types';
+import { describe } from '../validate';
+import type { AllReduce } from './all-reduce';
+import { StatsShift, synchronizedBackend } from './sync-backend';
+
+export interface SyncBatchNormOptions extends BatchNormOptions {
+  /** Elementwise SUM of `buffer` over every worker, resolving to the same values on each (an
+   *  MPI/NCCL all-reduce, sharedAllReduce for worker_threads, ...). Called once per training
+   *  forward and once per backward, by every worker in the same order. */
+  allReduce: AllReduce;
+}
+
+export class SyncBatchNorm {
+  readonly numFeatures: number;
+  readonly axis: number;
+  readonly eps: number;
+  readonly momentum: number | null;
+  readonly affine: boolean;
+  readonly trackRunningStats: boolean;
+  readonly dtype: 'float32' | 'float64';
+  /** The kernels (native or js); the all-reduce wraps them. */
+  readonly backend: Backend;
+  readonly activation: Activation;
+  readonly allReduce: AllReduce;
+
+  /** The layer's arrays: the same objects for the layer's life, updated in place. */
+  readonly gamma: FloatArray | null;
+  readonly beta: FloatArray | null;
+  /** Identical on every worker: each update uses the all-reduced statistics of the whole batch. */
+  readonly runningMean: FloatArray | null;
+  readonly runningVar: FloatArray | null;
+  /** The gradients of the whole batch (identical on every worker), summed over backward calls. */
+  readonly gammaGrad: FloatArray | null;
+  readonly betaGrad: FloatArray | null;
+
+  readonly #layer: BatchNorm;
+  readonly #shift = new StatsShift();
+
+  constructor(numFeatures: number, options: SyncBatchNormOptions) {
+    if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+      throw new TypeError(`SyncBatchNorm: options must be an object with allReduce, got ${describe(options)}`);
+    }
+    const { allReduce, ...layerOptions } = options;
+    if (typeof allReduce !== 'function') {
+      throw new TypeError(
+        `SyncBatchNorm: allReduce must be a function (buffer: Float64Array) => Promise<Float64Array>, got ${describe(allReduce)}`,
+      );
+    }
+    const kernels = layerOptions.backend ?? selectedBackend;
+    const layer = new BatchNorm(numFeatures, {
+      ...layerOptions,
+      backend: synchronizedBackend(kernels, allReduce, this.#shift),
+    });
+    this.#layer = layer;
+    this.allReduce = allReduce;
+    this.backend = kernels;
+    this.numFeatures = layer.numFeatures;
+    this.axis = layer.axis;
+    this.eps = layer.eps;
+    this.momentum = layer.momentum;
+    this.affine = layer.affine;
+    this.trackRunningStats = layer.trackRunningStats;
+    this.dtype = layer.dtype;
+    this.activation = layer.activation;
+    this.gamma = layer.gamma;
+    this.beta = layer.beta;
+    this.runningMean = layer.runningMean;
+    this.runningVar = layer.runningVar;
+    this.gammaGrad = layer.gammaGrad;
+    this.betaGrad = layer.betaGrad;
+  }
+
+  get training(): boolean {
+    return this.#layer.training;
+  }
+
+  get numBatchesTracked(): number {
+    return this.#layer.numBatchesTracked;
+  }
+
+  train(mode = true): this {
+    this.#layer.train(mode);
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Normalizes this worker's shard x with the statistics of every worker's shard (training,
+   *  or without running statistics: one all-reduce); eval with running statistics is local.
+   *  Every worker must call it, in the same mode. */
+  forward(x: FloatArray, shape: readonly number[]): Promise<FloatArray> {
+    return this.#layer.forwardAsync(x, shape);
+  }
+
+  /** dx of this worker's shard for the last forward; adds the whole batch's dGamma/dBeta to
+   *  gammaGrad/betaGrad. One all-reduce; every worker must call it. */
+  backward(dy: FloatArray): Promise<FloatArray> {
+    return this.#layer.backwardAsync(dy);
+  }
+
+  /** The same as forward, under BatchNorm's name for the Promise form. */
+  forwardAsync(x: FloatArray, shape: readonly number[]): Promise<FloatArray> {
+    return this.forward(x, shape);
+  }
+
+  /** The same as backward, under BatchNorm's name for the Promise form. */
+  backwardAsync(dy: FloatArray): Promise<FloatArray> {
+    return this.backward(dy);
+  }
+
+  zeroGrad(): void {
+    this.#layer.zeroGrad();
+  }
+
+  stateDict(): BatchNormState {
+    return this.#layer.stateDict();
+  }
+
+  /** As BatchNorm's; load the same state on every worker so running statistics stay identical. */
+  loadStateDict(state: BatchNormStateInput): void {
+    this.#layer.loadStateDict(state);
+    // The forward moments' shift must agree across workers: derive it from the loaded state.
+    this.#shift.reset();
+  }
+}
