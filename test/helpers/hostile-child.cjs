@@ -19,6 +19,14 @@ function detached(T, length) {
   return a;
 }
 
+/** A length-tracking copy of `a` on a resizable buffer (shrinking the buffer shortens it). */
+function resizableCopy(T, a) {
+  const rab = new ArrayBuffer(a.byteLength, { maxByteLength: a.byteLength });
+  const copy = new T(rab);
+  copy.set(a);
+  return copy;
+}
+
 /** A fixed-length view left out of bounds by shrinking its resizable buffer: length 0. */
 function outOfBoundsView(T, length) {
   const rab = new ArrayBuffer(length * T.BYTES_PER_ELEMENT, { maxByteLength: length * T.BYTES_PER_ELEMENT });
@@ -91,6 +99,20 @@ const SHAPE_SPOILERS = [
   ['shape whose product is 12 modulo 2^64', () => [4 * 274177, 3, 67280421310721]],
   ['shape with a zero dim and a huge one', () => [0, 3, 2 ** 53 - 1]],
   ['shape with extra ones and the wrong size', () => [4, 3, 1, 2]],
+  ['shape a Proxy of an array', () => new Proxy([4, 3], {})],
+  [
+    'shape emptied by a getter while it is read',
+    () => {
+      const s = [4, 3, 1];
+      Object.defineProperty(s, 0, {
+        get() {
+          s.length = 1;
+          return 4;
+        },
+      });
+      return s;
+    },
+  ],
   [
     'shape with a throwing getter',
     () => {
@@ -251,6 +273,29 @@ function hostileCalls(op, dtype) {
       },
     ]);
   });
+  // The same with a resizable buffer shrunk instead: x then tracks a shorter length.
+  params.forEach((p, i) => {
+    if (p.kind !== 'data' || i > shapeIndex) return;
+    cases.push([
+      `${p.name} shrunk by a getter in shape`,
+      () => {
+        const call = fresh();
+        const tracking = resizableCopy(DTYPES[dtype], call.args[i]);
+        call.args[i] = tracking;
+        const dims = call.args[shapeIndex];
+        const trapped = [dims[0]];
+        Object.defineProperty(trapped, 1, {
+          enumerable: true,
+          get() {
+            tracking.buffer.resize(tracking.BYTES_PER_ELEMENT * 4);
+            return dims[1];
+          },
+        });
+        call.args[shapeIndex] = trapped;
+        return call;
+      },
+    ]);
+  });
   cases.push(['every argument missing', () => ({ ...fresh(), args: [] })]);
   cases.push([
     'the last argument missing',
@@ -319,12 +364,20 @@ async function matrix() {
   return results;
 }
 
-/** The getter-detach case with large arrays: a freed large buffer is unmapped, so using it
- *  after conversion would fault at once rather than silently corrupt the heap. The victims
- *  are the arrays converted before shape (after it, conversion already sees them detached). */
+/** The getter cases with large arrays: a freed 1 MB block is unmapped (the parent sets
+ *  MALLOC_MMAP_THRESHOLD_), and a shrunk resizable buffer gives its pages back, so a use of
+ *  the stale pointer faults at once rather than silently reading or corrupting memory. The
+ *  victims are the arrays converted before shape (after it, conversion sees them changed). */
 async function detachLarge() {
   const results = [];
   const shape = [1 << 16, 4];
+  const spoil = {
+    detached: (victim) => {
+      structuredClone(victim.buffer, { transfer: [victim.buffer] });
+      gc();
+    },
+    shrunk: (victim) => victim.buffer.resize(16),
+  };
   for (const op of Object.keys(OPS)) {
     const params = OPS[op];
     const shapeIndex = params.findIndex((p) => p.kind === 'shape');
@@ -332,30 +385,33 @@ async function detachLarge() {
       for (const async of [false, true]) {
         for (const [i, p] of params.entries()) {
           if (p.kind !== 'data' || i > shapeIndex) continue;
-          const name = `${p.name} (256K elements) detached by a getter in shape`;
-          await runCase(
-            results,
-            fnName(op, dtype, async),
-            name,
-            'error',
-            () => {
-              const call = makeCall(op, dtype, { shape, seed: null });
-              const victim = call.args[i];
-              const trapped = [shape[0]];
-              Object.defineProperty(trapped, 1, {
-                enumerable: true,
-                get() {
-                  structuredClone(victim.buffer, { transfer: [victim.buffer] });
-                  gc();
-                  return shape[1];
-                },
-              });
-              call.args[shapeIndex] = trapped;
-              return call;
-            },
-            async,
-          );
-          gc();
+          for (const [how, change] of Object.entries(spoil)) {
+            const name = `${p.name} (256K elements) ${how} by a getter in shape`;
+            await runCase(
+              results,
+              fnName(op, dtype, async),
+              name,
+              'error',
+              () => {
+                const call = makeCall(op, dtype, { shape, seed: null });
+                const T = DTYPES[dtype];
+                const victim = how === 'shrunk' ? resizableCopy(T, call.args[i]) : call.args[i];
+                call.args[i] = victim;
+                const trapped = [shape[0]];
+                Object.defineProperty(trapped, 1, {
+                  enumerable: true,
+                  get() {
+                    change(victim);
+                    return shape[1];
+                  },
+                });
+                call.args[shapeIndex] = trapped;
+                return call;
+              },
+              async,
+            );
+            gc();
+          }
         }
       }
     }
