@@ -1,15 +1,17 @@
 //! The backward pass: dGamma = sum(dy * xhat), dBeta = sum(dy) per channel, and dx,
 //! either through the batch statistics (training) or with them frozen (inference),
-//! optionally through a fused ReLU (dy masked where its output was <= 0).
+//! optionally through a fused ReLU (dy counts only where its output was > 0).
 
+use crate::channel_major::{self, Inputs, MIN_INNER};
+use crate::channels_last::{self, spread_columns};
 use crate::element::Element;
-use crate::elementwise::{apply_channel_affine, ChannelAffine};
+use crate::elementwise::apply;
 use crate::error::{check_len, Result};
 use crate::forward::check_count;
 use crate::io::Io;
 use crate::layout::Layout;
+use crate::loops::{add_grad_columns, grad_sums_run, Coefficients};
 use crate::pool::{self, Exec};
-use crate::tiles::reduce_channels;
 
 /// Per-channel sums the backward pass needs: sum(dy) and sum(dy * xhat).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -41,13 +43,38 @@ pub struct GradPath<'a, T> {
     pub relu_output: Option<&'a [T]>,
 }
 
-#[inline(always)]
-fn masked(dy: f64, relu_output: f64) -> f64 {
-    if relu_output > 0.0 {
-        dy
-    } else {
-        0.0
+impl<T: Element> Saved<'_, T> {
+    /// `(Σg, Σg·(x - mean))` of channel c -> the sums with xhat.
+    fn grad_sums(&self, c: usize, (sum_dy, sum_dy_xmu): (f64, f64)) -> GradSums {
+        GradSums {
+            sum_dy,
+            sum_dy_xhat: sum_dy_xmu * self.inv_std[c].to_f64(),
+        }
     }
+}
+
+/// The dx pass's coefficients for channel c: dx = g*invStd/m * (m*dy - Σdy - xhat*Σ(dy*xhat))
+/// when training, dx = g*invStd*dy when frozen.
+fn dx_coefficients<T: Element>(
+    c: usize,
+    gamma: Option<&[T]>,
+    saved: &Saved<'_, T>,
+    training: bool,
+    s: &GradSums,
+    count: f64,
+) -> Coefficients {
+    let inv_std = saved.inv_std[c].to_f64();
+    let dy_scale = gamma.map_or(1.0, |g| g[c].to_f64()) * inv_std;
+    let mut k = Coefficients {
+        scale: dy_scale,
+        center_other: saved.mean[c].to_f64(),
+        ..Coefficients::default()
+    };
+    if training {
+        k.scale_other = -dy_scale * inv_std * s.sum_dy_xhat / count;
+        k.shift = -dy_scale * s.sum_dy / count;
+    }
+    k
 }
 
 fn grad_sums_in<T: Element>(
@@ -58,60 +85,29 @@ fn grad_sums_in<T: Element>(
     layout: &Layout,
     saved: Saved<'_, T>,
 ) -> Vec<GradSums> {
-    let width = layout.channels * layout.inner;
-    let mut sums = reduce_channels(
-        exec,
-        layout,
-        |tile, runs| {
-            let cols = tile.columns.clone();
-            let mut column_mean = vec![0.0f64; cols.len()];
-            for run in runs {
-                column_mean[run.columns.clone()].fill(saved.mean[run.channel].to_f64());
-            }
-            let mut sum_dy = vec![0.0f64; cols.len()];
-            let mut sum_dy_xmu = vec![0.0f64; cols.len()];
-            for r in tile.rows.clone() {
-                let span = r * width + cols.start..r * width + cols.end;
-                let accumulate = |j: usize, g: f64, v: f64, s: &mut [f64], sx: &mut [f64]| {
-                    s[j] += g;
-                    sx[j] += g * (v - column_mean[j]);
-                };
-                let (dys, xs) = (&dy[span.clone()], &x[span.clone()]);
-                match relu_output {
-                    None => {
-                        for (j, (g, v)) in dys.iter().zip(xs).enumerate() {
-                            accumulate(j, g.to_f64(), v.to_f64(), &mut sum_dy, &mut sum_dy_xmu);
-                        }
-                    }
-                    Some(y) => {
-                        for (j, ((g, v), o)) in dys.iter().zip(xs).zip(&y[span.clone()]).enumerate()
-                        {
-                            let g = masked(g.to_f64(), o.to_f64());
-                            accumulate(j, g, v.to_f64(), &mut sum_dy, &mut sum_dy_xmu);
-                        }
-                    }
-                }
-            }
-            runs.iter()
-                .map(|run| GradSums {
-                    sum_dy: sum_dy[run.columns.clone()].iter().sum(),
-                    sum_dy_xhat: sum_dy_xmu[run.columns.clone()].iter().sum(),
-                })
-                .collect()
-        },
-        |total, part| {
-            total.sum_dy += part.sum_dy;
-            total.sum_dy_xhat += part.sum_dy_xhat;
-        },
-    );
-    // Accumulated as sum(dy * (x - mean)); one multiply per channel turns it into xhat's.
-    for (s, inv_std) in sums.iter_mut().zip(saved.inv_std) {
-        s.sum_dy_xhat *= inv_std.to_f64();
-    }
-    sums
+    let mean: Vec<f64> = saved.mean.iter().map(|v| v.to_f64()).collect();
+    let sums = if layout.inner >= MIN_INNER {
+        channel_major::reduce(exec, dy, layout, |c, dy_row, span| {
+            grad_sums_run(
+                dy_row,
+                &x[span.clone()],
+                relu_output.map(|y| &y[span]),
+                mean[c],
+            )
+        })
+    } else {
+        let column_mean = spread_columns(&mean, layout.inner);
+        channels_last::reduce(exec, layout, |span, columns, s, sx| {
+            let y = relu_output.map(|y| &y[span.clone()]);
+            add_grad_columns(&dy[span.clone()], &x[span], y, &column_mean[columns], s, sx)
+        })
+    };
+    sums.into_iter()
+        .enumerate()
+        .map(|(c, s)| saved.grad_sums(c, s))
+        .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
 fn check_backward<T>(
     dy_len: usize,
     dx_len: usize,
@@ -154,6 +150,13 @@ pub fn grad_sums<T: Element>(
     }))
 }
 
+fn write_params<T: Element>(sums: &[GradSums], params: ParamGrads<'_, T>) {
+    for (c, s) in sums.iter().enumerate() {
+        params.d_gamma[c] = T::from_f64(s.sum_dy_xhat);
+        params.d_beta[c] = T::from_f64(s.sum_dy);
+    }
+}
+
 /// dx, dGamma and dBeta. `grad` reads dy and writes dx (the same array when in place).
 pub fn backward<T: Element>(
     grad: Io<'_, T>,
@@ -177,13 +180,47 @@ pub fn backward<T: Element>(
     if path.training {
         check_count(layout.count_per_channel() as f64)?;
     }
-    pool::run(layout.len(), |exec| {
-        let sums = grad_sums_in(exec, grad.src(), x, path.relu_output, layout, saved);
-        let count = layout.count_per_channel() as f64;
-        finish_backward_in(
-            exec, grad, x, layout, gamma, saved, path, &sums, count, params,
-        );
+    let count = layout.count_per_channel() as f64;
+    let inputs = Inputs {
+        other: path.training.then_some(x),
+        mask: path.relu_output,
+        relu_result: false,
+    };
+    let sums = pool::run(layout.len(), |exec| {
+        if layout.inner >= MIN_INNER {
+            // Sums and dx per channel while its rows of dy and x are in cache.
+            let mean: Vec<f64> = saved.mean.iter().map(|v| v.to_f64()).collect();
+            channel_major::reduce_then_apply(
+                exec,
+                grad,
+                layout,
+                inputs,
+                |c, dy_row, _, span| {
+                    grad_sums_run(
+                        dy_row,
+                        &x[span.clone()],
+                        path.relu_output.map(|y| &y[span]),
+                        mean[c],
+                    )
+                },
+                |c, raw| {
+                    let s = saved.grad_sums(c, raw);
+                    (
+                        s,
+                        dx_coefficients(c, gamma, &saved, path.training, &s, count),
+                    )
+                },
+            )
+        } else {
+            let sums = grad_sums_in(exec, grad.src(), x, path.relu_output, layout, saved);
+            let k: Vec<Coefficients> = (0..layout.channels)
+                .map(|c| dx_coefficients(c, gamma, &saved, path.training, &sums[c], count))
+                .collect();
+            apply(exec, grad, layout, inputs, &k);
+            sums
+        }
     });
+    write_params(&sums, params);
     Ok(())
 }
 
@@ -215,78 +252,15 @@ pub fn backward_with_sums<T: Element>(
     if path.training {
         check_count(count)?;
     }
-    pool::run(layout.len(), |exec| {
-        finish_backward_in(
-            exec, grad, x, layout, gamma, saved, path, sums, count, params,
-        )
-    });
-    Ok(())
-}
-
-/// dx = dy masked by the ReLU's output, written into dx: the later passes run in place on it.
-fn mask_relu_into_dst<'a, T: Element>(
-    exec: Exec,
-    grad: Io<'a, T>,
-    relu_output: &[T],
-) -> &'a mut [T] {
-    let chunk = 1 << 15;
-    match grad {
-        Io::Separate { src, dst } => {
-            exec.for_each_chunk_mut(dst, chunk, |start, d| {
-                for ((d, g), o) in d.iter_mut().zip(&src[start..]).zip(&relu_output[start..]) {
-                    *d = T::from_f64(masked(g.to_f64(), o.to_f64()));
-                }
-            });
-            dst
-        }
-        Io::InPlace(dst) => {
-            exec.for_each_chunk_mut(dst, chunk, |start, d| {
-                for (d, o) in d.iter_mut().zip(&relu_output[start..]) {
-                    *d = T::from_f64(masked(d.to_f64(), o.to_f64()));
-                }
-            });
-            dst
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finish_backward_in<T: Element>(
-    exec: Exec,
-    grad: Io<'_, T>,
-    x: &[T],
-    layout: &Layout,
-    gamma: Option<&[T]>,
-    saved: Saved<'_, T>,
-    path: GradPath<'_, T>,
-    sums: &[GradSums],
-    count: f64,
-    params: ParamGrads<'_, T>,
-) {
-    let gamma_at = |c: usize| gamma.map_or(1.0, |g| g[c].to_f64());
-    let mut k = ChannelAffine::default();
-    for (c, s) in sums.iter().enumerate() {
-        let inv_std = saved.inv_std[c].to_f64();
-        let dy_scale = gamma_at(c) * inv_std;
-        k.scale.push(dy_scale);
-        k.center.push(0.0);
-        k.center_other.push(saved.mean[c].to_f64());
-        if path.training {
-            // dx = g*invStd/m * (m*dy - sum(dy) - xhat*sum(dy*xhat))
-            k.scale_other
-                .push(-dy_scale * inv_std * s.sum_dy_xhat / count);
-            k.shift.push(-dy_scale * s.sum_dy / count);
-        } else {
-            k.scale_other.push(0.0);
-            k.shift.push(0.0);
-        }
-        params.d_gamma[c] = T::from_f64(s.sum_dy_xhat);
-        params.d_beta[c] = T::from_f64(s.sum_dy);
-    }
-    let grad = match path.relu_output {
-        Some(y) => Io::InPlace(mask_relu_into_dst(exec, grad, y)),
-        None => grad,
+    let inputs = Inputs {
+        other: path.training.then_some(x),
+        mask: path.relu_output,
+        relu_result: false,
     };
-    let other = if path.training { Some(x) } else { None };
-    apply_channel_affine(exec, grad, other, layout, &k);
+    let k: Vec<Coefficients> = (0..layout.channels)
+        .map(|c| dx_coefficients(c, gamma, &saved, path.training, &sums[c], count))
+        .collect();
+    pool::run(layout.len(), |exec| apply(exec, grad, layout, inputs, &k));
+    write_params(sums, params);
+    Ok(())
 }

@@ -3,13 +3,15 @@
 //! and optionally ReLU. Per channel the hot loop is one fused
 //! `(x - mean) * (gamma * invStd) + beta`.
 
+use crate::channel_major::{self, Inputs, MIN_INNER};
 use crate::element::Element;
-use crate::elementwise::{apply_channel_affine, ChannelAffine};
+use crate::elementwise::apply;
 use crate::error::{check_len, Error, Result};
 use crate::io::Io;
 use crate::layout::Layout;
+use crate::loops::{shifted_sums, Coefficients};
 use crate::pool::{self, Exec};
-use crate::stats::{channel_moments_in, update_running_stats, Moments};
+use crate::stats::{channel_moments_in, channel_shifts, update_running_stats, Moments};
 
 /// What follows the normalization in the same pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,22 +106,29 @@ fn check_train_outputs<T>(
     Ok(())
 }
 
-/// Coefficients of `y = (x - mean) * gamma * invStd + beta` for each channel.
-fn normalize_coefficients<T: Element>(
-    mean: &[f64],
-    inv_std: &[f64],
-    norm: &Norm<'_, T>,
-) -> ChannelAffine {
-    let gamma = |c: usize| norm.gamma.map_or(1.0, |g| g[c].to_f64());
-    let beta = |c: usize| norm.beta.map_or(0.0, |b| b[c].to_f64());
-    let channels = mean.len();
-    ChannelAffine {
-        relu: norm.activation == Activation::Relu,
-        ..ChannelAffine::single(
-            (0..channels).map(|c| gamma(c) * inv_std[c]).collect(),
-            mean.to_vec(),
-            (0..channels).map(beta).collect(),
-        )
+impl<T: Element> Norm<'_, T> {
+    /// Coefficients of `y = (x - mean) * gamma * invStd + beta` for channel c.
+    fn coefficients(&self, c: usize, mean: f64, inv_std: f64) -> Coefficients {
+        let gamma = self.gamma.map_or(1.0, |g| g[c].to_f64());
+        let beta = self.beta.map_or(0.0, |b| b[c].to_f64());
+        Coefficients {
+            scale: gamma * inv_std,
+            center: mean,
+            shift: beta,
+            ..Coefficients::default()
+        }
+    }
+
+    fn inputs(&self) -> Inputs<'static, T> {
+        Inputs {
+            other: None,
+            mask: None,
+            relu_result: self.activation == Activation::Relu,
+        }
+    }
+
+    fn inv_std(&self, m: &Moments) -> f64 {
+        1.0 / (m.biased_var() + self.eps).sqrt()
     }
 }
 
@@ -136,10 +145,29 @@ pub fn train<T: Element>(
     check_norm(&norm, layout.channels)?;
     check_train_outputs(&running, &saved, layout.channels)?;
     check_count(layout.count_per_channel() as f64)?;
-    pool::run(layout.len(), |exec| {
-        let moments = channel_moments_in(exec, io.src(), layout);
-        normalize_with_moments_in(exec, io, layout, &norm, &moments, running, saved);
+    let moments = pool::run(layout.len(), |exec| {
+        if layout.inner >= MIN_INNER {
+            // Statistics and normalization per channel while its rows are in cache.
+            let shifts = channel_shifts(io.src(), layout);
+            let count = layout.count_per_channel() as f64;
+            channel_major::reduce_then_apply(
+                exec,
+                io,
+                layout,
+                norm.inputs(),
+                |c, row, _, _| shifted_sums(row, shifts[c]),
+                |c, sums| {
+                    let m = Moments::from_shifted_sums(count, shifts[c], sums);
+                    (m, norm.coefficients(c, m.mean, norm.inv_std(&m)))
+                },
+            )
+        } else {
+            let moments = channel_moments_in(exec, io.src(), layout);
+            normalize_in(exec, io, layout, &norm, &moments);
+            moments
+        }
     });
+    save_stats(&norm, &moments, running, saved);
     Ok(())
 }
 
@@ -169,30 +197,37 @@ pub fn train_with_moments<T: Element>(
         check_count(m.count)?;
     }
     pool::run(layout.len(), |exec| {
-        normalize_with_moments_in(exec, io, layout, &norm, moments, running, saved)
+        normalize_in(exec, io, layout, &norm, moments)
     });
+    save_stats(&norm, moments, running, saved);
     Ok(())
 }
 
-fn normalize_with_moments_in<T: Element>(
+fn normalize_in<T: Element>(
     exec: Exec,
     io: Io<'_, T>,
     layout: &Layout,
     norm: &Norm<'_, T>,
     moments: &[Moments],
+) {
+    let k: Vec<Coefficients> = moments
+        .iter()
+        .enumerate()
+        .map(|(c, m)| norm.coefficients(c, m.mean, norm.inv_std(m)))
+        .collect();
+    apply(exec, io, layout, norm.inputs(), &k);
+}
+
+/// Writes the statistics a step normalized with, and updates the running ones.
+fn save_stats<T: Element>(
+    norm: &Norm<'_, T>,
+    moments: &[Moments],
     running: Option<RunningStats<'_, T>>,
     saved: SavedStats<'_, T>,
 ) {
-    let mean: Vec<f64> = moments.iter().map(|m| m.mean).collect();
-    let inv_std: Vec<f64> = moments
-        .iter()
-        .map(|m| 1.0 / (m.biased_var() + norm.eps).sqrt())
-        .collect();
-    let k = normalize_coefficients(&mean, &inv_std, norm);
-    apply_channel_affine(exec, io, None, layout, &k);
-    for c in 0..layout.channels {
-        saved.mean[c] = T::from_f64(mean[c]);
-        saved.inv_std[c] = T::from_f64(inv_std[c]);
+    for (c, m) in moments.iter().enumerate() {
+        saved.mean[c] = T::from_f64(m.mean);
+        saved.inv_std[c] = T::from_f64(norm.inv_std(m));
     }
     if let Some(r) = running {
         update_running_stats(r.mean, r.var, moments, r.momentum);
@@ -211,14 +246,17 @@ pub fn eval<T: Element>(
     check_norm(&norm, layout.channels)?;
     check_len("runningMean", running_mean.len(), layout.channels)?;
     check_len("runningVar", running_var.len(), layout.channels)?;
-    let mean: Vec<f64> = running_mean.iter().map(|v| v.to_f64()).collect();
-    let inv_std: Vec<f64> = running_var
-        .iter()
-        .map(|v| 1.0 / (v.to_f64() + norm.eps).sqrt())
+    let k: Vec<Coefficients> = (0..layout.channels)
+        .map(|c| {
+            norm.coefficients(
+                c,
+                running_mean[c].to_f64(),
+                1.0 / (running_var[c].to_f64() + norm.eps).sqrt(),
+            )
+        })
         .collect();
-    let k = normalize_coefficients(&mean, &inv_std, &norm);
     pool::run(layout.len(), |exec| {
-        apply_channel_affine(exec, io, None, layout, &k)
+        apply(exec, io, layout, norm.inputs(), &k)
     });
     Ok(())
 }

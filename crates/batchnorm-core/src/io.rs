@@ -64,21 +64,6 @@ impl<'a, T: Element> Chunk<'a, T> {
         }
     }
 
-    /// The first `mid` elements and the rest.
-    pub(crate) fn split_at(self, mid: usize) -> (Chunk<'a, T>, Chunk<'a, T>) {
-        match self {
-            Chunk::Separate(s, d) => {
-                let (s1, s2) = s.split_at(mid);
-                let (d1, d2) = d.split_at_mut(mid);
-                (Chunk::Separate(s1, d1), Chunk::Separate(s2, d2))
-            }
-            Chunk::InPlace(d) => {
-                let (d1, d2) = d.split_at_mut(mid);
-                (Chunk::InPlace(d1), Chunk::InPlace(d2))
-            }
-        }
-    }
-
     /// Splits off consecutive sub-chunks of `len` elements (rows of a chunk).
     pub(crate) fn split(self, len: usize) -> Vec<Chunk<'a, T>> {
         match self {
@@ -120,6 +105,23 @@ impl<'a, T: Element> Chunk<'a, T> {
             Chunk::InPlace(d) => {
                 for (i, (d, o)) in d.iter_mut().zip(other).enumerate() {
                     *d = T::from_f64(f(i, d.to_f64(), o.to_f64()));
+                }
+            }
+        }
+    }
+
+    /// `dst[i] = f(i, src[i], a[i], b[i])`, with two more inputs of the same length.
+    #[inline(always)]
+    pub(crate) fn map_with2(self, a: &[T], b: &[T], f: impl Fn(usize, f64, f64, f64) -> f64) {
+        match self {
+            Chunk::Separate(s, d) => {
+                for (i, (((d, s), a), b)) in d.iter_mut().zip(s).zip(a).zip(b).enumerate() {
+                    *d = T::from_f64(f(i, s.to_f64(), a.to_f64(), b.to_f64()));
+                }
+            }
+            Chunk::InPlace(d) => {
+                for (i, ((d, a), b)) in d.iter_mut().zip(a).zip(b).enumerate() {
+                    *d = T::from_f64(f(i, d.to_f64(), a.to_f64(), b.to_f64()));
                 }
             }
         }

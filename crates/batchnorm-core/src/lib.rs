@@ -6,13 +6,17 @@
 //! element type; the variance that normalizes is the biased one.
 
 mod backward;
+mod channel_major;
+mod channels_last;
 mod element;
 mod elementwise;
 mod error;
 mod forward;
 mod io;
 mod layout;
+mod loops;
 mod pool;
+mod rows;
 mod stats;
 mod tiles;
 

@@ -16,6 +16,7 @@ static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Exec {
     parallel: bool,
+    threads: usize,
 }
 
 fn default_num_threads() -> usize {
@@ -66,16 +67,37 @@ pub fn num_threads() -> usize {
 /// Runs `work` on the pool when the tensor is big enough to gain from it.
 pub(crate) fn run<R: Send>(elements: usize, work: impl FnOnce(Exec) -> R + Send) -> R {
     if elements < PARALLEL_MIN_ELEMENTS {
-        return work(Exec { parallel: false });
+        return work(Exec::SEQUENTIAL);
     }
     let pool = current_pool();
-    if pool.current_num_threads() == 1 {
-        return work(Exec { parallel: false });
+    let threads = pool.current_num_threads();
+    if threads == 1 {
+        return work(Exec::SEQUENTIAL);
     }
-    pool.install(|| work(Exec { parallel: true }))
+    pool.install(|| {
+        work(Exec {
+            parallel: true,
+            threads,
+        })
+    })
 }
 
 impl Exec {
+    const SEQUENTIAL: Exec = Exec {
+        parallel: false,
+        threads: 1,
+    };
+
+    /// Threads the work may spread over.
+    pub(crate) fn threads(self) -> usize {
+        self.threads
+    }
+
+    /// The same work, one chunk after another on this thread.
+    pub(crate) fn sequential(self) -> Exec {
+        Exec::SEQUENTIAL
+    }
+
     /// `f(0..tasks)` in order, in parallel when allowed.
     pub(crate) fn map<R: Send>(self, tasks: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
         if self.parallel {

@@ -1,11 +1,14 @@
-//! Per-channel batch statistics: count, mean and sum of squared deviations (M2), taken
-//! two-pass per cached sub-block and merged with Chan et al.'s formula, so data whose
-//! mean is large against its spread keeps its precision. And the running-stat update.
+//! Per-channel batch statistics. Each channel's values are summed after subtracting a shift
+//! K (the channel's first value): `Σ(x - K)` and `Σ(x - K)²` in f64 lose nothing to a mean
+//! that is large against the spread, in one read of x. Mergeable moments (count, mean,
+//! M2) combine shards exactly (Chan et al.). And the running-stat update.
 
+use crate::channel_major::{self, MIN_INNER};
+use crate::channels_last;
 use crate::element::Element;
 use crate::layout::Layout;
+use crate::loops::{add_shifted_columns, shifted_sums};
 use crate::pool::Exec;
-use crate::tiles::reduce_channels;
 
 /// Statistics of a set of values, mergeable exactly with another set's.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -34,6 +37,20 @@ impl Moments {
         }
     }
 
+    /// From `s1 = Σ(x - k)` and `s2 = Σ(x - k)²` over `count` values. M2 is clamped at 0
+    /// (rounding), but NaN stays NaN so bad data shows. No values: count, mean, M2 all 0.
+    pub(crate) fn from_shifted_sums(count: f64, k: f64, (s1, s2): (f64, f64)) -> Moments {
+        if count == 0.0 {
+            return Moments::default();
+        }
+        let m2 = s2 - s1 * s1 / count;
+        Moments {
+            count,
+            mean: k + s1 / count,
+            m2: if m2 < 0.0 { 0.0 } else { m2 },
+        }
+    }
+
     /// Population variance: what normalizes the batch.
     pub fn biased_var(&self) -> f64 {
         self.m2 / self.count
@@ -45,71 +62,34 @@ impl Moments {
     }
 }
 
+/// Each channel's shift: its first value, or 0 when that is not finite (then an infinite
+/// value still gives an infinite mean and a NaN variance, as PyTorch's do).
+pub(crate) fn channel_shifts<T: Element>(x: &[T], layout: &Layout) -> Vec<f64> {
+    if layout.count_per_channel() == 0 {
+        return vec![0.0; layout.channels];
+    }
+    (0..layout.channels)
+        .map(|c| x[c * layout.inner].to_f64())
+        .map(|k| if k.is_finite() { k } else { 0.0 })
+        .collect()
+}
+
 /// Per-channel moments of `x` viewed through `layout`.
 pub(crate) fn channel_moments_in<T: Element>(exec: Exec, x: &[T], layout: &Layout) -> Vec<Moments> {
-    let width = layout.channels * layout.inner;
-    reduce_channels(
-        exec,
-        layout,
-        |tile, runs| {
-            let cols = tile.columns.clone();
-            let mut column_sum = vec![0.0f64; cols.len()];
-            let mut column_mean = vec![0.0f64; cols.len()];
-            let mut column_m2 = vec![0.0f64; cols.len()];
-            let mut totals = vec![Moments::default(); runs.len()];
-            for block in tile.sub_blocks() {
-                let rows = || {
-                    block
-                        .clone()
-                        .map(|r| &x[r * width + cols.start..r * width + cols.end])
-                };
-                // Pass 1: the block's mean per channel.
-                column_sum.fill(0.0);
-                for row in rows() {
-                    for (s, v) in column_sum.iter_mut().zip(row) {
-                        *s += v.to_f64();
-                    }
-                }
-                let mut block_moments = Vec::with_capacity(runs.len());
-                for run in runs {
-                    let count = (run.columns.len() * block.len()) as f64;
-                    let mean = column_sum[run.columns.clone()].iter().sum::<f64>() / count;
-                    column_mean[run.columns.clone()].fill(mean);
-                    block_moments.push(Moments {
-                        count,
-                        mean,
-                        m2: 0.0,
-                    });
-                }
-                // Pass 2: deviations from that mean, while the block is cached. Their sum
-                // corrects the rounding of the pass-1 mean (the "corrected two-pass" form).
-                column_sum.fill(0.0);
-                column_m2.fill(0.0);
-                for row in rows() {
-                    for (((s, m2), mean), v) in column_sum
-                        .iter_mut()
-                        .zip(column_m2.iter_mut())
-                        .zip(&column_mean)
-                        .zip(row)
-                    {
-                        let d = v.to_f64() - mean;
-                        *s += d;
-                        *m2 += d * d;
-                    }
-                }
-                for ((run, moments), total) in runs.iter().zip(&mut block_moments).zip(&mut totals)
-                {
-                    let deviation: f64 = column_sum[run.columns.clone()].iter().sum();
-                    let squares: f64 = column_m2[run.columns.clone()].iter().sum();
-                    moments.mean += deviation / moments.count;
-                    moments.m2 = squares - deviation * deviation / moments.count;
-                    *total = total.merge(moments);
-                }
-            }
-            totals
-        },
-        |total, part| *total = total.merge(part),
-    )
+    let shifts = channel_shifts(x, layout);
+    let sums = if layout.inner >= MIN_INNER {
+        channel_major::reduce(exec, x, layout, |c, row, _| shifted_sums(row, shifts[c]))
+    } else {
+        let column_shifts = channels_last::spread_columns(&shifts, layout.inner);
+        channels_last::reduce(exec, layout, |span, columns, s1, s2| {
+            add_shifted_columns(&x[span], &column_shifts[columns], s1, s2)
+        })
+    };
+    let count = layout.count_per_channel() as f64;
+    sums.into_iter()
+        .zip(&shifts)
+        .map(|(s, &k)| Moments::from_shifted_sums(count, k, s))
+        .collect()
 }
 
 /// `running = (1 - momentum) * running + momentum * batch`, with the unbiased batch variance.
@@ -189,5 +169,20 @@ mod tests {
         let m = pool::run(x.len(), |exec| channel_moments_in(exec, &x, &layout));
         assert!((m[0].mean - 1.0e4).abs() < 1e-9);
         assert!((m[0].biased_var() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn infinity_gives_infinite_mean_and_nan_variance() {
+        let x = [1.0, f64::INFINITY, 2.0, 3.0];
+        let m = moments_of(
+            &x,
+            &Layout {
+                outer: 4,
+                channels: 1,
+                inner: 1,
+            },
+        );
+        assert_eq!(m[0].mean, f64::INFINITY);
+        assert!(m[0].m2.is_nan());
     }
 }

@@ -1,16 +1,14 @@
-//! Per-channel reductions over a `[outer, C * inner]` matrix, cut into tiles of rows x
-//! columns. Each tile is swept in sub-blocks small enough to stay in L2, so a two-pass
-//! reduction reads memory once; tiles run in parallel and their partials are merged.
+//! Cutting a `[outer, C * inner]` matrix into tiles of rows x columns for reductions whose
+//! accumulators are per column (channels-last layouts). The cut depends on the layout
+//! only, never on the thread count, so results are bit-for-bit the same on any pool.
 
 use std::ops::Range;
 
 use crate::layout::Layout;
 use crate::pool::{Exec, PARALLEL_MIN_ELEMENTS};
 
-/// Widest column range one tile covers (keeps per-column accumulators in L1).
-const TILE_COLUMNS: usize = 2048;
-/// Elements per sub-block: 64 KiB of f32, small enough to re-read from cache.
-const SUB_BLOCK_ELEMENTS: usize = 1 << 14;
+/// Widest column range one tile covers (keeps its accumulators in L1).
+const TILE_COLUMNS: usize = 4096;
 /// Tiles to aim for on a large tensor, so every thread gets several to balance load.
 const TARGET_TILES: usize = 64;
 
@@ -21,52 +19,15 @@ pub(crate) struct Tile {
     pub columns: Range<usize>,
 }
 
-/// The run of one channel's columns inside a tile: `columns` is relative to the tile.
-#[derive(Debug, Clone)]
-pub(crate) struct ChannelRun {
-    pub channel: usize,
-    pub columns: Range<usize>,
-}
-
-impl Tile {
-    /// Row counts of consecutive sub-blocks, each small enough to stay cached.
-    pub(crate) fn sub_blocks(&self) -> impl Iterator<Item = Range<usize>> {
-        let width = self.columns.len().max(1);
-        let step = (SUB_BLOCK_ELEMENTS / width).max(1);
-        let rows = self.rows.clone();
-        rows.clone()
-            .step_by(step)
-            .map(move |r| r..(r + step).min(rows.end))
-    }
-
-    /// The channels this tile touches, each with its column range inside the tile.
-    pub(crate) fn channel_runs(&self, inner: usize) -> Vec<ChannelRun> {
-        let mut runs = Vec::new();
-        let mut col = self.columns.start;
-        while col < self.columns.end {
-            let channel = col / inner;
-            let end = ((channel + 1) * inner).min(self.columns.end);
-            runs.push(ChannelRun {
-                channel,
-                columns: (col - self.columns.start)..(end - self.columns.start),
-            });
-            col = end;
-        }
-        runs
-    }
-}
-
-/// How a layout is cut into tiles. Depends on the layout only, never on the thread
-/// count, so results are bit-for-bit the same whatever the pool size.
 fn tiles(layout: &Layout) -> Vec<Tile> {
     let width = layout.channels * layout.inner;
     let tile_columns = width.clamp(1, TILE_COLUMNS);
-    let column_tiles = width.div_ceil(tile_columns);
+    let column_tiles = width.div_ceil(tile_columns).max(1);
     let row_blocks = if layout.len() < PARALLEL_MIN_ELEMENTS {
         1
     } else {
         TARGET_TILES
-            .div_ceil(column_tiles.max(1))
+            .div_ceil(column_tiles)
             .clamp(1, layout.outer.max(1))
     };
     let rows_per_block = layout.outer.div_ceil(row_blocks).max(1);
@@ -82,24 +43,30 @@ fn tiles(layout: &Layout) -> Vec<Tile> {
     tiles
 }
 
-/// Reduces every channel: `reduce_tile` returns partials for the channels of its tile
-/// (in `channel_runs` order), and `merge` folds them into one value per channel.
-pub(crate) fn reduce_channels<A: Clone + Default + Send>(
+/// Two sums per channel: `add_row(tile, row, a, b)` adds one row of a tile into per-column
+/// accumulators `a`, `b` (indexed from the tile's first column); columns are then folded
+/// into their channels and tiles added in order.
+pub(crate) fn sum_by_channel(
     exec: Exec,
     layout: &Layout,
-    reduce_tile: impl Fn(&Tile, &[ChannelRun]) -> Vec<A> + Sync + Send,
-    merge: impl Fn(&mut A, &A),
-) -> Vec<A> {
+    add_row: impl Fn(&Tile, usize, &mut [f64], &mut [f64]) + Sync + Send,
+) -> Vec<(f64, f64)> {
     let tiles = tiles(layout);
     let partials = exec.map(tiles.len(), |t| {
-        let runs = tiles[t].channel_runs(layout.inner);
-        let values = reduce_tile(&tiles[t], &runs);
-        (runs, values)
+        let tile = &tiles[t];
+        let mut a = vec![0.0f64; tile.columns.len()];
+        let mut b = vec![0.0f64; tile.columns.len()];
+        for r in tile.rows.clone() {
+            add_row(tile, r, &mut a, &mut b);
+        }
+        (a, b)
     });
-    let mut totals = vec![A::default(); layout.channels];
-    for (runs, values) in &partials {
-        for (run, value) in runs.iter().zip(values) {
-            merge(&mut totals[run.channel], value);
+    let mut totals = vec![(0.0f64, 0.0f64); layout.channels];
+    for (tile, (a, b)) in tiles.iter().zip(&partials) {
+        for (j, (x, y)) in a.iter().zip(b).enumerate() {
+            let total = &mut totals[(tile.columns.start + j) / layout.inner];
+            total.0 += x;
+            total.1 += y;
         }
     }
     totals

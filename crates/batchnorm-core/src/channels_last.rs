@@ -1,0 +1,68 @@
+//! The row-of-channels path (`inner` < MIN_INNER: NHWC, `[N, C]`, NLC): a row holds every
+//! channel, so reductions keep one accumulator per column over tiles of rows, and the
+//! elementwise pass uses coefficients spread out per column. x is read in memory order.
+
+use std::ops::Range;
+
+use crate::element::Element;
+use crate::io::Io;
+use crate::layout::Layout;
+use crate::loops::{affine_columns, Coefficients, ColumnCoefficients};
+use crate::pool::Exec;
+use crate::tiles::{sum_by_channel, Tile};
+
+/// Elements per parallel chunk of the elementwise pass.
+const CHUNK_ELEMENTS: usize = 1 << 15;
+
+/// Per channel, the sums `add_row(flat_span, columns, a, b)` accumulates per column over
+/// every row (`columns` is the span's range within a row).
+pub(crate) fn reduce(
+    exec: Exec,
+    layout: &Layout,
+    add_row: impl Fn(Range<usize>, Range<usize>, &mut [f64], &mut [f64]) + Sync + Send,
+) -> Vec<(f64, f64)> {
+    let width = layout.channels * layout.inner;
+    sum_by_channel(exec, layout, |tile: &Tile, r, a, b| {
+        let columns = tile.columns.clone();
+        add_row(
+            r * width + columns.start..r * width + columns.end,
+            columns,
+            a,
+            b,
+        )
+    })
+}
+
+/// A per-channel value spread out over every column of a row.
+pub(crate) fn spread_columns(per_channel: &[f64], inner: usize) -> Vec<f64> {
+    per_channel
+        .iter()
+        .flat_map(|&v| std::iter::repeat_n(v, inner))
+        .collect()
+}
+
+/// The elementwise pass with per-channel coefficients `k`.
+pub(crate) fn apply<T: Element>(
+    exec: Exec,
+    io: Io<'_, T>,
+    layout: &Layout,
+    other: Option<&[T]>,
+    mask: Option<&[T]>,
+    relu_result: bool,
+    k: &[Coefficients],
+) {
+    let width = layout.channels * layout.inner;
+    if width == 0 || layout.outer == 0 {
+        return;
+    }
+    let columns = ColumnCoefficients::spread(k, layout.inner);
+    let rows_per_chunk = (CHUNK_ELEMENTS / width).max(1);
+    io.for_each_chunk(exec, rows_per_chunk * width, |start, chunk| {
+        for (r, row) in chunk.split(width).into_iter().enumerate() {
+            let span = start + r * width..start + (r + 1) * width;
+            let other = other.map(|o| &o[span.clone()]);
+            let mask = mask.map(|m| &m[span]);
+            affine_columns(row, other, mask, &columns, relu_result);
+        }
+    });
+}
