@@ -46,10 +46,7 @@ pub struct GradPath<'a, T> {
 impl<T: Element> Saved<'_, T> {
     /// `(Σg, Σg·(x - mean))` of channel c -> the sums with xhat.
     fn grad_sums(&self, c: usize, (sum_dy, sum_dy_xmu): (f64, f64)) -> GradSums {
-        GradSums {
-            sum_dy,
-            sum_dy_xhat: sum_dy_xmu * self.inv_std[c].to_f64(),
-        }
+        GradSums { sum_dy, sum_dy_xhat: sum_dy_xmu * self.inv_std[c].to_f64() }
     }
 }
 
@@ -65,11 +62,7 @@ fn dx_coefficients<T: Element>(
 ) -> Coefficients {
     let inv_std = saved.inv_std[c].to_f64();
     let dy_scale = gamma.map_or(1.0, |g| g[c].to_f64()) * inv_std;
-    let mut k = Coefficients {
-        scale: dy_scale,
-        center_other: saved.mean[c].to_f64(),
-        ..Coefficients::default()
-    };
+    let mut k = Coefficients { scale: dy_scale, center_other: saved.mean[c].to_f64(), ..Coefficients::default() };
     if training {
         k.scale_other = -dy_scale * inv_std * s.sum_dy_xhat / count;
         k.shift = -dy_scale * s.sum_dy / count;
@@ -88,12 +81,7 @@ fn grad_sums_in<T: Element>(
     let mean: Vec<f64> = saved.mean.iter().map(|v| v.to_f64()).collect();
     let sums = if layout.inner >= MIN_INNER {
         channel_major::reduce(exec, dy, layout, |c, dy_row, span| {
-            grad_sums_run(
-                dy_row,
-                &x[span.clone()],
-                relu_output.map(|y| &y[span]),
-                mean[c],
-            )
+            grad_sums_run(dy_row, &x[span.clone()], relu_output.map(|y| &y[span]), mean[c])
         })
     } else {
         let column_mean = spread_columns(&mean, layout.inner);
@@ -102,10 +90,7 @@ fn grad_sums_in<T: Element>(
             add_grad_columns(&dy[span.clone()], &x[span], y, &column_mean[columns], s, sx)
         })
     };
-    sums.into_iter()
-        .enumerate()
-        .map(|(c, s)| saved.grad_sums(c, s))
-        .collect()
+    sums.into_iter().enumerate().map(|(c, s)| saved.grad_sums(c, s)).collect()
 }
 
 fn check_backward<T>(
@@ -145,9 +130,7 @@ pub fn grad_sums<T: Element>(
     relu_output: Option<&[T]>,
 ) -> Result<Vec<GradSums>> {
     check_backward(dy.len(), dy.len(), x, layout, None, &saved, relu_output)?;
-    Ok(pool::run(layout.len(), |exec| {
-        grad_sums_in(exec, dy, x, relu_output, layout, saved)
-    }))
+    Ok(pool::run(layout.len(), |exec| grad_sums_in(exec, dy, x, relu_output, layout, saved)))
 }
 
 fn write_params<T: Element>(sums: &[GradSums], params: ParamGrads<'_, T>) {
@@ -167,58 +150,19 @@ pub fn backward<T: Element>(
     path: GradPath<'_, T>,
     params: ParamGrads<'_, T>,
 ) -> Result<()> {
-    check_backward(
-        grad.src_len(),
-        grad.dst_len(),
-        x,
-        layout,
-        gamma,
-        &saved,
-        path.relu_output,
-    )?;
+    check_backward(grad.src_len(), grad.dst_len(), x, layout, gamma, &saved, path.relu_output)?;
     check_params(&params, layout.channels)?;
     if path.training {
         check_count(layout.count_per_channel() as f64)?;
     }
     let count = layout.count_per_channel() as f64;
-    let inputs = Inputs {
-        other: path.training.then_some(x),
-        mask: path.relu_output,
-        relu_result: false,
-    };
+    let inputs = Inputs { other: path.training.then_some(x), mask: path.relu_output, relu_result: false };
     let sums = pool::run(layout.len(), |exec| {
-        if layout.inner >= MIN_INNER {
-            // Sums and dx per channel while its rows of dy and x are in cache.
-            let mean: Vec<f64> = saved.mean.iter().map(|v| v.to_f64()).collect();
-            channel_major::reduce_then_apply(
-                exec,
-                grad,
-                layout,
-                inputs,
-                |c, dy_row, _, span| {
-                    grad_sums_run(
-                        dy_row,
-                        &x[span.clone()],
-                        path.relu_output.map(|y| &y[span]),
-                        mean[c],
-                    )
-                },
-                |c, raw| {
-                    let s = saved.grad_sums(c, raw);
-                    (
-                        s,
-                        dx_coefficients(c, gamma, &saved, path.training, &s, count),
-                    )
-                },
-            )
-        } else {
-            let sums = grad_sums_in(exec, grad.src(), x, path.relu_output, layout, saved);
-            let k: Vec<Coefficients> = (0..layout.channels)
-                .map(|c| dx_coefficients(c, gamma, &saved, path.training, &sums[c], count))
-                .collect();
-            apply(exec, grad, layout, inputs, &k);
-            sums
-        }
+        let sums = grad_sums_in(exec, grad.src(), x, path.relu_output, layout, saved);
+        let k: Vec<Coefficients> =
+            (0..layout.channels).map(|c| dx_coefficients(c, gamma, &saved, path.training, &sums[c], count)).collect();
+        apply(exec, grad, layout, inputs, &k);
+        sums
     });
     write_params(&sums, params);
     Ok(())
@@ -238,28 +182,15 @@ pub fn backward_with_sums<T: Element>(
     count: f64,
     params: ParamGrads<'_, T>,
 ) -> Result<()> {
-    check_backward(
-        grad.src_len(),
-        grad.dst_len(),
-        x,
-        layout,
-        gamma,
-        &saved,
-        path.relu_output,
-    )?;
+    check_backward(grad.src_len(), grad.dst_len(), x, layout, gamma, &saved, path.relu_output)?;
     check_params(&params, layout.channels)?;
     check_len("sums", sums.len(), layout.channels)?;
     if path.training {
         check_count(count)?;
     }
-    let inputs = Inputs {
-        other: path.training.then_some(x),
-        mask: path.relu_output,
-        relu_result: false,
-    };
-    let k: Vec<Coefficients> = (0..layout.channels)
-        .map(|c| dx_coefficients(c, gamma, &saved, path.training, &sums[c], count))
-        .collect();
+    let inputs = Inputs { other: path.training.then_some(x), mask: path.relu_output, relu_result: false };
+    let k: Vec<Coefficients> =
+        (0..layout.channels).map(|c| dx_coefficients(c, gamma, &saved, path.training, &sums[c], count)).collect();
     pool::run(layout.len(), |exec| apply(exec, grad, layout, inputs, &k));
     write_params(sums, params);
     Ok(())

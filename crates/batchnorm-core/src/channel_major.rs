@@ -1,15 +1,14 @@
 //! The channel-major path (`inner` >= MIN_INNER: NCHW, NCL, NCDHW): each (outer, channel)
-//! row is contiguous. A task owns whole channels: it reduces a channel's rows, derives the
-//! channel's coefficients and rewrites the rows while they are still in cache, so x comes
-//! from memory once. With few channels, a channel's rows are split between tasks too; the
-//! per-row results are folded in row order either way, so the bits never depend on it.
+//! row is contiguous and has one channel, so reductions sum whole rows into registers and
+//! the elementwise pass uses one set of coefficients per row. Both walk memory in order,
+//! blocks of rows per task. (Owning a channel per task, to normalize it while cached,
+//! measured slower here: its rows are strided through the tensor and evict each other.)
 
 use crate::element::Element;
 use crate::io::Io;
 use crate::layout::Layout;
 use crate::loops::{affine_run, Coefficients};
 use crate::pool::Exec;
-use crate::rows::ChannelRows;
 
 /// Rows at least this long take this path; shorter ones are better read row by row.
 pub(crate) const MIN_INNER: usize = 64;
@@ -25,91 +24,55 @@ pub(crate) struct Inputs<'a, T> {
     pub relu_result: bool,
 }
 
-/// Splits a channel's rows between tasks only when channels alone cannot feed every thread.
-fn rows_exec(exec: Exec, channels: usize) -> Exec {
-    if channels >= 4 * exec.threads() {
-        exec.sequential()
-    } else {
-        exec
-    }
+/// Rows per task of the memory-order passes: enough work to amortize a task.
+fn rows_per_task(layout: &Layout) -> usize {
+    (ROW_TASK_ELEMENTS / layout.inner.max(1)).max(1)
 }
 
-/// Folds `row_value(o)` over a channel's rows in row order (the same bits however run).
-fn fold_rows(
-    exec: Exec,
-    outer: usize,
-    row_value: impl Fn(usize) -> (f64, f64) + Sync + Send,
-) -> (f64, f64) {
-    exec.map(outer, row_value)
-        .into_iter()
-        .fold((0.0, 0.0), |(a, b), (c, d)| (a + c, b + d))
-}
+/// Elements per task of the memory-order passes.
+const ROW_TASK_ELEMENTS: usize = 1 << 16;
 
-/// Per channel: `reduce` its rows, `finish` turns the channel's sums into a result and the
-/// coefficients of the pass, which then rewrites the channel's rows.
-pub(crate) fn reduce_then_apply<T: Element, R: Send>(
-    exec: Exec,
-    io: Io<'_, T>,
-    layout: &Layout,
-    inputs: Inputs<'_, T>,
-    reduce: impl Fn(usize, &[T], Inputs<'_, T>, std::ops::Range<usize>) -> (f64, f64) + Sync + Send,
-    finish: impl Fn(usize, (f64, f64)) -> (R, Coefficients) + Sync + Send,
-) -> Vec<R> {
-    let rows = ChannelRows::new(io, layout);
-    let inner_exec = rows_exec(exec, layout.channels);
-    exec.map(layout.channels, |c| {
-        // SAFETY (all row accesses below): this task is the only one touching channel c.
-        let sums = fold_rows(inner_exec, layout.outer, |o| {
-            reduce(c, unsafe { rows.src_row(o, c) }, inputs, rows.range(o, c))
-        });
-        let (result, k) = finish(c, sums);
-        inner_exec.map(layout.outer, |o| {
-            let r = rows.range(o, c);
-            let other = inputs.other.map(|v| &v[r.clone()]);
-            let mask = inputs.mask.map(|v| &v[r]);
-            affine_run(
-                unsafe { rows.row_io(o, c) },
-                other,
-                mask,
-                k,
-                inputs.relu_result,
-            );
-        });
-        result
-    })
-}
-
-/// Per channel: the sums `reduce` gives over its rows (a read-only pass).
+/// Per channel: the sums `reduce_row` gives over its rows, folded in row order. The rows are
+/// read in memory order (contiguous blocks of rows per task), which streams best.
 pub(crate) fn reduce<T: Element>(
     exec: Exec,
     x: &[T],
     layout: &Layout,
     reduce_row: impl Fn(usize, &[T], std::ops::Range<usize>) -> (f64, f64) + Sync + Send,
 ) -> Vec<(f64, f64)> {
-    let inner_exec = rows_exec(exec, layout.channels);
-    exec.map(layout.channels, |c| {
-        fold_rows(inner_exec, layout.outer, |o| {
-            let start = (o * layout.channels + c) * layout.inner;
-            let r = start..start + layout.inner;
-            reduce_row(c, &x[r.clone()], r)
+    let rows = layout.outer * layout.channels;
+    let block = rows_per_task(layout);
+    let per_row: Vec<(f64, f64)> = exec
+        .map(rows.div_ceil(block), |b| {
+            (b * block..((b + 1) * block).min(rows))
+                .map(|r| {
+                    let span = r * layout.inner..(r + 1) * layout.inner;
+                    reduce_row(r % layout.channels, &x[span.clone()], span)
+                })
+                .collect::<Vec<_>>()
         })
-    })
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut totals = vec![(0.0, 0.0); layout.channels];
+    for (r, (a, b)) in per_row.into_iter().enumerate() {
+        let t = &mut totals[r % layout.channels];
+        t.0 += a;
+        t.1 += b;
+    }
+    totals
 }
 
-/// The pass alone, with coefficients known up front (inference, given statistics).
-pub(crate) fn apply<T: Element>(
-    exec: Exec,
-    io: Io<'_, T>,
-    layout: &Layout,
-    inputs: Inputs<'_, T>,
-    k: &[Coefficients],
-) {
-    reduce_then_apply(
-        exec,
-        io,
-        layout,
-        inputs,
-        |_, _, _, _| (0.0, 0.0),
-        |c, _| ((), k[c]),
-    );
+/// The pass alone, with coefficients known up front, in memory order.
+pub(crate) fn apply<T: Element>(exec: Exec, io: Io<'_, T>, layout: &Layout, inputs: Inputs<'_, T>, k: &[Coefficients]) {
+    let inner = layout.inner;
+    io.for_each_chunk(exec, rows_per_task(layout) * inner, |start, chunk| {
+        for (i, row) in chunk.split(inner).into_iter().enumerate() {
+            let r = start / inner + i;
+            let span = r * inner..(r + 1) * inner;
+            let other = inputs.other.map(|v| &v[span.clone()]);
+            let mask = inputs.mask.map(|v| &v[span]);
+            affine_run(row, other, mask, k[r % layout.channels], inputs.relu_result);
+        }
+    });
 }

@@ -24,21 +24,13 @@ pub(crate) fn reduce(
     let width = layout.channels * layout.inner;
     sum_by_channel(exec, layout, |tile: &Tile, r, a, b| {
         let columns = tile.columns.clone();
-        add_row(
-            r * width + columns.start..r * width + columns.end,
-            columns,
-            a,
-            b,
-        )
+        add_row(r * width + columns.start..r * width + columns.end, columns, a, b)
     })
 }
 
 /// A per-channel value spread out over every column of a row.
 pub(crate) fn spread_columns(per_channel: &[f64], inner: usize) -> Vec<f64> {
-    per_channel
-        .iter()
-        .flat_map(|&v| std::iter::repeat_n(v, inner))
-        .collect()
+    per_channel.iter().flat_map(|&v| std::iter::repeat_n(v, inner)).collect()
 }
 
 /// The elementwise pass with per-channel coefficients `k`.

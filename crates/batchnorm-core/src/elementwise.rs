@@ -10,27 +10,13 @@ use crate::layout::Layout;
 use crate::loops::Coefficients;
 use crate::pool::Exec;
 
-pub(crate) fn apply<T: Element>(
-    exec: Exec,
-    io: Io<'_, T>,
-    layout: &Layout,
-    inputs: Inputs<'_, T>,
-    k: &[Coefficients],
-) {
+pub(crate) fn apply<T: Element>(exec: Exec, io: Io<'_, T>, layout: &Layout, inputs: Inputs<'_, T>, k: &[Coefficients]) {
     if layout.is_empty() {
         return;
     }
     if layout.inner >= MIN_INNER {
         channel_major::apply(exec, io, layout, inputs, k);
     } else {
-        channels_last::apply(
-            exec,
-            io,
-            layout,
-            inputs.other,
-            inputs.mask,
-            inputs.relu_result,
-            k,
-        );
+        channels_last::apply(exec, io, layout, inputs.other, inputs.mask, inputs.relu_result, k);
     }
 }

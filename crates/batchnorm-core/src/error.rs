@@ -20,16 +20,10 @@ pub enum ErrorKind {
 
 impl Error {
     pub fn range(message: impl Into<String>) -> Self {
-        Self {
-            kind: ErrorKind::Range,
-            message: message.into(),
-        }
+        Self { kind: ErrorKind::Range, message: message.into() }
     }
     pub fn type_error(message: impl Into<String>) -> Self {
-        Self {
-            kind: ErrorKind::Type,
-            message: message.into(),
-        }
+        Self { kind: ErrorKind::Type, message: message.into() }
     }
 }
 
@@ -48,8 +42,6 @@ pub(crate) fn check_len(name: &str, actual: usize, expected: usize) -> Result<()
     if actual == expected {
         Ok(())
     } else {
-        Err(Error::range(format!(
-            "{name} must have length {expected}, got {actual}"
-        )))
+        Err(Error::range(format!("{name} must have length {expected}, got {actual}")))
     }
 }

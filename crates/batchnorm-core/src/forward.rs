@@ -3,15 +3,15 @@
 //! and optionally ReLU. Per channel the hot loop is one fused
 //! `(x - mean) * (gamma * invStd) + beta`.
 
-use crate::channel_major::{self, Inputs, MIN_INNER};
+use crate::channel_major::Inputs;
 use crate::element::Element;
 use crate::elementwise::apply;
 use crate::error::{check_len, Error, Result};
 use crate::io::Io;
 use crate::layout::Layout;
-use crate::loops::{shifted_sums, Coefficients};
+use crate::loops::Coefficients;
 use crate::pool::{self, Exec};
-use crate::stats::{channel_moments_in, channel_shifts, update_running_stats, Moments};
+use crate::stats::{channel_moments_in, update_running_stats, Moments};
 
 /// What follows the normalization in the same pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,9 +51,7 @@ fn check_eps(eps: f64) -> Result<()> {
     if eps.is_finite() && eps > 0.0 {
         Ok(())
     } else {
-        Err(Error::range(format!(
-            "eps must be a finite number > 0, got {eps}"
-        )))
+        Err(Error::range(format!("eps must be a finite number > 0, got {eps}")))
     }
 }
 
@@ -61,17 +59,13 @@ fn check_momentum(momentum: f64) -> Result<()> {
     if (0.0..=1.0).contains(&momentum) {
         Ok(())
     } else {
-        Err(Error::range(format!(
-            "momentum must be in [0, 1], got {momentum}"
-        )))
+        Err(Error::range(format!("momentum must be in [0, 1], got {momentum}")))
     }
 }
 
 pub(crate) fn check_count(count: f64) -> Result<()> {
     if count < 2.0 {
-        return Err(Error::range(format!(
-            "x must have more than 1 value per channel when training, got {count}"
-        )));
+        return Err(Error::range(format!("x must have more than 1 value per channel when training, got {count}")));
     }
     Ok(())
 }
@@ -111,20 +105,11 @@ impl<T: Element> Norm<'_, T> {
     fn coefficients(&self, c: usize, mean: f64, inv_std: f64) -> Coefficients {
         let gamma = self.gamma.map_or(1.0, |g| g[c].to_f64());
         let beta = self.beta.map_or(0.0, |b| b[c].to_f64());
-        Coefficients {
-            scale: gamma * inv_std,
-            center: mean,
-            shift: beta,
-            ..Coefficients::default()
-        }
+        Coefficients { scale: gamma * inv_std, center: mean, shift: beta, ..Coefficients::default() }
     }
 
     fn inputs(&self) -> Inputs<'static, T> {
-        Inputs {
-            other: None,
-            mask: None,
-            relu_result: self.activation == Activation::Relu,
-        }
+        Inputs { other: None, mask: None, relu_result: self.activation == Activation::Relu }
     }
 
     fn inv_std(&self, m: &Moments) -> f64 {
@@ -146,26 +131,9 @@ pub fn train<T: Element>(
     check_train_outputs(&running, &saved, layout.channels)?;
     check_count(layout.count_per_channel() as f64)?;
     let moments = pool::run(layout.len(), |exec| {
-        if layout.inner >= MIN_INNER {
-            // Statistics and normalization per channel while its rows are in cache.
-            let shifts = channel_shifts(io.src(), layout);
-            let count = layout.count_per_channel() as f64;
-            channel_major::reduce_then_apply(
-                exec,
-                io,
-                layout,
-                norm.inputs(),
-                |c, row, _, _| shifted_sums(row, shifts[c]),
-                |c, sums| {
-                    let m = Moments::from_shifted_sums(count, shifts[c], sums);
-                    (m, norm.coefficients(c, m.mean, norm.inv_std(&m)))
-                },
-            )
-        } else {
-            let moments = channel_moments_in(exec, io.src(), layout);
-            normalize_in(exec, io, layout, &norm, &moments);
-            moments
-        }
+        let moments = channel_moments_in(exec, io.src(), layout);
+        normalize_in(exec, io, layout, &norm, &moments);
+        moments
     });
     save_stats(&norm, &moments, running, saved);
     Ok(())
@@ -174,9 +142,7 @@ pub fn train<T: Element>(
 /// Per-channel moments of `x` (count, mean, M2): one shard's part of the batch statistics.
 pub fn channel_moments<T: Element>(x: &[T], layout: &Layout) -> Result<Vec<Moments>> {
     check_len("x", x.len(), layout.len())?;
-    Ok(pool::run(layout.len(), |exec| {
-        channel_moments_in(exec, x, layout)
-    }))
+    Ok(pool::run(layout.len(), |exec| channel_moments_in(exec, x, layout)))
 }
 
 /// Training forward with statistics given by the caller (e.g. merged over every worker's
@@ -196,25 +162,14 @@ pub fn train_with_moments<T: Element>(
     for m in moments {
         check_count(m.count)?;
     }
-    pool::run(layout.len(), |exec| {
-        normalize_in(exec, io, layout, &norm, moments)
-    });
+    pool::run(layout.len(), |exec| normalize_in(exec, io, layout, &norm, moments));
     save_stats(&norm, moments, running, saved);
     Ok(())
 }
 
-fn normalize_in<T: Element>(
-    exec: Exec,
-    io: Io<'_, T>,
-    layout: &Layout,
-    norm: &Norm<'_, T>,
-    moments: &[Moments],
-) {
-    let k: Vec<Coefficients> = moments
-        .iter()
-        .enumerate()
-        .map(|(c, m)| norm.coefficients(c, m.mean, norm.inv_std(m)))
-        .collect();
+fn normalize_in<T: Element>(exec: Exec, io: Io<'_, T>, layout: &Layout, norm: &Norm<'_, T>, moments: &[Moments]) {
+    let k: Vec<Coefficients> =
+        moments.iter().enumerate().map(|(c, m)| norm.coefficients(c, m.mean, norm.inv_std(m))).collect();
     apply(exec, io, layout, norm.inputs(), &k);
 }
 
@@ -247,16 +202,8 @@ pub fn eval<T: Element>(
     check_len("runningMean", running_mean.len(), layout.channels)?;
     check_len("runningVar", running_var.len(), layout.channels)?;
     let k: Vec<Coefficients> = (0..layout.channels)
-        .map(|c| {
-            norm.coefficients(
-                c,
-                running_mean[c].to_f64(),
-                1.0 / (running_var[c].to_f64() + norm.eps).sqrt(),
-            )
-        })
+        .map(|c| norm.coefficients(c, running_mean[c].to_f64(), 1.0 / (running_var[c].to_f64() + norm.eps).sqrt()))
         .collect();
-    pool::run(layout.len(), |exec| {
-        apply(exec, io, layout, norm.inputs(), &k)
-    });
+    pool::run(layout.len(), |exec| apply(exec, io, layout, norm.inputs(), &k));
     Ok(())
 }

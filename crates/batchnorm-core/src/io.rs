@@ -34,19 +34,12 @@ impl<'a, T: Element> Io<'a, T> {
     }
 
     /// Calls `f(start, chunk)` over chunks of `chunk_len` elements, in parallel when allowed.
-    pub(crate) fn for_each_chunk(
-        self,
-        exec: Exec,
-        chunk_len: usize,
-        f: impl Fn(usize, Chunk<'_, T>) + Sync + Send,
-    ) {
+    pub(crate) fn for_each_chunk(self, exec: Exec, chunk_len: usize, f: impl Fn(usize, Chunk<'_, T>) + Sync + Send) {
         match self {
             Io::Separate { src, dst } => exec.for_each_chunk_mut(dst, chunk_len, |start, d| {
                 f(start, Chunk::Separate(&src[start..start + d.len()], d))
             }),
-            Io::InPlace(dst) => {
-                exec.for_each_chunk_mut(dst, chunk_len, |start, d| f(start, Chunk::InPlace(d)))
-            }
+            Io::InPlace(dst) => exec.for_each_chunk_mut(dst, chunk_len, |start, d| f(start, Chunk::InPlace(d))),
         }
     }
 }
@@ -67,11 +60,7 @@ impl<'a, T: Element> Chunk<'a, T> {
     /// Splits off consecutive sub-chunks of `len` elements (rows of a chunk).
     pub(crate) fn split(self, len: usize) -> Vec<Chunk<'a, T>> {
         match self {
-            Chunk::Separate(s, d) => s
-                .chunks(len)
-                .zip(d.chunks_mut(len))
-                .map(|(s, d)| Chunk::Separate(s, d))
-                .collect(),
+            Chunk::Separate(s, d) => s.chunks(len).zip(d.chunks_mut(len)).map(|(s, d)| Chunk::Separate(s, d)).collect(),
             Chunk::InPlace(d) => d.chunks_mut(len).map(Chunk::InPlace).collect(),
         }
     }

@@ -17,9 +17,7 @@ impl Layout {
     pub fn from_shape(shape: &[usize], axis: i64) -> Result<Self> {
         let rank = shape.len();
         if rank < 2 {
-            return Err(Error::range(format!(
-                "shape must have rank >= 2, got rank {rank}"
-            )));
+            return Err(Error::range(format!("shape must have rank >= 2, got rank {rank}")));
         }
         let rank_i = rank as i64;
         if axis < -rank_i || axis >= rank_i {
@@ -35,11 +33,8 @@ impl Layout {
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
                 .ok_or_else(|| Error::range("shape has too many elements"))
         };
-        let layout = Self {
-            outer: product(&shape[..axis])?,
-            channels: shape[axis],
-            inner: product(&shape[axis + 1..])?,
-        };
+        let layout =
+            Self { outer: product(&shape[..axis])?, channels: shape[axis], inner: product(&shape[axis + 1..])? };
         layout
             .outer
             .checked_mul(layout.channels)
@@ -75,27 +70,13 @@ mod tests {
     #[test]
     fn nchw_on_axis_one() {
         let l = Layout::from_shape(&[2, 3, 4, 5], 1).unwrap();
-        assert_eq!(
-            l,
-            Layout {
-                outer: 2,
-                channels: 3,
-                inner: 20
-            }
-        );
+        assert_eq!(l, Layout { outer: 2, channels: 3, inner: 20 });
     }
 
     #[test]
     fn negative_axis_is_channels_last() {
         let l = Layout::from_shape(&[2, 4, 5, 3], -1).unwrap();
-        assert_eq!(
-            l,
-            Layout {
-                outer: 40,
-                channels: 3,
-                inner: 1
-            }
-        );
+        assert_eq!(l, Layout { outer: 40, channels: 3, inner: 1 });
         assert!(l.is_channels_last());
     }
 

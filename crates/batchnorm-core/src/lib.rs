@@ -16,18 +16,13 @@ mod io;
 mod layout;
 mod loops;
 mod pool;
-mod rows;
 mod stats;
 mod tiles;
 
-pub use backward::{
-    backward, backward_with_sums, grad_sums, GradPath, GradSums, ParamGrads, Saved,
-};
+pub use backward::{backward, backward_with_sums, grad_sums, GradPath, GradSums, ParamGrads, Saved};
 pub use element::Element;
 pub use error::{Error, ErrorKind, Result};
-pub use forward::{
-    channel_moments, eval, train, train_with_moments, Activation, Norm, RunningStats, SavedStats,
-};
+pub use forward::{channel_moments, eval, train, train_with_moments, Activation, Norm, RunningStats, SavedStats};
 pub use io::Io;
 pub use layout::Layout;
 pub use pool::{num_threads, set_num_threads, PARALLEL_MIN_ELEMENTS};

@@ -42,11 +42,7 @@ pub(crate) fn through_relu(dy: f64, output: f64) -> f64 {
 }
 
 /// `Σ(x - k)` and `Σ(x - k)²` over a contiguous run.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn shifted_sums<T: Element>(x: &[T], k: f64) -> (f64, f64) {
     let mut s1 = [0.0f64; LANES];
     let mut s2 = [0.0f64; LANES];
@@ -67,17 +63,8 @@ pub(crate) fn shifted_sums<T: Element>(x: &[T], k: f64) -> (f64, f64) {
 }
 
 /// Adds `x - k[j]` and its square to column `j`'s accumulators, for one row.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-pub(crate) fn add_shifted_columns<T: Element>(
-    row: &[T],
-    k: &[f64],
-    s1: &mut [f64],
-    s2: &mut [f64],
-) {
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub(crate) fn add_shifted_columns<T: Element>(row: &[T], k: &[f64], s1: &mut [f64], s2: &mut [f64]) {
     let n = row.len();
     let (k, s1, s2) = (&k[..n], &mut s1[..n], &mut s2[..n]);
     for j in 0..n {
@@ -88,17 +75,8 @@ pub(crate) fn add_shifted_columns<T: Element>(
 }
 
 /// `Σg` and `Σg·(x - mean)` over a contiguous run, g = dy (through the ReLU mask if given).
-#[multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-pub(crate) fn grad_sums_run<T: Element>(
-    dy: &[T],
-    x: &[T],
-    relu_output: Option<&[T]>,
-    mean: f64,
-) -> (f64, f64) {
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub(crate) fn grad_sums_run<T: Element>(dy: &[T], x: &[T], relu_output: Option<&[T]>, mean: f64) -> (f64, f64) {
     let mut s = [0.0f64; LANES];
     let mut sx = [0.0f64; LANES];
     let n = dy.len();
@@ -106,10 +84,7 @@ pub(crate) fn grad_sums_run<T: Element>(
     let full = n - n % LANES;
     match relu_output {
         None => {
-            for (g, v) in dy[..full]
-                .chunks_exact(LANES)
-                .zip(x[..full].chunks_exact(LANES))
-            {
+            for (g, v) in dy[..full].chunks_exact(LANES).zip(x[..full].chunks_exact(LANES)) {
                 for l in 0..LANES {
                     let g = g[l].to_f64();
                     s[l] += g;
@@ -119,10 +94,8 @@ pub(crate) fn grad_sums_run<T: Element>(
         }
         Some(y) => {
             let y = &y[..n];
-            for ((g, v), o) in dy[..full]
-                .chunks_exact(LANES)
-                .zip(x[..full].chunks_exact(LANES))
-                .zip(y[..full].chunks_exact(LANES))
+            for ((g, v), o) in
+                dy[..full].chunks_exact(LANES).zip(x[..full].chunks_exact(LANES)).zip(y[..full].chunks_exact(LANES))
             {
                 for l in 0..LANES {
                     let g = through_relu(g[l].to_f64(), o[l].to_f64());
@@ -133,9 +106,7 @@ pub(crate) fn grad_sums_run<T: Element>(
         }
     }
     for i in full..n {
-        let g = relu_output.map_or(dy[i].to_f64(), |y| {
-            through_relu(dy[i].to_f64(), y[i].to_f64())
-        });
+        let g = relu_output.map_or(dy[i].to_f64(), |y| through_relu(dy[i].to_f64(), y[i].to_f64()));
         s[i - full] += g;
         sx[i - full] += g * (x[i].to_f64() - mean);
     }
@@ -143,11 +114,7 @@ pub(crate) fn grad_sums_run<T: Element>(
 }
 
 /// Adds g and `g·(x - mean[j])` to column `j`'s accumulators, for one row.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn add_grad_columns<T: Element>(
     dy: &[T],
     x: &[T],
@@ -179,11 +146,7 @@ pub(crate) fn add_grad_columns<T: Element>(
 
 /// One channel's run of an elementwise pass, with constant coefficients.
 /// `mask`: the fused ReLU's output, through which src (dy) flows; `relu`: clamp the result.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn affine_run<T: Element>(
     run: Chunk<'_, T>,
     other: Option<&[T]>,
@@ -191,32 +154,22 @@ pub(crate) fn affine_run<T: Element>(
     k: Coefficients,
     relu_result: bool,
 ) {
-    let Coefficients {
-        scale,
-        center,
-        scale_other,
-        center_other,
-        shift,
-    } = k;
+    let Coefficients { scale, center, scale_other, center_other, shift } = k;
     match (other, mask, relu_result) {
         (None, None, false) => run.map(|_, v| (v - center) * scale + shift),
         (None, None, true) => run.map(|_, v| relu((v - center) * scale + shift)),
         (None, Some(m), _) => run.map_with(m, |_, v, o| through_relu(v, o) * scale + shift),
-        (Some(o), None, _) => run.map_with(o, |_, v, w| {
-            (v - center) * scale + (w - center_other) * scale_other + shift
-        }),
-        (Some(o), Some(m), _) => run.map_with2(o, m, |_, v, w, y| {
-            through_relu(v, y) * scale + (w - center_other) * scale_other + shift
-        }),
+        (Some(o), None, _) => {
+            run.map_with(o, |_, v, w| (v - center) * scale + (w - center_other) * scale_other + shift)
+        }
+        (Some(o), Some(m), _) => {
+            run.map_with2(o, m, |_, v, w, y| through_relu(v, y) * scale + (w - center_other) * scale_other + shift)
+        }
     }
 }
 
 /// One row of an elementwise pass whose coefficients change with the column (channels-last).
-#[multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn affine_columns<T: Element>(
     row: Chunk<'_, T>,
     other: Option<&[T]>,
@@ -231,9 +184,9 @@ pub(crate) fn affine_columns<T: Element>(
         (None, None, false) => row.map(|j, v| (v - center[j]) * scale[j] + shift[j]),
         (None, None, true) => row.map(|j, v| relu((v - center[j]) * scale[j] + shift[j])),
         (None, Some(m), _) => row.map_with(m, |j, v, o| through_relu(v, o) * scale[j] + shift[j]),
-        (Some(o), None, _) => row.map_with(o, |j, v, w| {
-            (v - center[j]) * scale[j] + (w - center_other[j]) * scale_other[j] + shift[j]
-        }),
+        (Some(o), None, _) => {
+            row.map_with(o, |j, v, w| (v - center[j]) * scale[j] + (w - center_other[j]) * scale_other[j] + shift[j])
+        }
         (Some(o), Some(m), _) => row.map_with2(o, m, |j, v, w, y| {
             through_relu(v, y) * scale[j] + (w - center_other[j]) * scale_other[j] + shift[j]
         }),

@@ -16,7 +16,6 @@ static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Exec {
     parallel: bool,
-    threads: usize,
 }
 
 fn default_num_threads() -> usize {
@@ -42,9 +41,7 @@ fn current_pool() -> Arc<ThreadPool> {
     }
     let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
     let pool = slot.get_or_insert_with(|| {
-        build_pool(default_num_threads())
-            .or_else(|_| build_pool(1))
-            .expect("a one-thread pool can always start")
+        build_pool(default_num_threads()).or_else(|_| build_pool(1)).expect("a one-thread pool can always start")
     });
     Arc::clone(pool)
 }
@@ -70,33 +67,14 @@ pub(crate) fn run<R: Send>(elements: usize, work: impl FnOnce(Exec) -> R + Send)
         return work(Exec::SEQUENTIAL);
     }
     let pool = current_pool();
-    let threads = pool.current_num_threads();
-    if threads == 1 {
+    if pool.current_num_threads() == 1 {
         return work(Exec::SEQUENTIAL);
     }
-    pool.install(|| {
-        work(Exec {
-            parallel: true,
-            threads,
-        })
-    })
+    pool.install(|| work(Exec { parallel: true }))
 }
 
 impl Exec {
-    const SEQUENTIAL: Exec = Exec {
-        parallel: false,
-        threads: 1,
-    };
-
-    /// Threads the work may spread over.
-    pub(crate) fn threads(self) -> usize {
-        self.threads
-    }
-
-    /// The same work, one chunk after another on this thread.
-    pub(crate) fn sequential(self) -> Exec {
-        Exec::SEQUENTIAL
-    }
+    const SEQUENTIAL: Exec = Exec { parallel: false };
 
     /// `f(0..tasks)` in order, in parallel when allowed.
     pub(crate) fn map<R: Send>(self, tasks: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
@@ -116,13 +94,9 @@ impl Exec {
     ) {
         let chunk_len = chunk_len.max(1);
         if self.parallel {
-            data.par_chunks_mut(chunk_len)
-                .enumerate()
-                .for_each(|(i, c)| f(i * chunk_len, c));
+            data.par_chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i * chunk_len, c));
         } else {
-            data.chunks_mut(chunk_len)
-                .enumerate()
-                .for_each(|(i, c)| f(i * chunk_len, c));
+            data.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i * chunk_len, c));
         }
     }
 }

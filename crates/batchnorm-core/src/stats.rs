@@ -44,11 +44,7 @@ impl Moments {
             return Moments::default();
         }
         let m2 = s2 - s1 * s1 / count;
-        Moments {
-            count,
-            mean: k + s1 / count,
-            m2: if m2 < 0.0 { 0.0 } else { m2 },
-        }
+        Moments { count, mean: k + s1 / count, m2: if m2 < 0.0 { 0.0 } else { m2 } }
     }
 
     /// Population variance: what normalizes the batch.
@@ -68,10 +64,7 @@ pub(crate) fn channel_shifts<T: Element>(x: &[T], layout: &Layout) -> Vec<f64> {
     if layout.count_per_channel() == 0 {
         return vec![0.0; layout.channels];
     }
-    (0..layout.channels)
-        .map(|c| x[c * layout.inner].to_f64())
-        .map(|k| if k.is_finite() { k } else { 0.0 })
-        .collect()
+    (0..layout.channels).map(|c| x[c * layout.inner].to_f64()).map(|k| if k.is_finite() { k } else { 0.0 }).collect()
 }
 
 /// Per-channel moments of `x` viewed through `layout`.
@@ -86,10 +79,7 @@ pub(crate) fn channel_moments_in<T: Element>(exec: Exec, x: &[T], layout: &Layou
         })
     };
     let count = layout.count_per_channel() as f64;
-    sums.into_iter()
-        .zip(&shifts)
-        .map(|(s, &k)| Moments::from_shifted_sums(count, k, s))
-        .collect()
+    sums.into_iter().zip(&shifts).map(|(s, &k)| Moments::from_shifted_sums(count, k, s)).collect()
 }
 
 /// `running = (1 - momentum) * running + momentum * batch`, with the unbiased batch variance.
@@ -99,11 +89,7 @@ pub fn update_running_stats<T: Element>(
     moments: &[Moments],
     momentum: f64,
 ) {
-    for ((rm, rv), m) in running_mean
-        .iter_mut()
-        .zip(running_var.iter_mut())
-        .zip(moments)
-    {
+    for ((rm, rv), m) in running_mean.iter_mut().zip(running_var.iter_mut()).zip(moments) {
         *rm = T::from_f64((1.0 - momentum) * rm.to_f64() + momentum * m.mean);
         *rv = T::from_f64((1.0 - momentum) * rv.to_f64() + momentum * m.unbiased_var());
     }
@@ -122,11 +108,7 @@ mod tests {
     fn merge_matches_direct_for_unequal_sets() {
         let a = [1.0, 2.0, 4.0];
         let b = [10.0, -3.0];
-        let l = |n| Layout {
-            outer: n,
-            channels: 1,
-            inner: 1,
-        };
+        let l = |n| Layout { outer: n, channels: 1, inner: 1 };
         let all: Vec<f64> = a.iter().chain(&b).copied().collect();
         let merged = moments_of(&a, &l(3))[0].merge(&moments_of(&b, &l(2))[0]);
         let direct = moments_of(&all, &l(5))[0];
@@ -139,14 +121,7 @@ mod tests {
     fn nchw_channel_stats() {
         // [2, 2, 3]: channel 0 holds 1..3 and 7..9, channel 1 holds 4..6 and 10..12.
         let x: Vec<f64> = (1..=12).map(|v| v as f64).collect();
-        let m = moments_of(
-            &x,
-            &Layout {
-                outer: 2,
-                channels: 2,
-                inner: 3,
-            },
-        );
+        let m = moments_of(&x, &Layout { outer: 2, channels: 2, inner: 3 });
         assert_eq!(m[0].mean, 5.0);
         assert_eq!(m[1].mean, 8.0);
         // Deviations from 5 are -4, -3, -2, 2, 3, 4.
@@ -158,14 +133,8 @@ mod tests {
     fn large_offset_f32_keeps_precision() {
         // mean 1e4, spread 1: a naive E[x^2] - E[x]^2 in f32 loses every digit here.
         let n = 200_000;
-        let x: Vec<f32> = (0..n)
-            .map(|i| 1.0e4 + if i % 2 == 0 { 1.0 } else { -1.0 })
-            .collect();
-        let layout = Layout {
-            outer: n,
-            channels: 1,
-            inner: 1,
-        };
+        let x: Vec<f32> = (0..n).map(|i| 1.0e4 + if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+        let layout = Layout { outer: n, channels: 1, inner: 1 };
         let m = pool::run(x.len(), |exec| channel_moments_in(exec, &x, &layout));
         assert!((m[0].mean - 1.0e4).abs() < 1e-9);
         assert!((m[0].biased_var() - 1.0).abs() < 1e-9);
@@ -174,14 +143,7 @@ mod tests {
     #[test]
     fn infinity_gives_infinite_mean_and_nan_variance() {
         let x = [1.0, f64::INFINITY, 2.0, 3.0];
-        let m = moments_of(
-            &x,
-            &Layout {
-                outer: 4,
-                channels: 1,
-                inner: 1,
-            },
-        );
+        let m = moments_of(&x, &Layout { outer: 4, channels: 1, inner: 1 });
         assert_eq!(m[0].mean, f64::INFINITY);
         assert!(m[0].m2.is_nan());
     }

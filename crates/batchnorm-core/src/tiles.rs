@@ -26,9 +26,7 @@ fn tiles(layout: &Layout) -> Vec<Tile> {
     let row_blocks = if layout.len() < PARALLEL_MIN_ELEMENTS {
         1
     } else {
-        TARGET_TILES
-            .div_ceil(column_tiles)
-            .clamp(1, layout.outer.max(1))
+        TARGET_TILES.div_ceil(column_tiles).clamp(1, layout.outer.max(1))
     };
     let rows_per_block = layout.outer.div_ceil(row_blocks).max(1);
     let mut tiles = Vec::with_capacity(row_blocks * column_tiles);

@@ -2,8 +2,8 @@
 //! every code path (channels-last, short and long channel runs, tiled and parallel sizes).
 
 use batchnorm_core::{
-    backward, backward_with_sums, channel_moments, eval, grad_sums, train, train_with_moments,
-    Activation, GradPath, Io, Layout, Moments, Norm, ParamGrads, RunningStats, Saved, SavedStats,
+    backward, backward_with_sums, channel_moments, eval, grad_sums, train, train_with_moments, Activation, GradPath,
+    Io, Layout, Moments, Norm, ParamGrads, RunningStats, Saved, SavedStats,
 };
 
 /// Deterministic pseudo-random values (xorshift), so failures reproduce.
@@ -20,42 +20,15 @@ impl Rng {
     }
 }
 
-fn norm<'a>(
-    gamma: Option<&'a [f64]>,
-    beta: Option<&'a [f64]>,
-    eps: f64,
-    activation: Activation,
-) -> Norm<'a, f64> {
-    Norm {
-        gamma,
-        beta,
-        eps,
-        activation,
-    }
+fn norm<'a>(gamma: Option<&'a [f64]>, beta: Option<&'a [f64]>, eps: f64, activation: Activation) -> Norm<'a, f64> {
+    Norm { gamma, beta, eps, activation }
 }
 
 /// Training forward into fresh arrays: (y, mean, invStd).
 fn train_fresh(x: &[f64], l: &Layout, n: Norm<'_, f64>) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let (mut y, mut mean, mut inv_std) = (
-        vec![0.0; l.len()],
-        vec![0.0; l.channels],
-        vec![0.0; l.channels],
-    );
-    let saved = SavedStats {
-        mean: &mut mean,
-        inv_std: &mut inv_std,
-    };
-    train(
-        Io::Separate {
-            src: x,
-            dst: &mut y,
-        },
-        l,
-        n,
-        None,
-        saved,
-    )
-    .unwrap();
+    let (mut y, mut mean, mut inv_std) = (vec![0.0; l.len()], vec![0.0; l.channels], vec![0.0; l.channels]);
+    let saved = SavedStats { mean: &mut mean, inv_std: &mut inv_std };
+    train(Io::Separate { src: x, dst: &mut y }, l, n, None, saved).unwrap();
     (y, mean, inv_std)
 }
 
@@ -68,28 +41,9 @@ fn backward_fresh(
     saved: Saved<'_, f64>,
     path: GradPath<'_, f64>,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let (mut dx, mut dg, mut db) = (
-        vec![0.0; l.len()],
-        vec![0.0; l.channels],
-        vec![0.0; l.channels],
-    );
-    let params = ParamGrads {
-        d_gamma: &mut dg,
-        d_beta: &mut db,
-    };
-    backward(
-        Io::Separate {
-            src: dy,
-            dst: &mut dx,
-        },
-        x,
-        l,
-        Some(gamma),
-        saved,
-        path,
-        params,
-    )
-    .unwrap();
+    let (mut dx, mut dg, mut db) = (vec![0.0; l.len()], vec![0.0; l.channels], vec![0.0; l.channels]);
+    let params = ParamGrads { d_gamma: &mut dg, d_beta: &mut db };
+    backward(Io::Separate { src: dy, dst: &mut dx }, x, l, Some(gamma), saved, path, params).unwrap();
     (dx, dg, db)
 }
 
@@ -105,10 +59,7 @@ fn reference_stats(x: &[f64], l: &Layout) -> (Vec<f64>, Vec<f64>) {
     for c in 0..l.channels {
         let vals = (0..l.outer).flat_map(|o| (0..l.inner).map(move |i| (o, i)));
         mean[c] = vals.clone().map(|(o, i)| x[index(l, o, c, i)]).sum::<f64>() / m;
-        var[c] = vals
-            .map(|(o, i)| (x[index(l, o, c, i)] - mean[c]).powi(2))
-            .sum::<f64>()
-            / m;
+        var[c] = vals.map(|(o, i)| (x[index(l, o, c, i)] - mean[c]).powi(2)).sum::<f64>() / m;
     }
     (mean, var)
 }
@@ -116,10 +67,7 @@ fn reference_stats(x: &[f64], l: &Layout) -> (Vec<f64>, Vec<f64>) {
 fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}[{i}]: got {g}, want {w}"
-        );
+        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: got {g}, want {w}");
     }
 }
 
@@ -145,44 +93,20 @@ fn train_matches_reference_on_every_path() {
         let x = rng.vec(l.len(), 3.0, 2.0);
         let gamma = rng.vec(l.channels, 1.0, 0.5);
         let beta = rng.vec(l.channels, 0.0, 1.0);
-        let (mut y, mut mean, mut inv_std) = (
-            vec![0.0; l.len()],
-            vec![0.0; l.channels],
-            vec![0.0; l.channels],
-        );
+        let (mut y, mut mean, mut inv_std) = (vec![0.0; l.len()], vec![0.0; l.channels], vec![0.0; l.channels]);
         let (mut rm, mut rv) = (vec![0.5; l.channels], vec![2.0; l.channels]);
         let eps = 1e-3;
         let n = norm(Some(&gamma), Some(&beta), eps, Activation::None);
-        let running = Some(RunningStats {
-            mean: &mut rm,
-            var: &mut rv,
-            momentum: 0.25,
-        });
-        let saved = SavedStats {
-            mean: &mut mean,
-            inv_std: &mut inv_std,
-        };
-        train(
-            Io::Separate {
-                src: &x,
-                dst: &mut y,
-            },
-            &l,
-            n,
-            running,
-            saved,
-        )
-        .unwrap();
+        let running = Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: 0.25 });
+        let saved = SavedStats { mean: &mut mean, inv_std: &mut inv_std };
+        train(Io::Separate { src: &x, dst: &mut y }, &l, n, running, saved).unwrap();
         let (want_mean, want_var) = reference_stats(&x, &l);
         let what = format!("{shape:?} axis {axis}");
         assert_close(&mean, &want_mean, 1e-12, &format!("{what} mean"));
         let want_inv: Vec<f64> = want_var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
         assert_close(&inv_std, &want_inv, 1e-12, &format!("{what} invStd"));
         let m = l.count_per_channel() as f64;
-        let want_rv: Vec<f64> = want_var
-            .iter()
-            .map(|v| 0.75 * 2.0 + 0.25 * v * m / (m - 1.0))
-            .collect();
+        let want_rv: Vec<f64> = want_var.iter().map(|v| 0.75 * 2.0 + 0.25 * v * m / (m - 1.0)).collect();
         let want_rm: Vec<f64> = want_mean.iter().map(|v| 0.75 * 0.5 + 0.25 * v).collect();
         assert_close(&rm, &want_rm, 1e-12, &format!("{what} runningMean"));
         assert_close(&rv, &want_rv, 1e-12, &format!("{what} runningVar"));
@@ -200,19 +124,12 @@ fn train_matches_reference_on_every_path() {
         // In place gives the same bits as out-of-place.
         let mut in_place = x.clone();
         let (mut m2, mut s2) = (vec![0.0; l.channels], vec![0.0; l.channels]);
-        let saved = SavedStats {
-            mean: &mut m2,
-            inv_std: &mut s2,
-        };
+        let saved = SavedStats { mean: &mut m2, inv_std: &mut s2 };
         train(Io::InPlace(&mut in_place), &l, n, None, saved).unwrap();
         assert_eq!(in_place, y, "{what}: in place");
 
         // Fused ReLU is max(0, y), NaN-preserving.
-        let (relu_y, _, _) = train_fresh(
-            &x,
-            &l,
-            norm(Some(&gamma), Some(&beta), eps, Activation::Relu),
-        );
+        let (relu_y, _, _) = train_fresh(&x, &l, norm(Some(&gamma), Some(&beta), eps, Activation::Relu));
         let want_relu: Vec<f64> = y.iter().map(|v| v.max(0.0)).collect();
         assert_eq!(relu_y, want_relu, "{what}: relu");
     }
@@ -223,42 +140,17 @@ fn f32_offset_data_is_stable() {
     // mean 1e4, std ~1 in f32: the batch statistics must still be accurate to f32 rounding.
     let mut rng = Rng(7);
     let l = Layout::from_shape(&[64, 4, 32, 32], 1).unwrap();
-    let x: Vec<f32> = rng
-        .vec(l.len(), 1.0e4, 1.7)
-        .into_iter()
-        .map(|v| v as f32)
-        .collect();
+    let x: Vec<f32> = rng.vec(l.len(), 1.0e4, 1.7).into_iter().map(|v| v as f32).collect();
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let (want_mean, want_var) = reference_stats(&x64, &l);
     let (mut y, mut mean, mut inv_std) = (vec![0f32; l.len()], vec![0f32; 4], vec![0f32; 4]);
-    let n = Norm {
-        gamma: None,
-        beta: None,
-        eps: 1e-5,
-        activation: Activation::None,
-    };
-    let saved = SavedStats {
-        mean: &mut mean,
-        inv_std: &mut inv_std,
-    };
-    train(
-        Io::Separate {
-            src: &x,
-            dst: &mut y,
-        },
-        &l,
-        n,
-        None,
-        saved,
-    )
-    .unwrap();
+    let n = Norm { gamma: None, beta: None, eps: 1e-5, activation: Activation::None };
+    let saved = SavedStats { mean: &mut mean, inv_std: &mut inv_std };
+    train(Io::Separate { src: &x, dst: &mut y }, &l, n, None, saved).unwrap();
     for c in 0..4 {
         assert!(((mean[c] as f64) - want_mean[c]).abs() < 1e-3, "mean {c}");
         let want = 1.0 / (want_var[c] + 1e-5).sqrt();
-        assert!(
-            ((inv_std[c] as f64) - want).abs() < 1e-6 * want,
-            "invStd {c}"
-        );
+        assert!(((inv_std[c] as f64) - want).abs() < 1e-6 * want, "invStd {c}");
     }
 }
 
@@ -267,23 +159,8 @@ fn eval_uses_running_stats() {
     let l = Layout::from_shape(&[2, 2, 3], 1).unwrap();
     let x: Vec<f64> = (0..12).map(|v| v as f64).collect();
     let mut y = vec![0.0; 12];
-    let n = norm(
-        Some(&[2.0, 1.0]),
-        Some(&[0.0, -1.0]),
-        1e-5,
-        Activation::None,
-    );
-    eval(
-        Io::Separate {
-            src: &x,
-            dst: &mut y,
-        },
-        &l,
-        n,
-        &[1.0, 2.0],
-        &[4.0, 0.25],
-    )
-    .unwrap();
+    let n = norm(Some(&[2.0, 1.0]), Some(&[0.0, -1.0]), 1e-5, Activation::None);
+    eval(Io::Separate { src: &x, dst: &mut y }, &l, n, &[1.0, 2.0], &[4.0, 0.25]).unwrap();
     let s0 = 2.0 / (4.0f64 + 1e-5).sqrt();
     let s1 = 1.0 / (0.25f64 + 1e-5).sqrt();
     assert!((y[0] - (0.0 - 1.0) * s0).abs() < 1e-12);
@@ -306,17 +183,7 @@ fn loss(x: &[f64], w: &[f64], case: &Case<'_>, gamma: &[f64], beta: &[f64]) -> f
         None => train_fresh(x, case.l, n).0,
         Some((rm, rv)) => {
             let mut y = vec![0.0; x.len()];
-            eval(
-                Io::Separate {
-                    src: x,
-                    dst: &mut y,
-                },
-                case.l,
-                n,
-                rm,
-                rv,
-            )
-            .unwrap();
+            eval(Io::Separate { src: x, dst: &mut y }, case.l, n, rm, rv).unwrap();
             y
         }
     };
@@ -334,56 +201,23 @@ fn backward_matches_finite_differences() {
         let beta = rng.vec(l.channels, 0.0, 1.0);
         let rm = rng.vec(l.channels, 0.5, 0.5);
         let rv = rng.vec(l.channels, 1.5, 0.5);
-        for (training, activation) in [
-            (true, Activation::None),
-            (false, Activation::None),
-            (true, Activation::Relu),
-            (false, Activation::Relu),
-        ] {
+        for (training, activation) in
+            [(true, Activation::None), (false, Activation::None), (true, Activation::Relu), (false, Activation::Relu)]
+        {
             let n = norm(Some(&gamma), Some(&beta), 1e-3, activation);
             let (y, mean, inv_std) = if training {
                 train_fresh(&x, &l, n)
             } else {
                 let mut y = vec![0.0; l.len()];
-                eval(
-                    Io::Separate {
-                        src: &x,
-                        dst: &mut y,
-                    },
-                    &l,
-                    n,
-                    &rm,
-                    &rv,
-                )
-                .unwrap();
-                (
-                    y,
-                    rm.clone(),
-                    rv.iter().map(|v| 1.0 / (v + 1e-3f64).sqrt()).collect(),
-                )
+                eval(Io::Separate { src: &x, dst: &mut y }, &l, n, &rm, &rv).unwrap();
+                (y, rm.clone(), rv.iter().map(|v| 1.0 / (v + 1e-3f64).sqrt()).collect())
             };
             let relu_output = (activation == Activation::Relu).then_some(&y[..]);
-            let path = GradPath {
-                training,
-                relu_output,
-            };
-            let saved = Saved {
-                mean: &mean,
-                inv_std: &inv_std,
-            };
+            let path = GradPath { training, relu_output };
+            let saved = Saved { mean: &mean, inv_std: &inv_std };
             let (dx, dg, db) = backward_fresh(&dy, &x, &l, &gamma, saved, path);
-            let frozen = if training {
-                None
-            } else {
-                Some((&rm[..], &rv[..]))
-            };
-            let case = Case {
-                l: &l,
-                gamma: &gamma,
-                beta: &beta,
-                frozen,
-                activation,
-            };
+            let frozen = if training { None } else { Some((&rm[..], &rv[..])) };
+            let case = Case { l: &l, gamma: &gamma, beta: &beta, frozen, activation };
             let h = 1e-6;
             let what = format!("{shape:?} axis {axis} training {training} {activation:?}");
             let close = |fd: f64, got: f64| (fd - got).abs() < 1e-5 * (1.0 + fd.abs());
@@ -396,8 +230,7 @@ fn backward_matches_finite_differences() {
                 let (mut xp, mut xm) = (x.clone(), x.clone());
                 xp[k] += h;
                 xm[k] -= h;
-                let fd = (loss(&xp, &dy, &case, case.gamma, case.beta)
-                    - loss(&xm, &dy, &case, case.gamma, case.beta))
+                let fd = (loss(&xp, &dy, &case, case.gamma, case.beta) - loss(&xm, &dy, &case, case.gamma, case.beta))
                     / (2.0 * h);
                 assert!(close(fd, dx[k]), "{what} dx[{k}]: fd {fd}, got {}", dx[k]);
             }
@@ -405,41 +238,19 @@ fn backward_matches_finite_differences() {
                 let (mut gp, mut gm) = (gamma.clone(), gamma.clone());
                 gp[c] += h;
                 gm[c] -= h;
-                let fd = (loss(&x, &dy, &case, &gp, &beta) - loss(&x, &dy, &case, &gm, &beta))
-                    / (2.0 * h);
-                assert!(
-                    close(fd, dg[c]),
-                    "{what} dGamma[{c}]: fd {fd}, got {}",
-                    dg[c]
-                );
+                let fd = (loss(&x, &dy, &case, &gp, &beta) - loss(&x, &dy, &case, &gm, &beta)) / (2.0 * h);
+                assert!(close(fd, dg[c]), "{what} dGamma[{c}]: fd {fd}, got {}", dg[c]);
                 let (mut bp, mut bm) = (beta.clone(), beta.clone());
                 bp[c] += h;
                 bm[c] -= h;
-                let fd = (loss(&x, &dy, &case, &gamma, &bp) - loss(&x, &dy, &case, &gamma, &bm))
-                    / (2.0 * h);
-                assert!(
-                    close(fd, db[c]),
-                    "{what} dBeta[{c}]: fd {fd}, got {}",
-                    db[c]
-                );
+                let fd = (loss(&x, &dy, &case, &gamma, &bp) - loss(&x, &dy, &case, &gamma, &bm)) / (2.0 * h);
+                assert!(close(fd, db[c]), "{what} dBeta[{c}]: fd {fd}, got {}", db[c]);
             }
             // dx in place over dy gives the same values.
             let mut in_place = dy.clone();
             let (mut dg2, mut db2) = (vec![0.0; l.channels], vec![0.0; l.channels]);
-            let params = ParamGrads {
-                d_gamma: &mut dg2,
-                d_beta: &mut db2,
-            };
-            backward(
-                Io::InPlace(&mut in_place),
-                &x,
-                &l,
-                Some(&gamma),
-                saved,
-                path,
-                params,
-            )
-            .unwrap();
+            let params = ParamGrads { d_gamma: &mut dg2, d_beta: &mut db2 };
+            backward(Io::InPlace(&mut in_place), &x, &l, Some(&gamma), saved, path, params).unwrap();
             assert_eq!(in_place, dx, "{what}: in place");
         }
     }
@@ -452,11 +263,7 @@ fn sharded_statistics_and_sums_reproduce_the_whole_batch() {
     let rows = [5usize, 1, 9];
     let (c, inner) = (3, 4);
     let total: usize = rows.iter().sum();
-    let whole_l = Layout {
-        outer: total,
-        channels: c,
-        inner,
-    };
+    let whole_l = Layout { outer: total, channels: c, inner };
     let x = rng.vec(whole_l.len(), 2.0, 3.0);
     let dy = rng.vec(whole_l.len(), 0.0, 1.0);
     let gamma = rng.vec(c, 1.0, 0.5);
@@ -467,24 +274,14 @@ fn sharded_statistics_and_sums_reproduce_the_whole_batch() {
         &x,
         &whole_l,
         &gamma,
-        Saved {
-            mean: &mean,
-            inv_std: &inv_std,
-        },
-        GradPath {
-            training: true,
-            relu_output: None,
-        },
+        Saved { mean: &mean, inv_std: &inv_std },
+        GradPath { training: true, relu_output: None },
     );
 
     let shards: Vec<(Layout, std::ops::Range<usize>)> = rows
         .iter()
         .scan(0, |start, &r| {
-            let l = Layout {
-                outer: r,
-                channels: c,
-                inner,
-            };
+            let l = Layout { outer: r, channels: c, inner };
             let range = *start..*start + l.len();
             *start += l.len();
             Some((l, range))
@@ -492,10 +289,7 @@ fn sharded_statistics_and_sums_reproduce_the_whole_batch() {
         .collect();
     let mut merged = vec![Moments::default(); c];
     for (l, range) in &shards {
-        for (m, part) in merged
-            .iter_mut()
-            .zip(channel_moments(&x[range.clone()], l).unwrap())
-        {
+        for (m, part) in merged.iter_mut().zip(channel_moments(&x[range.clone()], l).unwrap()) {
             *m = m.merge(&part);
         }
     }
@@ -504,30 +298,12 @@ fn sharded_statistics_and_sums_reproduce_the_whole_batch() {
     let (mut m_s, mut s_s) = (vec![0.0; c], vec![0.0; c]);
     for (l, range) in &shards {
         let mut part_y = vec![0.0; l.len()];
-        let saved = SavedStats {
-            mean: &mut m_s,
-            inv_std: &mut s_s,
-        };
-        train_with_moments(
-            Io::Separate {
-                src: &x[range.clone()],
-                dst: &mut part_y,
-            },
-            l,
-            n,
-            &merged,
-            None,
-            saved,
-        )
-        .unwrap();
+        let saved = SavedStats { mean: &mut m_s, inv_std: &mut s_s };
+        train_with_moments(Io::Separate { src: &x[range.clone()], dst: &mut part_y }, l, n, &merged, None, saved)
+            .unwrap();
         shard_y.extend(part_y);
-        let saved = Saved {
-            mean: &m_s,
-            inv_std: &s_s,
-        };
-        for (s, part) in sums
-            .iter_mut()
-            .zip(grad_sums(&dy[range.clone()], &x[range.clone()], l, saved, None).unwrap())
+        let saved = Saved { mean: &m_s, inv_std: &s_s };
+        for (s, part) in sums.iter_mut().zip(grad_sums(&dy[range.clone()], &x[range.clone()], l, saved, None).unwrap())
         {
             let s: &mut batchnorm_core::GradSums = s;
             s.sum_dy += part.sum_dy;
@@ -539,23 +315,11 @@ fn sharded_statistics_and_sums_reproduce_the_whole_batch() {
     let mut shard_dx = Vec::new();
     for (l, range) in &shards {
         let (mut part_dx, mut dg_s, mut db_s) = (vec![0.0; l.len()], vec![0.0; c], vec![0.0; c]);
-        let params = ParamGrads {
-            d_gamma: &mut dg_s,
-            d_beta: &mut db_s,
-        };
-        let saved = Saved {
-            mean: &m_s,
-            inv_std: &s_s,
-        };
-        let path = GradPath {
-            training: true,
-            relu_output: None,
-        };
+        let params = ParamGrads { d_gamma: &mut dg_s, d_beta: &mut db_s };
+        let saved = Saved { mean: &m_s, inv_std: &s_s };
+        let path = GradPath { training: true, relu_output: None };
         backward_with_sums(
-            Io::Separate {
-                src: &dy[range.clone()],
-                dst: &mut part_dx,
-            },
+            Io::Separate { src: &dy[range.clone()], dst: &mut part_dx },
             &x[range.clone()],
             l,
             Some(&gamma),
@@ -583,72 +347,29 @@ fn bad_arguments_are_errors_and_write_nothing() {
     let plain = norm(None, None, 1e-5, Activation::None);
     let bad_gamma = [1.0; 2];
     let err = train(
-        Io::Separate {
-            src: &x,
-            dst: &mut y,
-        },
+        Io::Separate { src: &x, dst: &mut y },
         &l,
         norm(Some(&bad_gamma), None, 1e-5, Activation::None),
-        Some(RunningStats {
-            mean: &mut rm,
-            var: &mut rv,
-            momentum: 0.1,
-        }),
-        SavedStats {
-            mean: &mut m,
-            inv_std: &mut s,
-        },
+        Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: 0.1 }),
+        SavedStats { mean: &mut m, inv_std: &mut s },
     )
     .unwrap_err();
     assert!(err.message.contains("gamma"), "{}", err.message);
     let err = train(
-        Io::Separate {
-            src: &x,
-            dst: &mut y,
-        },
+        Io::Separate { src: &x, dst: &mut y },
         &l,
         plain,
-        Some(RunningStats {
-            mean: &mut rm,
-            var: &mut rv,
-            momentum: 1.5,
-        }),
-        SavedStats {
-            mean: &mut m,
-            inv_std: &mut s,
-        },
+        Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: 1.5 }),
+        SavedStats { mean: &mut m, inv_std: &mut s },
     )
     .unwrap_err();
     assert!(err.message.contains("momentum"));
     let one = Layout::from_shape(&[1, 3], 1).unwrap();
-    let saved = SavedStats {
-        mean: &mut m,
-        inv_std: &mut s,
-    };
-    let err = train(
-        Io::Separate {
-            src: &x[..3],
-            dst: &mut y[..3],
-        },
-        &one,
-        plain,
-        None,
-        saved,
-    )
-    .unwrap_err();
+    let saved = SavedStats { mean: &mut m, inv_std: &mut s };
+    let err = train(Io::Separate { src: &x[..3], dst: &mut y[..3] }, &one, plain, None, saved).unwrap_err();
     assert!(err.message.contains("more than 1 value per channel"));
     let zero_eps = norm(None, None, 0.0, Activation::None);
-    let err = eval(
-        Io::Separate {
-            src: &x,
-            dst: &mut y,
-        },
-        &l,
-        zero_eps,
-        &rm,
-        &rv,
-    )
-    .unwrap_err();
+    let err = eval(Io::Separate { src: &x, dst: &mut y }, &l, zero_eps, &rm, &rv).unwrap_err();
     assert!(err.message.contains("eps"));
     assert_eq!(y, [7.0; 6]);
     assert_eq!(rm, [5.0; 3]);

@@ -3,9 +3,7 @@
 //! source, the documented in-place case), so the slices built from them never alias.
 
 use batchnorm_core::Element;
-use napi::bindgen_prelude::{
-    Env, Float32Array, Float32ArraySlice, Float64Array, Float64ArraySlice, FromNapiValue,
-};
+use napi::bindgen_prelude::{Env, Float32Array, Float32ArraySlice, Float64Array, Float64ArraySlice, FromNapiValue};
 use napi::{Error, JsValue, Result, Status};
 
 /// A typed array the binding can borrow: its element type and raw memory.
@@ -121,28 +119,16 @@ pub struct Region<T> {
 impl<T> Region<T> {
     pub fn read(name: &'static str, array: &impl RawArray<Elem = T>) -> Self {
         let (ptr, len) = array.region();
-        Self {
-            name,
-            ptr,
-            len,
-            written: false,
-        }
+        Self { name, ptr, len, written: false }
     }
 
     pub fn write(name: &'static str, array: &impl RawArray<Elem = T>) -> Self {
-        Self {
-            written: true,
-            ..Self::read(name, array)
-        }
+        Self { written: true, ..Self::read(name, array) }
     }
 
     pub fn span(&self) -> Span {
         let start = self.ptr as usize;
-        Span {
-            name: self.name,
-            bytes: start..start + self.len * std::mem::size_of::<T>(),
-            written: self.written,
-        }
+        Span { name: self.name, bytes: start..start + self.len * std::mem::size_of::<T>(), written: self.written }
     }
 
     /// Same memory exactly: the one overlap allowed (`out` over its source).

@@ -2,8 +2,7 @@
 //! the core; sync functions run it at once, Async ones hand it to libuv as a `Task`.
 
 use batchnorm_core::{
-    Activation, GradPath, GradSums, Io, Layout, Moments, Norm, ParamGrads, RunningStats, Saved,
-    SavedStats,
+    Activation, GradPath, GradSums, Io, Layout, Moments, Norm, ParamGrads, RunningStats, Saved, SavedStats,
 };
 use napi::bindgen_prelude::{Env, Task};
 use napi::{Error, Result, Status};
@@ -106,11 +105,7 @@ fn channel_f64<F: RawArray<Elem = f64>>(
     layout: &Layout,
     written: bool,
 ) -> Result<Region<f64>> {
-    let r = if written {
-        Region::write(name, a)
-    } else {
-        Region::read(name, a)
-    };
+    let r = if written { Region::write(name, a) } else { Region::read(name, a) };
     if r.len != layout.channels {
         return Err(Error::new(
             Status::InvalidArg,
@@ -138,10 +133,7 @@ unsafe fn io<'a, T>(src: &Region<T>, dst: &Region<T>) -> Io<'a, T> {
         if src.is_same(dst) {
             Io::InPlace(dst.slice_mut())
         } else {
-            Io::Separate {
-                src: src.slice(),
-                dst: dst.slice_mut(),
-            }
+            Io::Separate { src: src.slice(), dst: dst.slice_mut() }
         }
     }
 }
@@ -154,14 +146,8 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
         let mean = Region::write("mean", &self.mean);
         let inv_std = Region::write("invStd", &self.inv_std);
         let (gamma, beta) = (read("gamma", &self.gamma), read("beta", &self.beta));
-        let running_mean = self
-            .running_mean
-            .as_ref()
-            .map(|a| Region::write("runningMean", a));
-        let running_var = self
-            .running_var
-            .as_ref()
-            .map(|a| Region::write("runningVar", a));
+        let running_mean = self.running_mean.as_ref().map(|a| Region::write("runningMean", a));
+        let running_var = self.running_var.as_ref().map(|a| Region::write("runningVar", a));
         let given = match &self.given {
             Some(g) => Some((
                 count("stats.count", g.count)?,
@@ -170,17 +156,8 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
             )),
             None => None,
         };
-        let mut all: Vec<Span> = spans(&[
-            Some(x),
-            Some(out),
-            Some(mean),
-            Some(inv_std),
-            gamma,
-            beta,
-            running_mean,
-            running_var,
-        ])
-        .collect();
+        let mut all: Vec<Span> =
+            spans(&[Some(x), Some(out), Some(mean), Some(inv_std), gamma, beta, running_mean, running_var]).collect();
         if let Some((_, m, m2)) = &given {
             all.extend([m.span(), m2.span()]);
         }
@@ -189,11 +166,9 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
         // that written regions overlap nothing (out may equal x: handled by `io`).
         unsafe {
             let running = match (running_mean, running_var) {
-                (Some(m), Some(v)) => Some(RunningStats {
-                    mean: m.slice_mut(),
-                    var: v.slice_mut(),
-                    momentum: self.momentum,
-                }),
+                (Some(m), Some(v)) => {
+                    Some(RunningStats { mean: m.slice_mut(), var: v.slice_mut(), momentum: self.momentum })
+                }
                 _ => None,
             };
             let norm = Norm {
@@ -202,27 +177,13 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
                 eps: self.eps,
                 activation: activation(self.relu),
             };
-            let saved = SavedStats {
-                mean: mean.slice_mut(),
-                inv_std: inv_std.slice_mut(),
-            };
+            let saved = SavedStats { mean: mean.slice_mut(), inv_std: inv_std.slice_mut() };
             match given {
                 None => batchnorm_core::train(io(&x, &out), &layout, norm, running, saved),
                 Some((count, m, m2)) => {
-                    let moments: Vec<Moments> = m
-                        .slice()
-                        .iter()
-                        .zip(m2.slice())
-                        .map(|(&mean, &m2)| Moments { count, mean, m2 })
-                        .collect();
-                    batchnorm_core::train_with_moments(
-                        io(&x, &out),
-                        &layout,
-                        norm,
-                        &moments,
-                        running,
-                        saved,
-                    )
+                    let moments: Vec<Moments> =
+                        m.slice().iter().zip(m2.slice()).map(|(&mean, &m2)| Moments { count, mean, m2 }).collect();
+                    batchnorm_core::train_with_moments(io(&x, &out), &layout, norm, &moments, running, saved)
                 }
             }
         }
@@ -238,15 +199,7 @@ impl<A: RawArray> EvalJob<A> {
         let running_mean = Region::read("runningMean", &self.running_mean);
         let running_var = Region::read("runningVar", &self.running_var);
         let (gamma, beta) = (read("gamma", &self.gamma), read("beta", &self.beta));
-        let all: Vec<Span> = spans(&[
-            Some(x),
-            Some(out),
-            Some(running_mean),
-            Some(running_var),
-            gamma,
-            beta,
-        ])
-        .collect();
+        let all: Vec<Span> = spans(&[Some(x), Some(out), Some(running_mean), Some(running_var), gamma, beta]).collect();
         check_disjoint(&all, ("x", "out"))?;
         // SAFETY: as in TrainJob::run; only `out` is written.
         unsafe {
@@ -256,13 +209,7 @@ impl<A: RawArray> EvalJob<A> {
                 eps: self.eps,
                 activation: activation(self.relu),
             };
-            batchnorm_core::eval(
-                io(&x, &out),
-                &layout,
-                norm,
-                running_mean.slice(),
-                running_var.slice(),
-            )
+            batchnorm_core::eval(io(&x, &out), &layout, norm, running_mean.slice(), running_var.slice())
         }
         .map_err(core_error)
     }
@@ -287,56 +234,27 @@ impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
             )),
             None => None,
         };
-        let mut all: Vec<Span> = spans(&[
-            Some(dy),
-            Some(x),
-            Some(out),
-            Some(mean),
-            Some(inv_std),
-            Some(d_gamma),
-            Some(d_beta),
-            gamma,
-            y,
-        ])
-        .collect();
+        let mut all: Vec<Span> =
+            spans(&[Some(dy), Some(x), Some(out), Some(mean), Some(inv_std), Some(d_gamma), Some(d_beta), gamma, y])
+                .collect();
         if let Some((_, s, sx)) = &given {
             all.extend([s.span(), sx.span()]);
         }
         check_disjoint(&all, ("dy", "out"))?;
         // SAFETY: as in TrainJob::run; out may equal dy (handled by `io`), nothing else aliases a write.
         unsafe {
-            let saved = Saved {
-                mean: mean.slice(),
-                inv_std: inv_std.slice(),
-            };
-            let path = GradPath {
-                training: self.training,
-                relu_output: y.map(|y| y.slice()),
-            };
-            let params = ParamGrads {
-                d_gamma: d_gamma.slice_mut(),
-                d_beta: d_beta.slice_mut(),
-            };
+            let saved = Saved { mean: mean.slice(), inv_std: inv_std.slice() };
+            let path = GradPath { training: self.training, relu_output: y.map(|y| y.slice()) };
+            let params = ParamGrads { d_gamma: d_gamma.slice_mut(), d_beta: d_beta.slice_mut() };
             let gamma = gamma.map(|g| g.slice());
             match given {
-                None => batchnorm_core::backward(
-                    io(&dy, &out),
-                    x.slice(),
-                    &layout,
-                    gamma,
-                    saved,
-                    path,
-                    params,
-                ),
+                None => batchnorm_core::backward(io(&dy, &out), x.slice(), &layout, gamma, saved, path, params),
                 Some((count, s, sx)) => {
                     let sums: Vec<GradSums> = s
                         .slice()
                         .iter()
                         .zip(sx.slice())
-                        .map(|(&sum_dy, &sum_dy_xhat)| GradSums {
-                            sum_dy,
-                            sum_dy_xhat,
-                        })
+                        .map(|(&sum_dy, &sum_dy_xhat)| GradSums { sum_dy, sum_dy_xhat })
                         .collect();
                     batchnorm_core::backward_with_sums(
                         io(&dy, &out),
@@ -365,12 +283,8 @@ impl<A: RawArray, F: RawArray<Elem = f64>> MomentsJob<A, F> {
         check_disjoint(&[x.span(), mean.span(), m2.span()], ("", ""))?;
         // SAFETY: x is only read; mean and m2 are written and overlap nothing (checked).
         unsafe {
-            let moments =
-                batchnorm_core::channel_moments(x.slice(), &layout).map_err(core_error)?;
-            for (m, (mean, m2)) in moments
-                .iter()
-                .zip(mean.slice_mut().iter_mut().zip(m2.slice_mut()))
-            {
+            let moments = batchnorm_core::channel_moments(x.slice(), &layout).map_err(core_error)?;
+            for (m, (mean, m2)) in moments.iter().zip(mean.slice_mut().iter_mut().zip(m2.slice_mut())) {
                 *mean = m.mean;
                 *m2 = m.m2;
             }
@@ -389,28 +303,15 @@ impl<A: RawArray, F: RawArray<Elem = f64>> GradSumsJob<A, F> {
         let y = read("y", &self.y);
         let sum_dy = channel_f64("sumDy", &self.sum_dy, &layout, true)?;
         let sum_dy_xhat = channel_f64("sumDyXhat", &self.sum_dy_xhat, &layout, true)?;
-        let mut all: Vec<Span> =
-            spans(&[Some(dy), Some(x), Some(mean), Some(inv_std), y]).collect();
+        let mut all: Vec<Span> = spans(&[Some(dy), Some(x), Some(mean), Some(inv_std), y]).collect();
         all.extend([sum_dy.span(), sum_dy_xhat.span()]);
         check_disjoint(&all, ("", ""))?;
         // SAFETY: inputs are only read; the two sums are written and overlap nothing (checked).
         unsafe {
-            let saved = Saved {
-                mean: mean.slice(),
-                inv_std: inv_std.slice(),
-            };
-            let sums = batchnorm_core::grad_sums(
-                dy.slice(),
-                x.slice(),
-                &layout,
-                saved,
-                y.map(|y| y.slice()),
-            )
-            .map_err(core_error)?;
-            for (s, (d, dx)) in sums
-                .iter()
-                .zip(sum_dy.slice_mut().iter_mut().zip(sum_dy_xhat.slice_mut()))
-            {
+            let saved = Saved { mean: mean.slice(), inv_std: inv_std.slice() };
+            let sums = batchnorm_core::grad_sums(dy.slice(), x.slice(), &layout, saved, y.map(|y| y.slice()))
+                .map_err(core_error)?;
+            for (s, (d, dx)) in sums.iter().zip(sum_dy.slice_mut().iter_mut().zip(sum_dy_xhat.slice_mut())) {
                 *d = s.sum_dy;
                 *dx = s.sum_dy_xhat;
             }

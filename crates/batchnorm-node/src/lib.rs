@@ -99,10 +99,7 @@ ops!(async, Float64ArraySlice => Float64Array, Float64ArraySlice => Float64Array
 #[napi]
 pub fn set_num_threads(threads: f64) -> Result<()> {
     if !(threads.is_finite() && threads.fract() == 0.0 && (1.0..=1024.0).contains(&threads)) {
-        return Err(Error::new(
-            Status::InvalidArg,
-            format!("threads must be an integer in [1, 1024], got {threads}"),
-        ));
+        return Err(Error::new(Status::InvalidArg, format!("threads must be an integer in [1, 1024], got {threads}")));
     }
     batchnorm_core::set_num_threads(threads as usize).map_err(shape::core_error)
 }

@@ -11,21 +11,14 @@ pub fn layout(shape: &[f64], axis: f64) -> Result<Layout> {
     let mut dims = Vec::with_capacity(shape.len());
     for (i, &d) in shape.iter().enumerate() {
         if !(d.is_finite() && d >= 0.0 && d.fract() == 0.0 && d <= MAX_SAFE_INTEGER) {
-            return Err(Error::new(
-                Status::InvalidArg,
-                format!("shape[{i}] must be a non-negative integer, got {d}"),
-            ));
+            return Err(Error::new(Status::InvalidArg, format!("shape[{i}] must be a non-negative integer, got {d}")));
         }
         dims.push(d as usize);
     }
     if !(axis.is_finite() && axis.fract() == 0.0) {
-        return Err(Error::new(
-            Status::InvalidArg,
-            format!("axis must be an integer, got {axis}"),
-        ));
+        return Err(Error::new(Status::InvalidArg, format!("axis must be an integer, got {axis}")));
     }
-    Layout::from_shape(&dims, axis.clamp(i64::MIN as f64, i64::MAX as f64) as i64)
-        .map_err(core_error)
+    Layout::from_shape(&dims, axis.clamp(i64::MIN as f64, i64::MAX as f64) as i64).map_err(core_error)
 }
 
 /// A count of values per channel given by the caller (merged statistics, reduced sums):
@@ -35,10 +28,7 @@ pub fn count(name: &str, count: f64) -> Result<f64> {
     if count.is_finite() && count >= 0.0 && count.fract() == 0.0 && count <= MAX_SAFE_INTEGER {
         Ok(count)
     } else {
-        Err(Error::new(
-            Status::InvalidArg,
-            format!("{name} must be a non-negative integer, got {count}"),
-        ))
+        Err(Error::new(Status::InvalidArg, format!("{name} must be a non-negative integer, got {count}")))
     }
 }
 
