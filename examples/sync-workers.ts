@@ -102,7 +102,7 @@ async function trainShard({ syncWorkersJob: job, memory, rank }: WorkerInput): P
 
 /** Runs the job on one worker thread per shard; resolves to each worker's result, in rank order. */
 export function trainInWorkers(job: Job): Promise<LayerResult[]> {
-  // Each all-reduce is 1 + 2C float64s (see docs/sync.md).
+  // Each all-reduce is 1 + 2C float64s (see the README, "The buffers that are all-reduced").
   const memory = createSharedAllReduceMemory(job.sizes.length, 1 + 2 * job.shape[1]);
   return Promise.all(
     job.sizes.map(

@@ -25,7 +25,7 @@ export function statsBuffer(stats: ChannelStats, shift: Float64Array): Float64Ar
 }
 
 /** The global statistics from the summed forward buffers. Only the spread of the shard means
- *  about the shift cancels here, so the shift should sit near the data (see docs/sync.md). */
+ *  about the shift cancels here, so the shift should sit near the data (see the README, "Precision with only a sum"). */
 export function statsFromBuffer(reduced: unknown, shift: Float64Array): ChannelStats {
   const channels = shift.length;
   const sums = checkReduced(reduced, 1 + 2 * channels);
