@@ -63,8 +63,9 @@ fn check_momentum(momentum: f64) -> Result<()> {
     }
 }
 
+/// NaN fails too: a count that is not a number cannot allow training.
 pub(crate) fn check_count(count: f64) -> Result<()> {
-    if count < 2.0 {
+    if count.is_nan() || count < 2.0 {
         return Err(Error::range(format!("x must have more than 1 value per channel when training, got {count}")));
     }
     Ok(())
