@@ -238,7 +238,7 @@ export function toMarkdown(results: Results): string {
     '',
     'Effective GB/s = (bytes of x + bytes of y) / median time; backward counts x + dy + dx.',
     "`memcpy GB/s` is `TypedArray.prototype.set` of x's bytes (read + written, one thread), sampled in rounds",
-    "alternating with the same row's op; `x memcpy` is GB/s over it.",
+    "interleaved with the row's op on both backends, so `x memcpy` and `native/js` compare like moments.",
     '`out` rows reuse a preallocated output; `fresh` rows let each call allocate one.',
     '',
     markdownTable(results.rows),
