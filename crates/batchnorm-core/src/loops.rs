@@ -144,8 +144,109 @@ pub(crate) fn add_grad_columns<T: Element>(
     }
 }
 
+/// Coefficients for element j of a run: constant (one channel) or per column.
+pub(crate) trait CoefficientsAt: Sync {
+    fn at(&self, j: usize) -> Coefficients;
+}
+
+impl CoefficientsAt for Coefficients {
+    #[inline(always)]
+    fn at(&self, _j: usize) -> Coefficients {
+        *self
+    }
+}
+
+/// Per-column coefficients cut to one row's length (so indexing needs no bounds checks).
+struct Columns<'a> {
+    scale: &'a [f64],
+    center: &'a [f64],
+    scale_other: &'a [f64],
+    center_other: &'a [f64],
+    shift: &'a [f64],
+}
+
+impl CoefficientsAt for Columns<'_> {
+    #[inline(always)]
+    fn at(&self, j: usize) -> Coefficients {
+        Coefficients {
+            scale: self.scale[j],
+            center: self.center[j],
+            scale_other: self.scale_other[j],
+            center_other: self.center_other[j],
+            shift: self.shift[j],
+        }
+    }
+}
+
+/// One element of the pass. The const flags pick the form at compile time, so each loop
+/// below is a straight line the compiler can vectorize.
+#[inline(always)]
+fn value<T: Element, K: CoefficientsAt, const OTHER: bool, const MASK: bool, const RELU: bool>(
+    v: f64,
+    j: usize,
+    other: &[T],
+    mask: &[T],
+    k: &K,
+) -> f64 {
+    let c = k.at(j);
+    let v = if MASK { through_relu(v, mask[j].to_f64()) } else { v };
+    let mut r = (v - c.center) * c.scale + c.shift;
+    if OTHER {
+        r += (other[j].to_f64() - c.center_other) * c.scale_other;
+    }
+    if RELU {
+        relu(r)
+    } else {
+        r
+    }
+}
+
+#[inline(always)]
+fn affine_loop<T: Element, K: CoefficientsAt, const OTHER: bool, const MASK: bool, const RELU: bool>(
+    run: Chunk<'_, T>,
+    other: Option<&[T]>,
+    mask: Option<&[T]>,
+    k: &K,
+) {
+    let n = run.len();
+    let other = if OTHER { &other.expect("other input")[..n] } else { &[][..] };
+    let mask = if MASK { &mask.expect("relu output")[..n] } else { &[][..] };
+    match run {
+        Chunk::Separate(src, dst) => {
+            let src = &src[..n];
+            for j in 0..n {
+                dst[j] = T::from_f64(value::<T, K, OTHER, MASK, RELU>(src[j].to_f64(), j, other, mask, k));
+            }
+        }
+        Chunk::InPlace(dst) => {
+            for j in 0..n {
+                dst[j] = T::from_f64(value::<T, K, OTHER, MASK, RELU>(dst[j].to_f64(), j, other, mask, k));
+            }
+        }
+    }
+}
+
+/// The forms the ops use: forward (optionally ReLU-clamped), dx frozen or through the batch
+/// statistics, each optionally through the ReLU mask.
+#[inline(always)]
+fn affine_any<T: Element, K: CoefficientsAt>(
+    run: Chunk<'_, T>,
+    other: Option<&[T]>,
+    mask: Option<&[T]>,
+    k: &K,
+    relu_result: bool,
+) {
+    match (other.is_some(), mask.is_some(), relu_result) {
+        (false, false, false) => affine_loop::<T, K, false, false, false>(run, other, mask, k),
+        (false, false, true) => affine_loop::<T, K, false, false, true>(run, other, mask, k),
+        (false, true, _) => affine_loop::<T, K, false, true, false>(run, other, mask, k),
+        (true, false, _) => affine_loop::<T, K, true, false, false>(run, other, mask, k),
+        (true, true, _) => affine_loop::<T, K, true, true, false>(run, other, mask, k),
+    }
+}
+
 /// One channel's run of an elementwise pass, with constant coefficients.
-/// `mask`: the fused ReLU's output, through which src (dy) flows; `relu`: clamp the result.
+/// `mask`: the fused ReLU's output, through which src (dy) flows; `relu_result`: clamp the result.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn affine_run<T: Element>(
     run: Chunk<'_, T>,
@@ -154,18 +255,7 @@ pub(crate) fn affine_run<T: Element>(
     k: Coefficients,
     relu_result: bool,
 ) {
-    let Coefficients { scale, center, scale_other, center_other, shift } = k;
-    match (other, mask, relu_result) {
-        (None, None, false) => run.map(|_, v| (v - center) * scale + shift),
-        (None, None, true) => run.map(|_, v| relu((v - center) * scale + shift)),
-        (None, Some(m), _) => run.map_with(m, |_, v, o| through_relu(v, o) * scale + shift),
-        (Some(o), None, _) => {
-            run.map_with(o, |_, v, w| (v - center) * scale + (w - center_other) * scale_other + shift)
-        }
-        (Some(o), Some(m), _) => {
-            run.map_with2(o, m, |_, v, w, y| through_relu(v, y) * scale + (w - center_other) * scale_other + shift)
-        }
-    }
+    affine_any(run, other, mask, &k, relu_result);
 }
 
 /// One row of an elementwise pass whose coefficients change with the column (channels-last).
@@ -178,19 +268,14 @@ pub(crate) fn affine_columns<T: Element>(
     relu_result: bool,
 ) {
     let n = row.len();
-    let (scale, center, shift) = (&k.scale[..n], &k.center[..n], &k.shift[..n]);
-    let (scale_other, center_other) = (&k.scale_other[..n], &k.center_other[..n]);
-    match (other, mask, relu_result) {
-        (None, None, false) => row.map(|j, v| (v - center[j]) * scale[j] + shift[j]),
-        (None, None, true) => row.map(|j, v| relu((v - center[j]) * scale[j] + shift[j])),
-        (None, Some(m), _) => row.map_with(m, |j, v, o| through_relu(v, o) * scale[j] + shift[j]),
-        (Some(o), None, _) => {
-            row.map_with(o, |j, v, w| (v - center[j]) * scale[j] + (w - center_other[j]) * scale_other[j] + shift[j])
-        }
-        (Some(o), Some(m), _) => row.map_with2(o, m, |j, v, w, y| {
-            through_relu(v, y) * scale[j] + (w - center_other[j]) * scale_other[j] + shift[j]
-        }),
-    }
+    let columns = Columns {
+        scale: &k.scale[..n],
+        center: &k.center[..n],
+        scale_other: &k.scale_other[..n],
+        center_other: &k.center_other[..n],
+        shift: &k.shift[..n],
+    };
+    affine_any(row, other, mask, &columns, relu_result);
 }
 
 /// Coefficients spread out per column of a row (channel of column j = j / inner).
