@@ -201,6 +201,9 @@ fn value<T: Element, K: CoefficientsAt, const OTHER: bool, const MASK: bool, con
     }
 }
 
+// Indexing by j (not zipped iterators): the same j reads up to four slices and the
+// coefficients, and this form is the one the compiler vectorizes reliably.
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn affine_loop<T: Element, K: CoefficientsAt, const OTHER: bool, const MASK: bool, const RELU: bool>(
     run: Chunk<'_, T>,
