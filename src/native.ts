@@ -81,12 +81,11 @@ export function loadBinding(): LoadResult {
   return { binding: null, error, source: null };
 }
 
-/** The binding's f32 or f64 functions, picked by x's dtype (validation made all arrays alike). */
-function byDtype(b: NativeBinding, x: FloatArray, async: boolean) {
+/** The binding's functions of one dtype and form, looked up once (not on every call). */
+function bindingTable(b: NativeBinding, suffix: string) {
   // The casts only merge the f32/f64 overloads: validate.ts guarantees matching dtypes.
   type Loose = (...args: unknown[]) => unknown;
-  const key = (op: string) => `${op}${x instanceof Float32Array ? 'F32' : 'F64'}${async ? 'Async' : ''}`;
-  const pick = (op: string) => (b as unknown as Record<string, Loose>)[key(op)];
+  const pick = (op: string) => (b as unknown as Record<string, Loose>)[`${op}${suffix}`];
   return {
     train: pick('train'),
     trainWithStats: pick('trainWithStats'),
@@ -101,7 +100,10 @@ function byDtype(b: NativeBinding, x: FloatArray, async: boolean) {
 /** The kernels as calls into the binding: `async` picks the forms that run on libuv's pool
  *  and return promises; the sync forms return nothing. */
 function bindingCalls(b: NativeBinding, async: boolean) {
-  const f = (x: FloatArray) => byDtype(b, x, async);
+  const f32 = bindingTable(b, async ? 'F32Async' : 'F32');
+  const f64 = bindingTable(b, async ? 'F64Async' : 'F64');
+  // validate.ts made every array of a call x's dtype.
+  const f = (x: FloatArray) => (x instanceof Float32Array ? f32 : f64);
   return {
     train: (p, y, mean, invStd) =>
       f(p.x).train(

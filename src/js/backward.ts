@@ -1,58 +1,146 @@
-// Backward kernels of the fallback, mirroring backward.rs: per-channel sums of dy and
-// dy * xhat, then dx in one pass (through the batch statistics, or frozen). With a fused
-// ReLU, dy only counts where the forward output y was > 0.
-import type { FloatArray, GradSums } from '../types';
+// Backward kernels of the fallback, mirroring backward.rs: per-channel sums of g and
+// g * xhat, then dx in one pass (through the batch statistics, or frozen). g is dy, or with a
+// fused ReLU dy only where the forward output y was > 0.
+import type { FloatArray } from '../types';
 import type { BackwardPlan, BackwardWithSumsPlan } from '../validate';
-import { applyChannelAffine, channelAffine } from './elementwise';
-import { MIN_RUN } from './stats';
+import { applyGrad, applyScale } from './elementwise';
+import { byDtype } from './specialize';
+import { MIN_RUN, spreadColumns } from './stats';
+import { beginScratch, scratch } from './workspace';
 
-/** sum(dy) and sum(dy * xhat) per channel, over this tensor's values. */
-export function gradSums(plan: BackwardPlan): GradSums {
-  const { dy, x, y, mean, invStd } = plan;
-  const { outer, channels, inner } = plan.layout;
-  const sumDy = new Float64Array(channels);
-  const sumDyXhat = new Float64Array(channels);
-  if (x.length === 0) return { count: outer * inner, sumDy, sumDyXhat };
-  const add = (c: number, i: number) => {
-    const g = y === null || y[i] > 0 ? dy[i] : 0;
-    sumDy[c] += g;
-    sumDyXhat[c] += g * (x[i] - mean[c]);
-  };
-  if (inner >= MIN_RUN) {
-    for (let o = 0; o < outer; o++) {
-      for (let c = 0; c < channels; c++) {
-        const start = (o * channels + c) * inner;
-        const mu = mean[c];
-        let s = 0;
-        let sx = 0;
-        if (y === null) {
-          for (let i = start; i < start + inner; i++) {
-            const g = dy[i];
-            s += g;
-            sx += g * (x[i] - mu);
-          }
-          sumDy[c] += s;
-          sumDyXhat[c] += sx;
-        } else {
-          for (let i = start; i < start + inner; i++) add(c, i);
+/** Adds Σg and Σg·(x - mean[c]) of every (outer, channel) run to sumDy[c] and sumDyX[c], in
+ *  memory order, four values per step added pairwise (see addShiftedRuns). */
+function addGradRuns(
+  dy: FloatArray,
+  x: FloatArray,
+  mask: FloatArray | null,
+  outer: number,
+  channels: number,
+  inner: number,
+  mean: Float64Array,
+  sumDy: Float64Array,
+  sumDyX: Float64Array,
+): void {
+  for (let o = 0, begin = 0; o < outer; o++) {
+    for (let c = 0; c < channels; c++, begin += inner) {
+      const mu = mean[c];
+      const end = begin + inner;
+      let s = 0;
+      let sx = 0;
+      let i = begin;
+      if (mask === null) {
+        for (const end4 = end - 3; i < end4; i += 4) {
+          const g0 = dy[i];
+          const g1 = dy[i + 1];
+          const g2 = dy[i + 2];
+          const g3 = dy[i + 3];
+          s += g0 + g1 + (g2 + g3);
+          sx += g0 * (x[i] - mu) + g1 * (x[i + 1] - mu) + (g2 * (x[i + 2] - mu) + g3 * (x[i + 3] - mu));
         }
       }
+      for (; i < end; i++) {
+        const g = mask === null || mask[i] > 0 ? dy[i] : 0;
+        s += g;
+        sx += g * (x[i] - mu);
+      }
+      sumDy[c] += s;
+      sumDyX[c] += sx;
     }
-  } else {
-    for (let o = 0; o < outer; o++) {
-      for (let c = 0; c < channels; c++) {
-        const start = (o * channels + c) * inner;
-        for (let i = start; i < start + inner; i++) add(c, i);
+  }
+}
+
+/** Adds Σg and Σg·(x - mean[j]) of each column j of `rows` rows of `width` values to
+ *  sumDy[j] and sumDyX[j]; four rows per step (see addShiftedColumns). */
+function addGradColumns(
+  dy: FloatArray,
+  x: FloatArray,
+  mask: FloatArray | null,
+  rows: number,
+  width: number,
+  mean: Float64Array,
+  sumDy: Float64Array,
+  sumDyX: Float64Array,
+): void {
+  let r = 0;
+  if (mask === null) {
+    for (; r + 4 <= rows; r += 4) {
+      const r0 = r * width;
+      const r1 = r0 + width;
+      const r2 = r1 + width;
+      const r3 = r2 + width;
+      for (let j = 0; j < width; j++) {
+        const mu = mean[j];
+        const g0 = dy[r0 + j];
+        const g1 = dy[r1 + j];
+        const g2 = dy[r2 + j];
+        const g3 = dy[r3 + j];
+        sumDy[j] += g0 + g1 + (g2 + g3);
+        sumDyX[j] += g0 * (x[r0 + j] - mu) + g1 * (x[r1 + j] - mu) + (g2 * (x[r2 + j] - mu) + g3 * (x[r3 + j] - mu));
       }
     }
   }
-  // Accumulated as sum(dy * (x - mean)); one multiply per channel turns it into xhat's.
+  for (; r < rows; r++) {
+    const base = r * width;
+    for (let j = 0; j < width; j++) {
+      const i = base + j;
+      const g = mask === null || mask[i] > 0 ? dy[i] : 0;
+      sumDy[j] += g;
+      sumDyX[j] += g * (x[i] - mean[j]);
+    }
+  }
+}
+
+const addGradRunsFor = byDtype(addGradRuns);
+const addGradColumnsFor = byDtype(addGradColumns);
+
+/** sum(g) and sum(g * xhat) per channel, over this tensor's values (a kernel entry point). */
+export function gradSums(plan: BackwardPlan, sumDy: Float64Array, sumDyXhat: Float64Array): void {
+  // An empty tensor may still have a huge outer size (C = 0): do not loop over it.
+  if (plan.x.length === 0) return;
+  beginScratch();
+  channelGradSums(plan, sumDy, sumDyXhat);
+}
+
+function channelGradSums(plan: BackwardPlan, sumDy: Float64Array, sumDyXhat: Float64Array): void {
+  const { dy, x, y, invStd } = plan;
+  const { outer, channels, inner } = plan.layout;
+  const means = scratch(channels);
+  for (let c = 0; c < channels; c++) {
+    means[c] = plan.mean[c];
+    sumDy[c] = 0;
+    sumDyXhat[c] = 0;
+  }
+  if (inner >= MIN_RUN) {
+    addGradRunsFor(dy)(dy, x, y, outer, channels, inner, means, sumDy, sumDyXhat);
+  } else if (inner === 1) {
+    addGradColumnsFor(dy)(dy, x, y, outer, channels, means, sumDy, sumDyXhat);
+  } else {
+    const width = channels * inner;
+    const columnMean = spreadColumns(means, channels, inner, scratch(width));
+    const columnDy = scratch(width).fill(0, 0, width);
+    const columnDyX = scratch(width).fill(0, 0, width);
+    addGradColumnsFor(dy)(dy, x, y, outer, width, columnMean, columnDy, columnDyX);
+    for (let c = 0, j = 0; c < channels; c++) {
+      for (let end = j + inner; j < end; j++) {
+        sumDy[c] += columnDy[j];
+        sumDyXhat[c] += columnDyX[j];
+      }
+    }
+  }
+  // Accumulated as sum(g * (x - mean)); one multiply per channel turns it into xhat's.
   for (let c = 0; c < channels; c++) sumDyXhat[c] *= invStd[c];
-  return { count: outer * inner, sumDy, sumDyXhat };
 }
 
 export function backward(plan: BackwardPlan, dx: FloatArray, dGamma: FloatArray, dBeta: FloatArray): void {
-  finishBackward(plan, gradSums(plan), dx, dGamma, dBeta);
+  // An empty tensor may still have a huge outer size (C = 0): do not loop over it.
+  if (plan.x.length === 0) return;
+  beginScratch();
+  const { outer, channels, inner } = plan.layout;
+  // Two passes in memory order (sums, then dx), as the forward pass (see forward.ts).
+  const sumDy = scratch(channels);
+  const sumDyXhat = scratch(channels);
+  channelGradSums(plan, sumDy, sumDyXhat);
+  finishBackward(plan, outer * inner, sumDy, sumDyXhat, dx, dGamma, dBeta);
 }
 
 /** dx of this shard and the parameter gradients, from sums reduced over every shard. */
@@ -62,37 +150,61 @@ export function backwardWithSums(
   dGamma: FloatArray,
   dBeta: FloatArray,
 ): void {
-  finishBackward(plan, plan.sums, dx, dGamma, dBeta);
+  beginScratch();
+  const { count, sumDy, sumDyXhat } = plan.sums;
+  finishBackward(plan, count, sumDy, sumDyXhat, dx, dGamma, dBeta);
+}
+
+interface Coefficients {
+  /** of g */
+  scale: Float64Array;
+  /** of x - mean (training only) */
+  xScale: Float64Array;
+  offset: Float64Array;
+}
+
+function coefficients(channels: number): Coefficients {
+  return { scale: scratch(channels), xScale: scratch(channels), offset: scratch(channels) };
+}
+
+/** Channel c's parameter gradients and dx coefficients from its sums:
+ *  training dx = g*invStd/m * (m*g - sum(g) - xhat*sum(g*xhat)); frozen dx = g*gamma*invStd. */
+function setChannel(
+  plan: BackwardPlan,
+  c: number,
+  count: number,
+  sumDy: number,
+  sumDyXhat: number,
+  dGamma: FloatArray,
+  dBeta: FloatArray,
+  k: Coefficients,
+): void {
+  const invStd = plan.invStd[c];
+  const dyScale = (plan.gamma ? plan.gamma[c] : 1) * invStd;
+  k.scale[c] = dyScale;
+  k.xScale[c] = plan.training ? (-dyScale * invStd * sumDyXhat) / count : 0;
+  k.offset[c] = plan.training ? (-dyScale * sumDy) / count : 0;
+  dGamma[c] = sumDyXhat;
+  dBeta[c] = sumDy;
 }
 
 function finishBackward(
   plan: BackwardPlan,
-  sums: GradSums,
+  count: number,
+  sumDy: Float64Array,
+  sumDyXhat: Float64Array,
   dx: FloatArray,
   dGamma: FloatArray,
   dBeta: FloatArray,
 ): void {
   const { channels } = plan.layout;
-  const k = channelAffine(channels);
-  for (let c = 0; c < channels; c++) {
-    const invStd = plan.invStd[c];
-    const dyScale = (plan.gamma ? plan.gamma[c] : 1) * invStd;
-    k.scale[c] = dyScale;
-    k.centerOther[c] = plan.mean[c];
-    if (plan.training) {
-      // dx = g*invStd/m * (m*dy - sum(dy) - xhat*sum(dy*xhat))
-      k.scaleOther[c] = (-dyScale * invStd * sums.sumDyXhat[c]) / sums.count;
-      k.shift[c] = (-dyScale * sums.sumDy[c]) / sums.count;
-    }
-    dGamma[c] = sums.sumDyXhat[c];
-    dBeta[c] = sums.sumDy[c];
+  const k = coefficients(channels);
+  for (let c = 0; c < channels; c++) setChannel(plan, c, count, sumDy[c], sumDyXhat[c], dGamma, dBeta, k);
+  if (!plan.training) {
+    applyScale(plan.dy, plan.y, dx, plan.layout, k.scale, k.offset, false);
+    return;
   }
-  let dyMasked = plan.dy;
-  if (plan.y !== null) {
-    // dy through the ReLU, written into dx; the affine pass then runs in place on it.
-    const y = plan.y;
-    for (let i = 0; i < dx.length; i++) dx[i] = y[i] > 0 ? plan.dy[i] : 0;
-    dyMasked = dx;
-  }
-  applyChannelAffine(dyMasked, plan.training ? plan.x : null, dx, plan.layout, k);
+  const means = scratch(channels);
+  for (let c = 0; c < channels; c++) means[c] = plan.mean[c];
+  applyGrad(plan.dy, plan.x, plan.y, dx, plan.layout, k.scale, means, k.xScale, k.offset);
 }

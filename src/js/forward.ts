@@ -1,52 +1,76 @@
-// Forward kernels of the fallback, mirroring forward.rs: statistics, then one fused
-// (x - mean) * (gamma * invStd) + beta pass.
-
+// Forward kernels of the fallback, mirroring forward.rs: statistics, then one pass of
+// y = x * scale + offset with scale = gamma * invStd and offset = beta - mean * scale.
 import type { FloatArray } from '../types';
 import type { EvalPlan, TrainPlan, TrainWithStatsPlan } from '../validate';
-import { applyChannelAffine, channelAffine } from './elementwise';
-import { type ChannelMoments, channelMoments, updateRunningStats } from './stats';
+import { applyScale } from './elementwise';
+import { channelSums, shiftedM2, shiftedMean, updateRunningChannel } from './stats';
+import { beginScratch, scratch } from './workspace';
 
 export function train(plan: TrainPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray): void {
-  normalizeWithMoments(plan, channelMoments(plan.x, plan.layout), y, mean, invStd);
+  const { x, layout } = plan;
+  // An empty tensor may still have a huge outer size (C = 0): do not loop over it.
+  if (x.length === 0) return;
+  beginScratch();
+  const { outer, channels, inner } = layout;
+  const count = outer * inner;
+  // Two passes in memory order (statistics, then y): a sequential stream beats a channel's
+  // strided runs by more than the second read of x costs, for loops V8 compiles.
+  const shifts = scratch(channels);
+  const s1 = scratch(channels);
+  const s2 = scratch(channels);
+  channelSums(x, layout, shifts, s1, s2);
+  const scale = scratch(channels);
+  const offset = scratch(channels);
+  for (let c = 0; c < channels; c++) {
+    const channelMean = shiftedMean(count, shifts[c], s1[c]);
+    setChannel(plan, c, count, channelMean, shiftedM2(count, s1[c], s2[c]), mean, invStd, scale, offset);
+  }
+  applyScale(x, null, y, layout, scale, offset, plan.relu);
 }
 
 /** Normalizes with statistics the caller merged (every shard of a synchronized batch). */
 export function trainWithStats(plan: TrainWithStatsPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray): void {
-  const { count, mean: m, m2 } = plan.stats;
-  normalizeWithMoments(plan, { count: new Float64Array(m.length).fill(count), mean: m, m2 }, y, mean, invStd);
+  beginScratch();
+  const { channels } = plan.layout;
+  const { count, mean: merged, m2 } = plan.stats;
+  const scale = scratch(channels);
+  const offset = scratch(channels);
+  for (let c = 0; c < channels; c++) setChannel(plan, c, count, merged[c], m2[c], mean, invStd, scale, offset);
+  applyScale(plan.x, null, y, plan.layout, scale, offset, plan.relu);
 }
 
-/** Normalizes with given per-channel moments (the batch's, or merged across workers). */
-function normalizeWithMoments(
+/** Channel c's batch statistics: its outputs (mean, invStd, running stats) and coefficients. */
+function setChannel(
   plan: TrainPlan,
-  moments: ChannelMoments,
-  y: FloatArray,
+  c: number,
+  count: number,
+  channelMean: number,
+  m2: number,
   mean: FloatArray,
   invStd: FloatArray,
+  scale: Float64Array,
+  offset: Float64Array,
 ): void {
-  const { channels } = plan.layout;
-  const k = channelAffine(channels, plan.relu);
-  for (let c = 0; c < channels; c++) {
-    const inv = 1 / Math.sqrt(moments.m2[c] / moments.count[c] + plan.eps);
-    k.scale[c] = (plan.gamma ? plan.gamma[c] : 1) * inv;
-    k.center[c] = moments.mean[c];
-    k.shift[c] = plan.beta ? plan.beta[c] : 0;
-    mean[c] = moments.mean[c];
-    invStd[c] = inv;
-  }
-  applyChannelAffine(plan.x, null, y, plan.layout, k);
+  const inv = 1 / Math.sqrt(m2 / count + plan.eps);
+  const s = (plan.gamma ? plan.gamma[c] : 1) * inv;
+  scale[c] = s;
+  offset[c] = (plan.beta ? plan.beta[c] : 0) - channelMean * s;
+  mean[c] = channelMean;
+  invStd[c] = inv;
   if (plan.runningMean && plan.runningVar) {
-    updateRunningStats(plan.runningMean, plan.runningVar, moments, plan.momentum);
+    updateRunningChannel(plan.runningMean, plan.runningVar, c, count, channelMean, m2, plan.momentum);
   }
 }
 
 export function evaluate(plan: EvalPlan, y: FloatArray): void {
+  beginScratch();
   const { channels } = plan.layout;
-  const k = channelAffine(channels, plan.relu);
+  const scale = scratch(channels);
+  const offset = scratch(channels);
   for (let c = 0; c < channels; c++) {
-    k.scale[c] = (plan.gamma ? plan.gamma[c] : 1) / Math.sqrt(plan.runningVar[c] + plan.eps);
-    k.center[c] = plan.runningMean[c];
-    k.shift[c] = plan.beta ? plan.beta[c] : 0;
+    const s = (plan.gamma ? plan.gamma[c] : 1) / Math.sqrt(plan.runningVar[c] + plan.eps);
+    scale[c] = s;
+    offset[c] = (plan.beta ? plan.beta[c] : 0) - plan.runningMean[c] * s;
   }
-  applyChannelAffine(plan.x, null, y, plan.layout, k);
+  applyScale(plan.x, null, y, plan.layout, scale, offset, plan.relu);
 }

@@ -15,11 +15,7 @@ const kernels: Kernels = {
     mean.set(moments.mean);
     m2.set(moments.m2);
   },
-  backwardSums(plan, sumDy, sumDyXhat) {
-    const sums = gradSums(plan);
-    sumDy.set(sums.sumDy);
-    sumDyXhat.set(sums.sumDyXhat);
-  },
+  backwardSums: gradSums,
 };
 
 /** Runs on the JS thread: the Async forms give the same results but do not free the event loop. */

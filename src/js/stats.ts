@@ -1,8 +1,11 @@
-// Per-channel batch statistics, mirroring crates/batchnorm-core/src/stats.rs: two passes
-// over small cached blocks (mean, then squared deviations), merged with Chan et al.'s
-// formula, so offset data keeps its precision and x is read from memory once.
+// Per-channel batch statistics, mirroring crates/batchnorm-core/src/stats.rs: each channel's
+// values are summed after subtracting a shift K (the channel's first value), s1 = Σ(x - K)
+// and s2 = Σ(x - K)² in float64, so a mean large against the spread loses nothing and x is
+// read once. Mergeable moments (count, mean, M2) combine shards exactly (Chan et al.).
 import type { Layout } from '../layout';
 import type { FloatArray } from '../types';
+import { byDtype } from './specialize';
+import { beginScratch, scratch } from './workspace';
 
 /** Count, mean and sum of squared deviations (M2) of each channel. */
 export interface ChannelMoments {
@@ -11,10 +14,9 @@ export interface ChannelMoments {
   m2: Float64Array;
 }
 
-/** Below this `inner`, a row holds many channels: accumulate per column instead of per row. */
+/** From this `inner` up, each (outer, channel) run is long enough to loop over on its own;
+ *  below it a row of memory holds many channels and is summed per column. */
 export const MIN_RUN = 16;
-/** Elements per block of the channels-last path: stays in cache between the two passes. */
-const BLOCK_ELEMENTS = 1 << 14;
 
 export function emptyMoments(channels: number): ChannelMoments {
   return { count: new Float64Array(channels), mean: new Float64Array(channels), m2: new Float64Array(channels) };
@@ -37,77 +39,179 @@ export function mergeInto(acc: ChannelMoments, c: number, n: number, mean: numbe
   acc.m2[c] += m2 + delta * delta * ((na * n) / total);
 }
 
-export function channelMoments(x: FloatArray, layout: Layout): ChannelMoments {
-  // An empty tensor may still have a huge outer size (C = 0): do not loop over it.
-  if (x.length === 0) return emptyMoments(layout.channels);
-  return layout.inner >= MIN_RUN ? momentsByRow(x, layout) : momentsByColumn(x, layout);
+/** Channel c's shift: its first value (outer 0, inner 0), or 0 when that is not finite (an
+ *  infinite value then still gives an infinite mean and a NaN variance, as in PyTorch). */
+export function channelShift(x: FloatArray, layout: Layout, c: number): number {
+  const k = x[c * layout.inner];
+  return k - k === 0 ? k : 0;
 }
 
-/** NCHW-like: each (outer, channel) row is contiguous; two passes over it while it is cached. */
-function momentsByRow(x: FloatArray, { outer, channels, inner }: Layout): ChannelMoments {
-  const acc = emptyMoments(channels);
-  for (let o = 0; o < outer; o++) {
-    for (let c = 0; c < channels; c++) {
-      const start = (o * channels + c) * inner;
-      const end = start + inner;
-      let sum = 0;
-      for (let i = start; i < end; i++) sum += x[i];
-      const mean = sum / inner;
-      // Deviations from that mean; their sum corrects its rounding (corrected two-pass).
-      let deviation = 0;
-      let m2 = 0;
-      for (let i = start; i < end; i++) {
-        const d = x[i] - mean;
-        deviation += d;
-        m2 += d * d;
+/** The mean of `count` values from their shifted sums. */
+export function shiftedMean(count: number, shift: number, s1: number): number {
+  return shift + s1 / count;
+}
+
+/** M2 from the shifted sums, clamped at 0 against rounding (NaN stays NaN). */
+export function shiftedM2(count: number, s1: number, s2: number): number {
+  const m2 = s2 - (s1 * s1) / count;
+  return m2 < 0 ? 0 : m2;
+}
+
+/** Adds Σ(x - shift[c]) and Σ(x - shift[c])² of every (outer, channel) run to s1[c] and
+ *  s2[c], in memory order: one sequential stream runs faster here than a channel's strided
+ *  runs. Eight values per step are added pairwise first, so the float adds that carry from
+ *  step to step are one per eight values (V8 does not reorder float adds). */
+function addShiftedRuns(
+  x: FloatArray,
+  outer: number,
+  channels: number,
+  inner: number,
+  shift: Float64Array,
+  s1: Float64Array,
+  s2: Float64Array,
+): void {
+  for (let o = 0, begin = 0; o < outer; o++) {
+    for (let ch = 0; ch < channels; ch++, begin += inner) {
+      const k = shift[ch];
+      const end = begin + inner;
+      let t1 = 0;
+      let t2 = 0;
+      let i = begin;
+      for (const end8 = end - 7; i < end8; i += 8) {
+        const a = x[i] - k;
+        const b = x[i + 1] - k;
+        const c = x[i + 2] - k;
+        const d = x[i + 3] - k;
+        const e = x[i + 4] - k;
+        const f = x[i + 5] - k;
+        const g = x[i + 6] - k;
+        const h = x[i + 7] - k;
+        t1 += a + b + (c + d) + (e + f + (g + h));
+        t2 += a * a + b * b + (c * c + d * d) + (e * e + f * f + (g * g + h * h));
       }
-      mergeInto(acc, c, inner, mean + deviation / inner, m2 - (deviation * deviation) / inner);
+      for (; i < end; i++) {
+        const a = x[i] - k;
+        t1 += a;
+        t2 += a * a;
+      }
+      s1[ch] += t1;
+      s2[ch] += t2;
     }
   }
-  return acc;
 }
 
-/** Channels-last-like: a row holds every channel; accumulate per column over blocks of rows. */
-function momentsByColumn(x: FloatArray, { outer, channels, inner }: Layout): ChannelMoments {
-  const width = channels * inner;
+/** Adds Σ(x - shift[j]) and Σ(x - shift[j])² of each column j of `rows` rows of `width`
+ *  values to s1[j] and s2[j]. Eight rows per step: each column's accumulators are loaded and
+ *  stored once per eight values. */
+function addShiftedColumns(
+  x: FloatArray,
+  rows: number,
+  width: number,
+  shift: Float64Array,
+  s1: Float64Array,
+  s2: Float64Array,
+): void {
+  let r = 0;
+  for (; r + 8 <= rows; r += 8) {
+    const r0 = r * width;
+    const r1 = r0 + width;
+    const r2 = r1 + width;
+    const r3 = r2 + width;
+    const r4 = r3 + width;
+    const r5 = r4 + width;
+    const r6 = r5 + width;
+    const r7 = r6 + width;
+    for (let j = 0; j < width; j++) {
+      const k = shift[j];
+      const a = x[r0 + j] - k;
+      const b = x[r1 + j] - k;
+      const c = x[r2 + j] - k;
+      const d = x[r3 + j] - k;
+      const e = x[r4 + j] - k;
+      const f = x[r5 + j] - k;
+      const g = x[r6 + j] - k;
+      const h = x[r7 + j] - k;
+      s1[j] += a + b + (c + d) + (e + f + (g + h));
+      s2[j] += a * a + b * b + (c * c + d * d) + (e * e + f * f + (g * g + h * h));
+    }
+  }
+  for (; r < rows; r++) {
+    const r0 = r * width;
+    for (let j = 0; j < width; j++) {
+      const a = x[r0 + j] - shift[j];
+      s1[j] += a;
+      s2[j] += a * a;
+    }
+  }
+}
+
+const addShiftedRunsFor = byDtype(addShiftedRuns);
+const addShiftedColumnsFor = byDtype(addShiftedColumns);
+
+/** Spreads per-channel values over the columns of a channels-last row (inner values each). */
+export function spreadColumns(
+  perChannel: ArrayLike<number>,
+  channels: number,
+  inner: number,
+  into: Float64Array,
+): Float64Array {
+  for (let c = 0, j = 0; c < channels; c++) {
+    for (let end = j + inner; j < end; j++) into[j] = perChannel[c];
+  }
+  return into;
+}
+
+/** Shifted sums of every channel into s1[c] and s2[c], and each channel's shift into
+ *  shifts[c]. x must not be empty. */
+export function channelSums(
+  x: FloatArray,
+  layout: Layout,
+  shifts: Float64Array,
+  s1: Float64Array,
+  s2: Float64Array,
+): void {
+  const { outer, channels, inner } = layout;
+  for (let c = 0; c < channels; c++) {
+    shifts[c] = channelShift(x, layout, c);
+    s1[c] = 0;
+    s2[c] = 0;
+  }
+  if (inner >= MIN_RUN) {
+    addShiftedRunsFor(x)(x, outer, channels, inner, shifts, s1, s2);
+  } else if (inner === 1) {
+    addShiftedColumnsFor(x)(x, outer, channels, shifts, s1, s2);
+  } else {
+    // A row holds `inner` columns per channel: sum per column, then fold the columns.
+    const width = channels * inner;
+    const columnShift = spreadColumns(shifts, channels, inner, scratch(width));
+    const c1 = scratch(width).fill(0, 0, width);
+    const c2 = scratch(width).fill(0, 0, width);
+    addShiftedColumnsFor(x)(x, outer, width, columnShift, c1, c2);
+    for (let c = 0, j = 0; c < channels; c++) {
+      for (let end = j + inner; j < end; j++) {
+        s1[c] += c1[j];
+        s2[c] += c2[j];
+      }
+    }
+  }
+}
+
+/** The moments of every channel (a kernel entry point: it starts a scratch call). */
+export function channelMoments(x: FloatArray, layout: Layout): ChannelMoments {
+  const { outer, channels, inner } = layout;
   const acc = emptyMoments(channels);
-  const columnSum = new Float64Array(width);
-  const columnMean = new Float64Array(width);
-  const columnSquares = new Float64Array(width);
-  const blockRows = Math.max(1, Math.floor(BLOCK_ELEMENTS / Math.max(width, 1)));
-  for (let r0 = 0; r0 < outer; r0 += blockRows) {
-    const r1 = Math.min(outer, r0 + blockRows);
-    columnSum.fill(0);
-    for (let r = r0; r < r1; r++) {
-      const base = r * width;
-      for (let j = 0; j < width; j++) columnSum[j] += x[base + j];
-    }
-    const n = (r1 - r0) * inner;
-    for (let c = 0; c < channels; c++) {
-      let sum = 0;
-      for (let j = c * inner; j < (c + 1) * inner; j++) sum += columnSum[j];
-      columnMean.fill(sum / n, c * inner, (c + 1) * inner);
-    }
-    // Deviations from that mean; their sum corrects its rounding (corrected two-pass).
-    columnSum.fill(0);
-    columnSquares.fill(0);
-    for (let r = r0; r < r1; r++) {
-      const base = r * width;
-      for (let j = 0; j < width; j++) {
-        const d = x[base + j] - columnMean[j];
-        columnSum[j] += d;
-        columnSquares[j] += d * d;
-      }
-    }
-    for (let c = 0; c < channels; c++) {
-      let deviation = 0;
-      let squares = 0;
-      for (let j = c * inner; j < (c + 1) * inner; j++) {
-        deviation += columnSum[j];
-        squares += columnSquares[j];
-      }
-      mergeInto(acc, c, n, columnMean[c * inner] + deviation / n, squares - (deviation * deviation) / n);
-    }
+  // An empty tensor may still have a huge outer size (C = 0): do not loop over it.
+  if (x.length === 0) return acc;
+  const count = outer * inner;
+  acc.count.fill(count);
+  beginScratch();
+  // mean and m2 hold s1 and s2 until the end.
+  const shifts = scratch(channels);
+  channelSums(x, layout, shifts, acc.mean, acc.m2);
+  for (let c = 0; c < channels; c++) {
+    const s1 = acc.mean[c];
+    acc.mean[c] = shiftedMean(count, shifts[c], s1);
+    acc.m2[c] = shiftedM2(count, s1, acc.m2[c]);
   }
   return acc;
 }
@@ -120,8 +224,21 @@ export function updateRunningStats(
   momentum: number,
 ): void {
   for (let c = 0; c < runningMean.length; c++) {
-    const unbiased = moments.m2[c] / (moments.count[c] - 1);
-    runningMean[c] = (1 - momentum) * runningMean[c] + momentum * moments.mean[c];
-    runningVar[c] = (1 - momentum) * runningVar[c] + momentum * unbiased;
+    updateRunningChannel(runningMean, runningVar, c, moments.count[c], moments.mean[c], moments.m2[c], momentum);
   }
+}
+
+/** The running-stat update of channel c. */
+export function updateRunningChannel(
+  runningMean: FloatArray,
+  runningVar: FloatArray,
+  c: number,
+  count: number,
+  mean: number,
+  m2: number,
+  momentum: number,
+): void {
+  const unbiased = m2 / (count - 1);
+  runningMean[c] = (1 - momentum) * runningMean[c] + momentum * mean;
+  runningVar[c] = (1 - momentum) * runningVar[c] + momentum * unbiased;
 }
