@@ -5,11 +5,11 @@ import type { FloatArray } from '../types';
 import type { BackwardPlan, BackwardWithSumsPlan } from '../validate';
 import { applyGrad, applyScale } from './elementwise';
 import { byDtype } from './specialize';
-import { MIN_RUN, spreadColumns } from './stats';
+import { columnAccumulators, foldColumns, MIN_RUN } from './stats';
 import { beginScratch, scratch } from './workspace';
 
 /** Adds Σg and Σg·(x - mean[c]) of every (outer, channel) run to sumDy[c] and sumDyX[c], in
- *  memory order, four values per step added pairwise (see addShiftedRuns). */
+ *  memory order, eight values per step added pairwise (see addShiftedRuns). */
 function addGradRuns(
   dy: FloatArray,
   x: FloatArray,
@@ -29,13 +29,21 @@ function addGradRuns(
       let sx = 0;
       let i = begin;
       if (mask === null) {
-        for (const end4 = end - 3; i < end4; i += 4) {
+        for (const end8 = end - 7; i < end8; i += 8) {
           const g0 = dy[i];
           const g1 = dy[i + 1];
           const g2 = dy[i + 2];
           const g3 = dy[i + 3];
-          s += g0 + g1 + (g2 + g3);
-          sx += g0 * (x[i] - mu) + g1 * (x[i + 1] - mu) + (g2 * (x[i + 2] - mu) + g3 * (x[i + 3] - mu));
+          const g4 = dy[i + 4];
+          const g5 = dy[i + 5];
+          const g6 = dy[i + 6];
+          const g7 = dy[i + 7];
+          s += g0 + g1 + (g2 + g3) + (g4 + g5 + (g6 + g7));
+          sx +=
+            g0 * (x[i] - mu) +
+            g1 * (x[i + 1] - mu) +
+            (g2 * (x[i + 2] - mu) + g3 * (x[i + 3] - mu)) +
+            (g4 * (x[i + 4] - mu) + g5 * (x[i + 5] - mu) + (g6 * (x[i + 6] - mu) + g7 * (x[i + 7] - mu)));
         }
       }
       for (; i < end; i++) {
@@ -49,17 +57,15 @@ function addGradRuns(
   }
 }
 
-/** Adds Σg and Σg·(x - mean[j]) of each column j of `rows` rows of `width` values to
- *  sumDy[j] and sumDyX[j]; four rows per step (see addShiftedColumns). */
+/** Adds Σg and Σg·(x - mean) of each column j of `rows` rows of `width` values to
+ *  acc[3j + 1] and acc[3j + 2], mean = acc[3j]; four rows per step (see addShiftedColumns). */
 function addGradColumns(
   dy: FloatArray,
   x: FloatArray,
   mask: FloatArray | null,
   rows: number,
   width: number,
-  mean: Float64Array,
-  sumDy: Float64Array,
-  sumDyX: Float64Array,
+  acc: Float64Array,
 ): void {
   let r = 0;
   if (mask === null) {
@@ -68,24 +74,24 @@ function addGradColumns(
       const r1 = r0 + width;
       const r2 = r1 + width;
       const r3 = r2 + width;
-      for (let j = 0; j < width; j++) {
-        const mu = mean[j];
+      for (let j = 0, q = 0; j < width; j++, q += 3) {
+        const mu = acc[q];
         const g0 = dy[r0 + j];
         const g1 = dy[r1 + j];
         const g2 = dy[r2 + j];
         const g3 = dy[r3 + j];
-        sumDy[j] += g0 + g1 + (g2 + g3);
-        sumDyX[j] += g0 * (x[r0 + j] - mu) + g1 * (x[r1 + j] - mu) + (g2 * (x[r2 + j] - mu) + g3 * (x[r3 + j] - mu));
+        acc[q + 1] += g0 + g1 + (g2 + g3);
+        acc[q + 2] += g0 * (x[r0 + j] - mu) + g1 * (x[r1 + j] - mu) + (g2 * (x[r2 + j] - mu) + g3 * (x[r3 + j] - mu));
       }
     }
   }
   for (; r < rows; r++) {
     const base = r * width;
-    for (let j = 0; j < width; j++) {
+    for (let j = 0, q = 0; j < width; j++, q += 3) {
       const i = base + j;
       const g = mask === null || mask[i] > 0 ? dy[i] : 0;
-      sumDy[j] += g;
-      sumDyX[j] += g * (x[i] - mean[j]);
+      acc[q + 1] += g;
+      acc[q + 2] += g * (x[i] - acc[q]);
     }
   }
 }
@@ -112,20 +118,11 @@ function channelGradSums(plan: BackwardPlan, sumDy: Float64Array, sumDyXhat: Flo
   }
   if (inner >= MIN_RUN) {
     addGradRunsFor(dy)(dy, x, y, outer, channels, inner, means, sumDy, sumDyXhat);
-  } else if (inner === 1) {
-    addGradColumnsFor(dy)(dy, x, y, outer, channels, means, sumDy, sumDyXhat);
   } else {
     const width = channels * inner;
-    const columnMean = spreadColumns(means, channels, inner, scratch(width));
-    const columnDy = scratch(width).fill(0, 0, width);
-    const columnDyX = scratch(width).fill(0, 0, width);
-    addGradColumnsFor(dy)(dy, x, y, outer, width, columnMean, columnDy, columnDyX);
-    for (let c = 0, j = 0; c < channels; c++) {
-      for (let end = j + inner; j < end; j++) {
-        sumDy[c] += columnDy[j];
-        sumDyXhat[c] += columnDyX[j];
-      }
-    }
+    const acc = columnAccumulators(means, channels, inner, scratch(3 * width));
+    addGradColumnsFor(dy)(dy, x, y, outer, width, acc);
+    foldColumns(acc, channels, inner, sumDy, sumDyXhat);
   }
   // Accumulated as sum(g * (x - mean)); one multiply per channel turns it into xhat's.
   for (let c = 0; c < channels; c++) sumDyXhat[c] *= invStd[c];
