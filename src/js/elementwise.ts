@@ -213,7 +213,12 @@ const gradColumnsFor = byDtype(gradColumns);
 
 /** Per-channel coefficients laid out per column of a channels-last row (each channel's
  *  `inner` columns), the coefficients of one column side by side. */
-function interleaveColumns(channels: number, inner: number, into: Float64Array, ...perChannel: Float64Array[]) {
+function interleaveColumns(
+  channels: number,
+  inner: number,
+  into: Float64Array,
+  ...perChannel: Float64Array[]
+): Float64Array {
   const n = perChannel.length;
   for (let c = 0, q = 0; c < channels; c++) {
     for (let j = 0; j < inner; j++) {

@@ -41,7 +41,7 @@ export function mergeInto(acc: ChannelMoments, c: number, n: number, mean: numbe
 
 /** Channel c's shift: its first value (outer 0, inner 0), or 0 when that is not finite (an
  *  infinite value then still gives an infinite mean and a NaN variance, as in PyTorch). */
-export function channelShift(x: FloatArray, layout: Layout, c: number): number {
+function channelShift(x: FloatArray, layout: Layout, c: number): number {
   const k = x[c * layout.inner];
   return k - k === 0 ? k : 0;
 }
@@ -225,19 +225,8 @@ export function channelMoments(x: FloatArray, layout: Layout): ChannelMoments {
   return acc;
 }
 
-/** running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance. */
-export function updateRunningStats(
-  runningMean: FloatArray,
-  runningVar: FloatArray,
-  moments: ChannelMoments,
-  momentum: number,
-): void {
-  for (let c = 0; c < runningMean.length; c++) {
-    updateRunningChannel(runningMean, runningVar, c, moments.count[c], moments.mean[c], moments.m2[c], momentum);
-  }
-}
-
-/** The running-stat update of channel c. */
+/** running = (1 - momentum) * running + momentum * batch for channel c, with the unbiased
+ *  batch variance. */
 export function updateRunningChannel(
   runningMean: FloatArray,
   runningVar: FloatArray,
