@@ -25,9 +25,9 @@ export const batchNormBackwardSumsAsync = backend.batchNormBackwardSumsAsync;
 export const batchNormBackwardWithSums = backend.batchNormBackwardWithSums;
 export const batchNormBackwardWithSumsAsync = backend.batchNormBackwardWithSumsAsync;
 
+export { type FoldableBatchNorm, type FoldedLayer, type FoldTarget, foldBatchNorm } from './src/fold';
 // The layer (nn.BatchNorm semantics, PyTorch state names) and folding it into the layer before.
 export { BatchNorm, type BatchNormOptions, type BatchNormState, type BatchNormStateInput } from './src/layer';
-export { type FoldableBatchNorm, type FoldedLayer, type FoldTarget, foldBatchNorm } from './src/fold';
 
 // Synchronized batch norm across workers: exact merge of shard statistics, the layer, and
 // an all-reduce over shared memory for worker_threads.

@@ -152,7 +152,12 @@ function checkTrain(c: Case, r: { y: FloatArray; mean: FloatArray; invStd: Float
   expectDtype(r.y, c.dtype, `${label} y`);
   expectDtype(r.mean, c.dtype, `${label} mean`);
   expectDtype(r.invStd, c.dtype, `${label} invStd`);
-  expectClose(r.y, e.y, (i) => atol + rtol * Math.abs(e.y[i]) + K * U * kap[g.chan(i)] * g.gammaAbs(g.chan(i)), `${label} y`);
+  expectClose(
+    r.y,
+    e.y,
+    (i) => atol + rtol * Math.abs(e.y[i]) + K * U * kap[g.chan(i)] * g.gammaAbs(g.chan(i)),
+    `${label} y`,
+  );
   expectClose(r.mean, e.mean, (k) => atol + rtol * Math.abs(e.mean[k]), `${label} mean`);
   expectClose(r.invStd, e.invStd, (k) => atol + (rtol + K * U * kap[k]) * Math.abs(e.invStd[k]), `${label} invStd`);
 }
@@ -162,7 +167,12 @@ function checkRunning(c: Case, rm: FloatArray, rv: FloatArray, label: string) {
   const kap = geometry(c).kappa(c.train.mean, c.train.invStd);
   const e = c.train;
   expectClose(rm, e.runningMean, (k) => atol + rtol * Math.abs(e.runningMean[k]), `${label} runningMean (in place)`);
-  expectClose(rv, e.runningVar, (k) => atol + (rtol + K * U * kap[k]) * Math.abs(e.runningVar[k]), `${label} runningVar (in place)`);
+  expectClose(
+    rv,
+    e.runningVar,
+    (k) => atol + (rtol + K * U * kap[k]) * Math.abs(e.runningVar[k]),
+    `${label} runningVar (in place)`,
+  );
 }
 
 function checkEval(c: Case, y: FloatArray, label: string) {
@@ -174,7 +184,12 @@ function checkEval(c: Case, y: FloatArray, label: string) {
   expectClose(y, e, (i) => atol + rtol * Math.abs(e[i]) + K * U * kap[g.chan(i)] * g.gammaAbs(g.chan(i)), `${label} y`);
 }
 
-function checkBackward(c: Case, form: 'backwardTraining' | 'backwardFrozen', r: { dx: FloatArray; dGamma: FloatArray; dBeta: FloatArray }, label: string) {
+function checkBackward(
+  c: Case,
+  form: 'backwardTraining' | 'backwardFrozen',
+  r: { dx: FloatArray; dGamma: FloatArray; dBeta: FloatArray },
+  label: string,
+) {
   const { atol, rtol } = TOL[c.dtype];
   const g = geometry(c);
   const e = c[form];
@@ -310,7 +325,10 @@ for (const b of backends) {
       // one in-place case per dtype (and one offset case, where in-place bugs that re-read
       // overwritten x would show most)
       const picks = cases.filter((c) => c.dtype === dtype);
-      const inPlace = [picks.find((c) => c.shape.length === 4 && c.axis === -1), picks.find((c) => c.name.includes('offset'))];
+      const inPlace = [
+        picks.find((c) => c.shape.length === 4 && c.axis === -1),
+        picks.find((c) => c.name.includes('offset')),
+      ];
       for (const c of inPlace) {
         if (!c) throw new Error(`no in-place case for ${dtype}`);
         it(`${c.name}: train in place (out === x)`, () => {
