@@ -3,7 +3,13 @@
 import { backend } from './src/select';
 
 export { js } from './src/js';
-export { backend, native, nativeLoadError, nativeSource } from './src/select';
+export {
+  backend,
+  native,
+  nativeLoadError,
+  nativeMinElementsInUse as nativeMinElements,
+  nativeSource,
+} from './src/select';
 export { getNumThreads, setNumThreads } from './src/threads';
 export type * from './src/types';
 

@@ -28,6 +28,7 @@ export const {
   mergeStats,
   native,
   nativeLoadError,
+  nativeMinElements,
   nativeSource,
   setNumThreads,
   sharedAllReduce,

@@ -1,7 +1,7 @@
 // Which backend the top-level functions use, decided once at import from the environment:
 // BATCHNORM_BACKEND=js forces the fallback, =native fails loudly without the binary.
-import { js } from './js';
-import { loadBinding, nativeBackend } from './native';
+import { js, jsKernels } from './js';
+import { loadBinding, nativeBackend, nativeMinElements } from './native';
 // Without a binary the js backend serves every call; nativeLoadError says why.
 import type { Backend } from './types';
 
@@ -22,7 +22,11 @@ if (requested === 'native' && !loaded.binding) {
 /** The raw addon, for setNumThreads; null when not loaded. */
 export const binding = loaded.binding;
 /** The native backend, or null when the binary cannot load. */
-export const native: Backend | null = loaded.binding ? nativeBackend(loaded.binding) : null;
+/** Tensors with fewer elements run the TypeScript kernels on the native backend too. */
+export const nativeMinElementsInUse = nativeMinElements();
+export const native: Backend | null = loaded.binding
+  ? nativeBackend(loaded.binding, jsKernels, nativeMinElementsInUse)
+  : null;
 /** Why `native` is null. */
 export const nativeLoadError: Error | null = loaded.binding ? null : loaded.error;
 /** Where the binary was loaded from (a path or package name), or null. */

@@ -4,7 +4,8 @@ import { backward, backwardWithSums, gradSums } from './backward';
 import { evaluate, train, trainWithStats } from './forward';
 import { channelMoments } from './stats';
 
-const kernels: Kernels = {
+/** The TypeScript kernels; the native backend also runs them on tiny tensors. */
+export const jsKernels: Kernels = {
   train,
   trainWithStats,
   evaluate,
@@ -19,4 +20,4 @@ const kernels: Kernels = {
 };
 
 /** Runs on the JS thread: the Async forms give the same results but do not free the event loop. */
-export const js = createBackend('js', kernels, promisedKernels(kernels));
+export const js = createBackend('js', jsKernels, promisedKernels(jsKernels));
