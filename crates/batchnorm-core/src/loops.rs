@@ -41,25 +41,28 @@ pub(crate) fn through_relu(dy: f64, output: f64) -> f64 {
     }
 }
 
-/// `Σ(x - k)` and `Σ(x - k)²` over a contiguous run.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub(crate) fn shifted_sums<T: Element>(x: &[T], k: f64) -> (f64, f64) {
-    let mut s1 = [0.0f64; LANES];
-    let mut s2 = [0.0f64; LANES];
+/// `Σ f(x)` over a run in LANES independent partial sums (so the additions vectorize).
+#[inline(always)]
+fn lane_sum<T: Element>(x: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
     let mut blocks = x.chunks_exact(LANES);
     for block in &mut blocks {
         for l in 0..LANES {
-            let d = block[l].to_f64() - k;
-            s1[l] += d;
-            s2[l] += d * d;
+            acc[l] += f(block[l].to_f64());
         }
     }
     for (l, v) in blocks.remainder().iter().enumerate() {
-        let d = v.to_f64() - k;
-        s1[l] += d;
-        s2[l] += d * d;
+        acc[l] += f(v.to_f64());
     }
-    (s1.iter().sum(), s2.iter().sum())
+    acc.iter().sum()
+}
+
+/// `Σ(x - k)` and `Σ(x - k)²` over a contiguous run. Two sweeps of a run that is in cache:
+/// one accumulator each is what the compiler vectorizes at full width (one body updating
+/// both gets paired into 2-wide vectors).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub(crate) fn shifted_sums<T: Element>(x: &[T], k: f64) -> (f64, f64) {
+    (lane_sum(x, |v| v - k), lane_sum(x, |v| (v - k) * (v - k)))
 }
 
 /// Adds `x - k[j]` and its square to column `j`'s accumulators, for one row.
@@ -74,43 +77,53 @@ pub(crate) fn add_shifted_columns<T: Element>(row: &[T], k: &[f64], s1: &mut [f6
     }
 }
 
-/// `Σg` and `Σg·(x - mean)` over a contiguous run, g = dy (through the ReLU mask if given).
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub(crate) fn grad_sums_run<T: Element>(dy: &[T], x: &[T], relu_output: Option<&[T]>, mean: f64) -> (f64, f64) {
-    let mut s = [0.0f64; LANES];
-    let mut sx = [0.0f64; LANES];
-    let n = dy.len();
-    let x = &x[..n];
+/// `Σ f(a, b)` over two runs of equal length, in LANES partial sums.
+#[inline(always)]
+fn lane_sum2<T: Element>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let n = a.len();
     let full = n - n % LANES;
-    match relu_output {
-        None => {
-            for (g, v) in dy[..full].chunks_exact(LANES).zip(x[..full].chunks_exact(LANES)) {
-                for l in 0..LANES {
-                    let g = g[l].to_f64();
-                    s[l] += g;
-                    sx[l] += g * (v[l].to_f64() - mean);
-                }
-            }
-        }
-        Some(y) => {
-            let y = &y[..n];
-            for ((g, v), o) in
-                dy[..full].chunks_exact(LANES).zip(x[..full].chunks_exact(LANES)).zip(y[..full].chunks_exact(LANES))
-            {
-                for l in 0..LANES {
-                    let g = through_relu(g[l].to_f64(), o[l].to_f64());
-                    s[l] += g;
-                    sx[l] += g * (v[l].to_f64() - mean);
-                }
-            }
+    for (ab, bb) in a[..full].chunks_exact(LANES).zip(b[..full].chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] += f(ab[l].to_f64(), bb[l].to_f64());
         }
     }
     for i in full..n {
-        let g = relu_output.map_or(dy[i].to_f64(), |y| through_relu(dy[i].to_f64(), y[i].to_f64()));
-        s[i - full] += g;
-        sx[i - full] += g * (x[i].to_f64() - mean);
+        acc[i - full] += f(a[i].to_f64(), b[i].to_f64());
     }
-    (s.iter().sum(), sx.iter().sum())
+    acc.iter().sum()
+}
+
+/// `Σ f(a, b, c)` over three runs of equal length, in LANES partial sums.
+#[inline(always)]
+fn lane_sum3<T: Element>(a: &[T], b: &[T], c: &[T], f: impl Fn(f64, f64, f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let n = a.len();
+    let full = n - n % LANES;
+    let blocks = a[..full].chunks_exact(LANES).zip(b[..full].chunks_exact(LANES)).zip(c[..full].chunks_exact(LANES));
+    for ((ab, bb), cb) in blocks {
+        for l in 0..LANES {
+            acc[l] += f(ab[l].to_f64(), bb[l].to_f64(), cb[l].to_f64());
+        }
+    }
+    for i in full..n {
+        acc[i - full] += f(a[i].to_f64(), b[i].to_f64(), c[i].to_f64());
+    }
+    acc.iter().sum()
+}
+
+/// `Σg` and `Σg·(x - mean)` over a contiguous run, g = dy (through the ReLU mask if given).
+/// One sweep per sum, as in `shifted_sums`.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub(crate) fn grad_sums_run<T: Element>(dy: &[T], x: &[T], relu_output: Option<&[T]>, mean: f64) -> (f64, f64) {
+    let x = &x[..dy.len()];
+    match relu_output {
+        None => (lane_sum(dy, |g| g), lane_sum2(dy, x, |g, v| g * (v - mean))),
+        Some(y) => {
+            let y = &y[..dy.len()];
+            (lane_sum2(dy, y, through_relu), lane_sum3(dy, x, y, |g, v, o| through_relu(g, o) * (v - mean)))
+        }
+    }
 }
 
 /// Adds g and `g·(x - mean[j])` to column `j`'s accumulators, for one row.
