@@ -11,6 +11,8 @@ use crate::pool::{Exec, PARALLEL_MIN_ELEMENTS};
 const TILE_COLUMNS: usize = 4096;
 /// Tiles to aim for on a large tensor, so every thread gets several to balance load.
 const TARGET_TILES: usize = 64;
+/// Elements a tile should at least hold (its accumulators are set up and folded per tile).
+const MIN_TILE_ELEMENTS: usize = 1 << 15;
 
 /// One rectangle of the matrix: a range of rows (outer indices) and of flat columns.
 #[derive(Debug, Clone)]
@@ -26,7 +28,10 @@ fn tiles(layout: &Layout) -> Vec<Tile> {
     let row_blocks = if layout.len() < PARALLEL_MIN_ELEMENTS {
         1
     } else {
-        TARGET_TILES.div_ceil(column_tiles).clamp(1, layout.outer.max(1))
+        // Enough tiles to balance the threads, none so small that setting it up dominates.
+        let by_count = TARGET_TILES.div_ceil(column_tiles);
+        let by_size = layout.len() / column_tiles / MIN_TILE_ELEMENTS;
+        by_count.min(by_size).clamp(1, layout.outer.max(1))
     };
     let rows_per_block = layout.outer.div_ceil(row_blocks).max(1);
     let mut tiles = Vec::with_capacity(row_blocks * column_tiles);
