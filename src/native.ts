@@ -190,11 +190,13 @@ export function nativeMinElements(): number {
 function bySize<K extends Kernels | AsyncKernels>(big: K, small: K, min: number): K {
   const routed: Record<string, unknown> = {};
   for (const op of Object.keys(big) as (keyof K & string)[]) {
-    type Kernel = (plan: { x: FloatArray }, ...outputs: unknown[]) => unknown;
+    // Every kernel takes a plan and at most three outputs: fixed parameters, no rest array
+    // on a path that tiny calls take.
+    type Kernel = (plan: { x: FloatArray }, a?: unknown, b?: unknown, c?: unknown) => unknown;
     const onBig = big[op] as Kernel;
     const onSmall = small[op] as Kernel;
-    routed[op] = (plan: { x: FloatArray }, ...outputs: unknown[]) =>
-      plan.x.length < min ? onSmall(plan, ...outputs) : onBig(plan, ...outputs);
+    routed[op] = (plan: { x: FloatArray }, a?: unknown, b?: unknown, c?: unknown) =>
+      plan.x.length < min ? onSmall(plan, a, b, c) : onBig(plan, a, b, c);
   }
   return routed as K;
 }
