@@ -221,17 +221,7 @@ function checkOut(v: unknown, x: FloatArray): FloatArray | null {
   return out;
 }
 
-/** Internal option: a shard of a synchronized batch may hold one value per channel. */
-const SHARD = Symbol('shard');
-const SINGLE_ROW_OK = { [SHARD]: true };
-
-function checkCountPerChannel(
-  layout: Layout,
-  shape: number[],
-  axis: number,
-  options: Record<string | symbol, unknown>,
-): void {
-  if (options[SHARD]) return;
+function checkCountPerChannel(layout: Layout, shape: number[], axis: number): void {
   const m = layout.outer * layout.inner;
   if (m < 2) {
     throw new RangeError(
@@ -316,7 +306,9 @@ const TRAIN_WRITES = new Set(['out', 'runningMean', 'runningVar']);
 const EVAL_WRITES = new Set(['out']);
 const BACKWARD_WRITES = new Set(['out']);
 
-export function validateTrain(x: unknown, shape: unknown, options: unknown): TrainPlan {
+/** A shard of a synchronized batch (`shard`) may hold a single value per channel: only the
+ *  merged count has to allow training, and that is checked with the merged statistics. */
+export function validateTrain(x: unknown, shape: unknown, options: unknown, shard = false): TrainPlan {
   const xs = checkData('x', x);
   const o = checkOptions(options, false);
   const s = checkShape(xs, 'x', shape, o.axis);
@@ -335,7 +327,7 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown): Tra
   const momentum = checkMomentum(o.momentum);
   const relu = checkActivation(o.activation);
   const out = checkOut(o.out, xs);
-  checkCountPerChannel(s.layout, s.shape, s.axis, o);
+  if (!shard) checkCountPerChannel(s.layout, s.shape, s.axis);
   if (trainMayAlias(xs, out, gamma, beta, runningMean, runningVar)) {
     checkNoAliasing(
       [
@@ -415,6 +407,7 @@ export function validateBackward(
   shape: unknown,
   saved: unknown,
   options: unknown,
+  shard = false,
 ): BackwardPlan {
   const dys = checkData('dy', dy);
   const xs = checkSameDtype('x', x, dys, 'dy');
@@ -442,7 +435,7 @@ export function validateBackward(
     checkLength('y', y, xs.length, 'the length of x');
   }
   const out = checkOut(o.out, xs);
-  if (training) checkCountPerChannel(s.layout, s.shape, s.axis, o);
+  if (training && !shard) checkCountPerChannel(s.layout, s.shape, s.axis);
   if (
     out !== null &&
     sharesBuffer(out.buffer, dys.buffer, xs.buffer, bufferOf(gamma), savedMean.buffer, savedInvStd.buffer, bufferOf(y))
@@ -506,7 +499,7 @@ export function validateTrainWithStats(
   const s = checkShape(xs, 'x', shape, o.axis);
   const checkedStats = checkStats(stats, s.layout.channels);
   // The local shard may hold a single value per channel: only the merged count matters.
-  const plan = validateTrain(xs, s.shape, { ...o, axis: s.axis, ...SINGLE_ROW_OK });
+  const plan = validateTrain(xs, s.shape, options, true);
   return { ...plan, stats: checkedStats };
 }
 
@@ -527,7 +520,7 @@ export function validateBackwardWithSums(
   sums: unknown,
   options: unknown,
 ): BackwardWithSumsPlan {
-  const plan = validateBackward(dy, x, shape, saved, { ...checkOptions(options, false), ...SINGLE_ROW_OK });
+  const plan = validateBackward(dy, x, shape, saved, options, true);
   const checkedSums = checkSums(sums, plan.layout.channels);
   if (plan.training && checkedSums.count < 2) {
     throw new RangeError(`sums.count must be >= 2 (values per channel when training), got ${checkedSums.count}`);
@@ -542,5 +535,5 @@ export function validateBackwardSums(
   saved: unknown,
   options: unknown,
 ): BackwardPlan {
-  return validateBackward(dy, x, shape, saved, { ...checkOptions(options, false), ...SINGLE_ROW_OK });
+  return validateBackward(dy, x, shape, saved, options, true);
 }
