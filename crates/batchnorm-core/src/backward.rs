@@ -2,10 +2,10 @@
 //! either through the batch statistics (training) or with them frozen (inference),
 //! optionally through a fused ReLU (dy counts only where its output was > 0).
 
-use crate::channel_major::{self, Inputs, MIN_INNER};
+use crate::channel_major::{self, MIN_INNER};
 use crate::channels_last::{self, spread_columns};
 use crate::element::Element;
-use crate::elementwise::apply;
+use crate::elementwise::{apply, Inputs};
 use crate::error::{check_len, Result};
 use crate::forward::check_count;
 use crate::io::Io;

@@ -5,24 +5,15 @@
 //! measured slower here: its rows are strided through the tensor and evict each other.)
 
 use crate::element::Element;
+use crate::elementwise::Inputs;
 use crate::io::Io;
 use crate::layout::Layout;
 use crate::loops::{affine_run, Coefficients};
 use crate::pool::Exec;
 
-/// Rows at least this long take this path; shorter ones are better read row by row.
+/// Rows at least this long take this path; with shorter ones a row holds many channels and
+/// the per-column accumulators of the channels-last path do better.
 pub(crate) const MIN_INNER: usize = 64;
-
-/// The read-only inputs a per-channel task reduces, besides the pass's own source.
-#[derive(Clone, Copy)]
-pub(crate) struct Inputs<'a, T> {
-    /// The second input of the pass (x, when the source is dy).
-    pub other: Option<&'a [T]>,
-    /// The fused ReLU's output, through which the source (dy) flows.
-    pub mask: Option<&'a [T]>,
-    /// Clamp the pass's result at 0 (fused ReLU forward).
-    pub relu_result: bool,
-}
 
 /// Rows per task of the memory-order passes: enough work to amortize a task.
 fn rows_per_task(layout: &Layout) -> usize {

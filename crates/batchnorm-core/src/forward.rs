@@ -3,9 +3,8 @@
 //! and optionally ReLU. Per channel the hot loop is one fused
 //! `(x - mean) * (gamma * invStd) + beta`.
 
-use crate::channel_major::Inputs;
 use crate::element::Element;
-use crate::elementwise::apply;
+use crate::elementwise::{apply, Inputs};
 use crate::error::{check_len, Error, Result};
 use crate::io::Io;
 use crate::layout::Layout;
