@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type Backend, type FloatArray, js, native } from '../index';
 import { backends } from './backends';
+import { generator } from './helpers/random';
 
 type DType = 'float32' | 'float64';
 type OutMode = 'none' | 'fresh' | 'inPlace';
@@ -134,18 +135,6 @@ const trainable = problem.filter((p) => p.outer * p.inner >= 2);
 
 // ---------------------------------------------------------------------------------------
 // Data.
-
-/** mulberry32: a small seeded generator, so a fast-check seed reproduces the whole tensor. */
-function generator(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function alloc(dtype: DType, n: number): FloatArray {
   return dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);

@@ -4,19 +4,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Backend, type FloatArray, getNumThreads, js, native, setNumThreads } from '../index';
 import { backends } from './backends';
+import { generator } from './helpers/random';
 
 type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;
-
-function generator(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Case {
   name: string;

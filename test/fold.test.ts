@@ -4,19 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import { type Backend, BatchNorm, type FloatArray, foldBatchNorm } from '../index';
 import { backends } from './backends';
+import { generator } from './helpers/random';
 
 type DType = 'float32' | 'float64';
-
-function generator(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomArray(dtype: DType, length: number, rand: () => number, lo: number, hi: number): FloatArray {
   const a = dtype === 'float32' ? new Float32Array(length) : new Float64Array(length);

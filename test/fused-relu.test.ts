@@ -5,18 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { type Backend, BatchNorm, type FloatArray, js, native } from '../index';
 import { backends } from './backends';
-
-/** A seeded generator so a failure reproduces exactly. */
-function generator(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { generator } from './helpers/random';
 
 interface Layout {
   name: string;

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Backend } from '../index';
 import { backends } from './backends';
+import { generator } from './helpers/random';
 
 interface Layout {
   name: string;
@@ -24,18 +25,6 @@ const EPS = 1e-3;
 // near 1e-10 for data of size ~1, far below the tolerance.
 const H = 1e-5;
 const TOL = 1e-8;
-
-/** A seeded generator so a failure reproduces exactly. */
-function generator(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function problem(layout: Layout, seed: number) {
   const rand = generator(seed);
