@@ -494,12 +494,9 @@ export function validateTrainWithStats(
   stats: unknown,
   options: unknown,
 ): TrainWithStatsPlan {
-  const xs = checkData('x', x);
-  const o = checkOptions(options, false);
-  const s = checkShape(xs, 'x', shape, o.axis);
-  const checkedStats = checkStats(stats, s.layout.channels);
   // The local shard may hold a single value per channel: only the merged count matters.
-  const plan = validateTrain(xs, s.shape, options, true);
+  const plan = validateTrain(x, shape, options, true);
+  const checkedStats = checkStats(stats, plan.layout.channels);
   return { ...plan, stats: checkedStats };
 }
 
