@@ -2,12 +2,13 @@
 // Every op x shape x dtype on both backends, with outputs preallocated and reused, beside a
 // memcpy of the same bytes, sampled in interleaved rounds; writes bench/results/NAME.{json,md,svg}.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, totalmem } from 'node:os';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Presets, SingleBar } from 'cli-progress';
-import { type Backend, getNumThreads, js, native, nativeLoadError, nativeSource, setNumThreads } from '../index';
+import { type Backend, js, native, setNumThreads } from '../index';
 import { toSvg } from './chart';
+import { describeMachine } from './machine';
 import { type Budget, measureInterleaved } from './measure';
 import {
   checkTargets,
@@ -36,12 +37,6 @@ import {
 
 const REPO_ROOT = resolve(__dirname, '..', '..');
 const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
-
-/** The binary's path relative to the repository (results should not carry local paths). */
-function nativeWhere(source: string | null): string {
-  if (!source) return 'loaded';
-  return isAbsolute(source) ? relative(REPO_ROOT, source) : source;
-}
 
 const { values: args } = parseArgs({
   options: {
@@ -134,16 +129,7 @@ function compare(rows: Row[]): void {
 }
 
 async function main(): Promise<void> {
-  const machine = {
-    cpu: cpus()[0]?.model.trim() ?? 'unknown CPU',
-    cores: cpus().length,
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    platform: `${process.platform}-${process.arch}`,
-    node: process.versions.node,
-    nativeThreads: getNumThreads(),
-    native: native ? nativeWhere(nativeSource) : `not loaded (${nativeLoadError?.message.split('\n')[0]})`,
-    loadAverage: { start: loadavg()[0], end: Number.NaN },
-  };
+  const machine = describeMachine(REPO_ROOT);
   console.log(`batchnorm bench${quick ? ' --quick' : ''}: ${machineLine(machine)}`);
   if (!native) console.log('native backend missing: run `npm run build` first; measuring js only.');
   if (machine.loadAverage.start > 0.5) {

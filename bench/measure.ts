@@ -31,24 +31,32 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
+/** One call: synchronous, or asynchronous (a peer library whose API returns a promise). */
+export type Call = () => void | Promise<void>;
+
 /** How many calls make one sample: timed calls after a short untimed warm-up (so the first,
  *  unoptimized calls do not inflate the estimate) give the answer. */
-function callsPerSample(call: () => void): number {
+async function callsPerSample(call: Call): Promise<number> {
   const warmUntil = hrtimeNow() + 20;
-  for (let i = 0; i < 50 && hrtimeNow() < warmUntil; i++) call();
+  for (let i = 0; i < 50 && hrtimeNow() < warmUntil; i++) await call();
   const times: number[] = [];
   for (let i = 0; i < 5; i++) {
     const start = hrtimeNow();
-    call();
+    const pending = call();
+    if (pending) await pending; // a sync call is timed without a microtask turn
     times.push(hrtimeNow() - start);
   }
   const estimate = Math.max(median(times), 1e-6);
   return Math.min(MAX_CALLS_PER_SAMPLE, Math.max(1, Math.ceil(MIN_SAMPLE_MS / estimate)));
 }
 
-function repeated(call: () => void, times: number): () => void {
-  return times === 1
-    ? call
+/** `call` `times` over; an async call stays async, so tinybench awaits each sample. */
+function repeated(call: Call, times: number, isAsync: boolean): Call {
+  if (times === 1) return call;
+  return isAsync
+    ? async () => {
+        for (let i = 0; i < times; i++) await call();
+      }
     : () => {
         for (let i = 0; i < times; i++) call();
       };
@@ -56,14 +64,17 @@ function repeated(call: () => void, times: number): () => void {
 
 export interface Candidate {
   name: string;
-  call: () => void;
+  call: Call;
+  /** The call returns a promise that must settle before the next one. */
+  isAsync?: boolean;
 }
 
 /** Several calls sampled in alternating rounds (a, b, c, a, b, c, ...) so that all of them
  *  see the same moments of a shared machine: their ratios (native/js, op/memcpy) stay
  *  meaningful when the CPU time or memory bandwidth left to this process drifts. */
 export async function measureInterleaved(candidates: readonly Candidate[], budget: Budget): Promise<Measurement[]> {
-  const reps = candidates.map((c) => callsPerSample(c.call));
+  const reps: number[] = [];
+  for (const c of candidates) reps.push(await callsPerSample(c.call));
   const samples = candidates.map(() => [] as number[]);
   for (let round = 0; round < budget.rounds; round++) {
     const bench = new Bench({
@@ -74,7 +85,7 @@ export async function measureInterleaved(candidates: readonly Candidate[], budge
       warmupIterations: budget.warmupSamples,
       throws: true,
     });
-    for (const [i, c] of candidates.entries()) bench.add(c.name, repeated(c.call, reps[i]));
+    for (const [i, c] of candidates.entries()) bench.add(c.name, repeated(c.call, reps[i], c.isAsync ?? false));
     if (round === 0) await bench.warmup();
     await bench.run();
     for (const [i, task] of bench.tasks.entries()) {

@@ -71,7 +71,7 @@ export function formatMs(ms: number): string {
   return String(Number(ms.toPrecision(3)));
 }
 
-function formatRate(gbPerS: number): string {
+export function formatRate(gbPerS: number): string {
   return gbPerS >= 1 ? gbPerS.toFixed(1) : String(Number(gbPerS.toPrecision(2)));
 }
 
@@ -90,22 +90,30 @@ function cells(row: Row): string[] {
   ];
 }
 
-/** Text columns: left-aligned words, right-aligned numbers. */
-export function textTable(rows: readonly Row[]): string {
-  const body = rows.map(cells);
-  const widths = HEADERS.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
-  const line = (r: string[]) =>
+/** Text columns: the first `words` left-aligned, the rest (numbers) right-aligned. */
+export function alignedTable(headers: readonly string[], body: readonly string[][], words: number): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
+  const line = (r: readonly string[]) =>
     r
-      .map((c, i) => (i < 5 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .map((c, i) => (i < words ? c.padEnd(widths[i]) : c.padStart(widths[i])))
       .join('  ')
       .trimEnd();
-  return [line(HEADERS), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+}
+
+/** The same columns as a Markdown table. */
+export function markdownColumns(headers: readonly string[], body: readonly string[][], words: number): string {
+  const line = (r: readonly string[]) => `| ${r.join(' | ')} |`;
+  const rule = `|${headers.map((_, i) => (i < words ? ' --- ' : ' ---: ')).join('|')}|`;
+  return [line(headers), rule, ...body.map(line)].join('\n');
+}
+
+export function textTable(rows: readonly Row[]): string {
+  return alignedTable(HEADERS, rows.map(cells), 5);
 }
 
 export function markdownTable(rows: readonly Row[]): string {
-  const line = (r: string[]) => `| ${r.join(' | ')} |`;
-  const rule = `|${HEADERS.map((_, i) => (i < 5 ? ' --- ' : ' ---: ')).join('|')}|`;
-  return [line(HEADERS), rule, ...rows.map((r) => line(cells(r)))].join('\n');
+  return markdownColumns(HEADERS, rows.map(cells), 5);
 }
 
 export function machineLine(m: Machine): string {
@@ -209,7 +217,7 @@ export function targetLines(targets: readonly Target[]): string[] {
   return targets.map((t) => `${mark(t)} ${t.what}: ${t.got} (want ${t.want})`);
 }
 
-function round(value: number): number {
+export function round(value: number): number {
   return Number(value.toPrecision(4));
 }
 
@@ -225,8 +233,13 @@ export function toJson(results: Results): string {
     fractionOfMemcpy: round(r.fractionOfMemcpy),
     nativeOverJs: r.nativeOverJs === null ? null : round(r.nativeOverJs),
   }));
-  const head = JSON.stringify(rest, null, 2).slice(0, -2);
-  return `${head},\n  "rows": [\n${rounded.map((r) => `    ${JSON.stringify(r)}`).join(',\n')}\n  ]\n}\n`;
+  return jsonWithRows(rest, rounded);
+}
+
+/** `head` as indented JSON with a last field "rows", one row per line. */
+export function jsonWithRows(head: object, rows: readonly object[]): string {
+  const text = JSON.stringify(head, null, 2).slice(0, -2);
+  return `${text},\n  "rows": [\n${rows.map((r) => `    ${JSON.stringify(r)}`).join(',\n')}\n  ]\n}\n`;
 }
 
 export function toMarkdown(results: Results): string {
