@@ -133,6 +133,27 @@ pub fn grad_sums<T: Element>(
     Ok(pool::run(layout.len(), |exec| grad_sums_in(exec, dy, x, relu_output, layout, saved)))
 }
 
+/// What both dx forms check before anything is written; gives the dx pass's extra inputs
+/// (x in training, for the x-hat term; the ReLU output as a mask).
+#[allow(clippy::too_many_arguments)]
+fn check_dx<'a, T: Element>(
+    grad: &Io<'_, T>,
+    x: &'a [T],
+    layout: &Layout,
+    gamma: Option<&[T]>,
+    saved: &Saved<'_, T>,
+    path: &GradPath<'a, T>,
+    params: &ParamGrads<'_, T>,
+    count: f64,
+) -> Result<Inputs<'a, T>> {
+    check_backward(grad.src_len(), grad.dst_len(), x, layout, gamma, saved, path.relu_output)?;
+    check_params(params, layout.channels)?;
+    if path.training {
+        check_count(count)?;
+    }
+    Ok(Inputs { other: path.training.then_some(x), mask: path.relu_output, relu_result: false })
+}
+
 fn write_params<T: Element>(sums: &[GradSums], params: ParamGrads<'_, T>) {
     for (c, s) in sums.iter().enumerate() {
         params.d_gamma[c] = T::from_f64(s.sum_dy_xhat);
@@ -150,13 +171,8 @@ pub fn backward<T: Element>(
     path: GradPath<'_, T>,
     params: ParamGrads<'_, T>,
 ) -> Result<()> {
-    check_backward(grad.src_len(), grad.dst_len(), x, layout, gamma, &saved, path.relu_output)?;
-    check_params(&params, layout.channels)?;
-    if path.training {
-        check_count(layout.count_per_channel() as f64)?;
-    }
     let count = layout.count_per_channel() as f64;
-    let inputs = Inputs { other: path.training.then_some(x), mask: path.relu_output, relu_result: false };
+    let inputs = check_dx(&grad, x, layout, gamma, &saved, &path, &params, count)?;
     let sums = pool::run(layout.len(), |exec| {
         let sums = grad_sums_in(exec, grad.src(), x, path.relu_output, layout, saved);
         let k: Vec<Coefficients> =
@@ -182,13 +198,8 @@ pub fn backward_with_sums<T: Element>(
     count: f64,
     params: ParamGrads<'_, T>,
 ) -> Result<()> {
-    check_backward(grad.src_len(), grad.dst_len(), x, layout, gamma, &saved, path.relu_output)?;
-    check_params(&params, layout.channels)?;
     check_len("sums", sums.len(), layout.channels)?;
-    if path.training {
-        check_count(count)?;
-    }
-    let inputs = Inputs { other: path.training.then_some(x), mask: path.relu_output, relu_result: false };
+    let inputs = check_dx(&grad, x, layout, gamma, &saved, &path, &params, count)?;
     let k: Vec<Coefficients> =
         (0..layout.channels).map(|c| dx_coefficients(c, gamma, &saved, path.training, &sums[c], count)).collect();
     pool::run(layout.len(), |exec| apply(exec, grad, layout, inputs, &k));

@@ -126,9 +126,7 @@ pub fn train<T: Element>(
     running: Option<RunningStats<'_, T>>,
     saved: SavedStats<'_, T>,
 ) -> Result<()> {
-    check_io(&io, layout)?;
-    check_norm(&norm, layout.channels)?;
-    check_train_outputs(&running, &saved, layout.channels)?;
+    check_train(&io, layout, &norm, &running, &saved)?;
     check_count(layout.count_per_channel() as f64)?;
     let moments = pool::run(layout.len(), |exec| {
         let moments = channel_moments_in(exec, io.src(), layout);
@@ -155,9 +153,7 @@ pub fn train_with_moments<T: Element>(
     running: Option<RunningStats<'_, T>>,
     saved: SavedStats<'_, T>,
 ) -> Result<()> {
-    check_io(&io, layout)?;
-    check_norm(&norm, layout.channels)?;
-    check_train_outputs(&running, &saved, layout.channels)?;
+    check_train(&io, layout, &norm, &running, &saved)?;
     check_len("stats", moments.len(), layout.channels)?;
     for m in moments {
         check_count(m.count)?;
@@ -165,6 +161,19 @@ pub fn train_with_moments<T: Element>(
     pool::run(layout.len(), |exec| normalize_in(exec, io, layout, &norm, moments));
     save_stats(&norm, moments, running, saved);
     Ok(())
+}
+
+/// What both training forms check before anything is written.
+fn check_train<T: Element>(
+    io: &Io<'_, T>,
+    layout: &Layout,
+    norm: &Norm<'_, T>,
+    running: &Option<RunningStats<'_, T>>,
+    saved: &SavedStats<'_, T>,
+) -> Result<()> {
+    check_io(io, layout)?;
+    check_norm(norm, layout.channels)?;
+    check_train_outputs(running, saved, layout.channels)
 }
 
 fn normalize_in<T: Element>(exec: Exec, io: Io<'_, T>, layout: &Layout, norm: &Norm<'_, T>, moments: &[Moments]) {
