@@ -1,4 +1,4 @@
-// `npm run bench:peers [-- --quick] [-- --filter REGEX] [-- --time MS] [-- --peers LIST]`
+// `npm run bench:peers [-- --quick] [-- --filter REGEX] [-- --time MS] [-- --peers PREFIXES]`
 // The workloads of `npm run bench` (f32) on batchnorm's two backends beside onnxruntime-node,
 // tfjs wasm and tfjs cpu. Each library's answer is checked against batchnorm native's before
 // it is timed; the timed calls are sampled in rounds interleaved with a memcpy of the same
@@ -34,7 +34,6 @@ const TOLERANCE = 1e-4;
 /** tfjs cpu runs every op as a separate pass in plain JavaScript: the big shapes would take
  *  minutes per workload, so it is measured up to this many elements. */
 const TFJS_CPU_MAX_ELEMENTS = 1 << 21;
-const ALL_PEERS = ['onnxruntime-node', 'tfjs-wasm', 'tfjs-cpu'];
 
 const { values: args } = parseArgs({
   options: {
@@ -48,7 +47,8 @@ const { values: args } = parseArgs({
 const quick = args.quick ?? false;
 const filter = args.filter ? new RegExp(args.filter) : null;
 const name = args.name ?? (quick || filter ? 'peers-quick' : 'peers');
-const wantedPeers = args.peers ? args.peers.split(',') : ALL_PEERS;
+/** `--peers onnxruntime,tfjs-wasm`: the libraries whose names start with one of these. */
+const wanted = (peer: string) => !args.peers || args.peers.split(',').some((w) => peer.startsWith(w));
 const budget: Budget = quick
   ? { timeMs: Number(args.time ?? 20), minSamples: 3, warmupSamples: 1, rounds: 1 }
   : { timeMs: Number(args.time ?? 300), minSamples: 6, warmupSamples: 1, rounds: 3 };
@@ -244,13 +244,14 @@ async function measureWorkload(
       skip(`not run above ${TFJS_CPU_MAX_ELEMENTS} elements (plain JavaScript, one pass per op: minutes per workload)`);
       continue;
     }
-    let run: Prepared | { unsupported: string };
+    let run: Prepared | { unsupported: string } | null;
     try {
       run = await peer.prepare(p, op);
     } catch (error) {
       skip(`failed to prepare: ${(error as Error).message.split('\n')[0]}`);
       continue;
     }
+    if (run === null) continue;
     if ('unsupported' in run) {
       skip(run.unsupported);
       continue;
@@ -302,9 +303,12 @@ async function measureWorkload(
 async function main(): Promise<void> {
   const machine = describeMachine(REPO_ROOT);
   const peers: Peer[] = (native ? [native, js] : [js]).map(batchnormPeer);
-  if (wantedPeers.includes('onnxruntime-node')) peers.push(ortPeer(cpus().length));
+  for (const form of ['op', 'graph'] as const) {
+    const peer = ortPeer(cpus().length, form);
+    if (wanted(peer.name)) peers.push(peer);
+  }
   for (const backend of ['wasm', 'cpu'] as const) {
-    if (wantedPeers.includes(`tfjs-${backend}`)) peers.push(await tfjsPeer(backend));
+    if (wanted(`tfjs-${backend}`)) peers.push(await tfjsPeer(backend));
   }
   const libraries = peers.map((p) => p.describe);
   console.log(`batchnorm bench:peers${quick ? ' --quick' : ''}: ${machineLine(machine)}`);

@@ -22,8 +22,8 @@ export interface Peer {
   threads: number;
   /** Version and the build details that matter (SIMD, threads). */
   describe: string;
-  /** A run of `op` on `problem`, or why this library has none. */
-  prepare(problem: Problem, op: Op): Promise<Prepared | { unsupported: string }>;
+  /** A run of `op` on `problem`, or why this library has none (null: no row to report). */
+  prepare(problem: Problem, op: Op): Promise<Prepared | { unsupported: string } | null>;
 }
 
 export const EPS = 1e-5;
