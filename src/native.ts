@@ -186,19 +186,23 @@ export function nativeMinElements(): number {
   return n;
 }
 
-/** `big` on tensors of at least `min` elements, `small` below. */
-function bySize<K extends Kernels | AsyncKernels>(big: K, small: K, min: number): K {
-  const routed: Record<string, unknown> = {};
-  for (const op of Object.keys(big) as (keyof K & string)[]) {
-    // Every kernel takes a plan and at most three outputs: fixed parameters, no rest array
-    // on a path that tiny calls take.
-    type Kernel = (plan: { x: FloatArray }, a?: unknown, b?: unknown, c?: unknown) => unknown;
-    const onBig = big[op] as Kernel;
-    const onSmall = small[op] as Kernel;
-    routed[op] = (plan: { x: FloatArray }, a?: unknown, b?: unknown, c?: unknown) =>
-      plan.x.length < min ? onSmall(plan, a, b, c) : onBig(plan, a, b, c);
-  }
-  return routed as K;
+/** `big` on tensors of at least `min` elements, `small` below. One function literal per op,
+ *  not one closure made in a loop: V8 keeps call feedback per literal, so each router's two
+ *  calls stay monomorphic and a tiny call costs what it costs on the js backend. */
+function bySize<K extends Kernels | AsyncKernels>(bigKernels: K, smallKernels: K, min: number): K {
+  // The async kernels take the same arguments and return the promise, passed through as is.
+  const big = bigKernels as Kernels;
+  const small = smallKernels as Kernels;
+  const routed: Kernels = {
+    train: (p, y, mean, invStd) => (p.x.length < min ? small : big).train(p, y, mean, invStd),
+    trainWithStats: (p, y, mean, invStd) => (p.x.length < min ? small : big).trainWithStats(p, y, mean, invStd),
+    evaluate: (p, y) => (p.x.length < min ? small : big).evaluate(p, y),
+    backward: (p, dx, dGamma, dBeta) => (p.x.length < min ? small : big).backward(p, dx, dGamma, dBeta),
+    backwardWithSums: (p, dx, dGamma, dBeta) => (p.x.length < min ? small : big).backwardWithSums(p, dx, dGamma, dBeta),
+    stats: (p, mean, m2) => (p.x.length < min ? small : big).stats(p, mean, m2),
+    backwardSums: (p, sumDy, sumDyXhat) => (p.x.length < min ? small : big).backwardSums(p, sumDy, sumDyXhat),
+  };
+  return routed as unknown as K;
 }
 
 export function nativeBackend(b: NativeBinding, small: Kernels, min: number): Backend {

@@ -54,3 +54,56 @@ describe.skipIf(!built)('tiny tensors on the native backend', () => {
     expect(r.stderr).toMatch(/TypeError: BATCHNORM_NATIVE_MIN_ELEMENTS must be a non-negative integer, got "lots"/);
   });
 });
+
+// Every op, sync and Async, on a tiny and a large tensor: the tiny calls reach no binding
+// function and give js's exact answers; the large ones call into the binding.
+const everyOp = `
+const { platformTriple } = require('./dist/src/native.js');
+const raw = require('./native/batchnorm.' + platformTriple() + '.node');
+let calls = 0;
+for (const name of Object.keys(raw)) {
+  const f = raw[name];
+  if (typeof f === 'function' && /(F32|F64)(Async)?$/.test(name)) raw[name] = (...a) => { calls++; return f(...a); };
+}
+const bn = require('./dist/index.js');
+const data = (n, phase) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.7 + phase) * 3 + 1);
+async function run(backend, n) {
+  const shape = [n / 4, 4];
+  const x = data(n, 0), dy = data(n, 1);
+  const opts = { gamma: data(4, 2), beta: data(4, 3) };
+  const out = {};
+  for (const suffix of ['', 'Async']) {
+    const call = (op, ...args) => backend[op + suffix](...args);
+    const t = await call('batchNormTrain', x, shape, opts);
+    const stats = await call('batchNormStats', x, shape);
+    const sums = await call('batchNormBackwardSums', dy, x, shape, t, opts);
+    out['train' + suffix] = t;
+    out['eval' + suffix] = await call('batchNormEval', x, shape, { ...opts, runningMean: t.mean, runningVar: data(4, 4).map(Math.abs) });
+    out['backward' + suffix] = await call('batchNormBackward', dy, x, shape, t, opts);
+    out['stats' + suffix] = stats;
+    out['trainWithStats' + suffix] = await call('batchNormTrainWithStats', x, shape, stats, opts);
+    out['sums' + suffix] = sums;
+    out['backwardWithSums' + suffix] = await call('batchNormBackwardWithSums', dy, x, shape, t, sums, opts);
+  }
+  return out;
+}
+const flat = (o) => JSON.stringify(o, (_, v) => (ArrayBuffer.isView(v) ? Array.from(v) : v));
+(async () => {
+  const before = calls;
+  const tiny = await run(bn.native, 8);
+  const tinyCalls = calls - before;
+  const same = flat(tiny) === flat(await run(bn.js, 8));
+  const mid = calls;
+  await run(bn.native, 8192);
+  console.log(JSON.stringify({ ops: Object.keys(tiny).length, same, tinyCalls, largeCalls: calls - mid }));
+})();
+`;
+
+describe.skipIf(!built)('routing of every op', () => {
+  it('tiny tensors: no binding call on any op, sync or Async, and js answers; large: binding calls', () => {
+    const r = runChild(everyOp, { BATCHNORM_NATIVE_MIN_ELEMENTS: undefined });
+    expect(r.stderr).toBe('');
+    // 7 kernels per form, each called once per form on the large tensor.
+    expect(JSON.parse(r.stdout)).toEqual({ ops: 14, same: true, tinyCalls: 0, largeCalls: 14 });
+  });
+});
