@@ -57,6 +57,21 @@ impl<'a, T: Element> Chunk<'a, T> {
         }
     }
 
+    /// The source (None: in place) and the destination.
+    pub(crate) fn into_parts(self) -> (Option<&'a [T]>, &'a mut [T]) {
+        match self {
+            Chunk::Separate(s, d) => (Some(s), d),
+            Chunk::InPlace(d) => (None, d),
+        }
+    }
+
+    pub(crate) fn from_parts(src: Option<&'a [T]>, dst: &'a mut [T]) -> Self {
+        match src {
+            Some(s) => Chunk::Separate(s, dst),
+            None => Chunk::InPlace(dst),
+        }
+    }
+
     /// Splits off consecutive sub-chunks of `len` elements (rows of a chunk).
     pub(crate) fn split(self, len: usize) -> Vec<Chunk<'a, T>> {
         match self {

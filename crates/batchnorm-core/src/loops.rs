@@ -260,7 +260,6 @@ fn affine_any<T: Element, K: CoefficientsAt>(
 
 /// One channel's run of an elementwise pass, with constant coefficients.
 /// `mask`: the fused ReLU's output, through which src (dy) flows; `relu_result`: clamp the result.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn affine_run<T: Element>(
     run: Chunk<'_, T>,
     other: Option<&[T]>,
@@ -268,11 +267,26 @@ pub(crate) fn affine_run<T: Element>(
     k: Coefficients,
     relu_result: bool,
 ) {
-    affine_any(run, other, mask, &k, relu_result);
+    let (src, dst) = run.into_parts();
+    affine_run_on(src, dst, other, mask, k, relu_result);
+}
+
+// The kernels take dst as a parameter of their own (not inside a Chunk): only then does the
+// compiler know it aliases nothing else, and vectorize without run-time overlap checks (which
+// sent channels-last rows to a scalar loop).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn affine_run_on<T: Element>(
+    src: Option<&[T]>,
+    dst: &mut [T],
+    other: Option<&[T]>,
+    mask: Option<&[T]>,
+    k: Coefficients,
+    relu_result: bool,
+) {
+    affine_any(Chunk::from_parts(src, dst), other, mask, &k, relu_result);
 }
 
 /// One row of an elementwise pass whose coefficients change with the column (channels-last).
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn affine_columns<T: Element>(
     row: Chunk<'_, T>,
     other: Option<&[T]>,
@@ -280,7 +294,20 @@ pub(crate) fn affine_columns<T: Element>(
     k: &ColumnCoefficients,
     relu_result: bool,
 ) {
-    let n = row.len();
+    let (src, dst) = row.into_parts();
+    affine_columns_on(src, dst, other, mask, k, relu_result);
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn affine_columns_on<T: Element>(
+    src: Option<&[T]>,
+    dst: &mut [T],
+    other: Option<&[T]>,
+    mask: Option<&[T]>,
+    k: &ColumnCoefficients,
+    relu_result: bool,
+) {
+    let n = dst.len();
     let columns = Columns {
         scale: &k.scale[..n],
         center: &k.center[..n],
@@ -288,7 +315,7 @@ pub(crate) fn affine_columns<T: Element>(
         center_other: &k.center_other[..n],
         shift: &k.shift[..n],
     };
-    affine_any(row, other, mask, &columns, relu_result);
+    affine_any(Chunk::from_parts(src, dst), other, mask, &columns, relu_result);
 }
 
 /// Coefficients spread out per column of a row (channel of column j = j / inner).
