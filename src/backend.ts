@@ -79,91 +79,108 @@ export function promisedKernels(k: Kernels): AsyncKernels {
   };
 }
 
-export function createBackend(name: Backend['name'], k: Kernels, a: AsyncKernels): Backend {
+/** The kernels a backend runs on tensors below `minElements` (native: the js ones, since a
+ *  call into native code costs more than the work on a tiny tensor). */
+export interface SmallTensorKernels {
+  minElements: number;
+  sync: Kernels;
+  async: AsyncKernels;
+}
+
+export function createBackend(
+  name: Backend['name'],
+  kernels: Kernels,
+  asyncKernels: AsyncKernels,
+  small: SmallTensorKernels = { minElements: 0, sync: kernels, async: asyncKernels },
+): Backend {
+  // Picked in every method of every backend alike, so a tiny call on native takes exactly
+  // the js backend's path (no extra call in between).
+  const sync = (plan: { x: FloatArray }) => (plan.x.length < small.minElements ? small.sync : kernels);
+  const async = (plan: { x: FloatArray }) => (plan.x.length < small.minElements ? small.async : asyncKernels);
   return Object.freeze({
     name,
     batchNormTrain(x, shape, options) {
       const plan = validateTrain(x, shape, options);
       const r = trainOutputs(plan);
-      k.train(plan, r.y, r.mean, r.invStd);
+      sync(plan).train(plan, r.y, r.mean, r.invStd);
       return r;
     },
     async batchNormTrainAsync(x, shape, options) {
       const plan = validateTrain(x, shape, options);
       const r = trainOutputs(plan);
-      await a.train(plan, r.y, r.mean, r.invStd);
+      await async(plan).train(plan, r.y, r.mean, r.invStd);
       return r;
     },
     batchNormEval(x, shape, options) {
       const plan = validateEval(x, shape, options);
       const y = plan.out ?? allocLike(plan.x, plan.x.length);
-      k.evaluate(plan, y);
+      sync(plan).evaluate(plan, y);
       return y;
     },
     async batchNormEvalAsync(x, shape, options) {
       const plan = validateEval(x, shape, options);
       const y = plan.out ?? allocLike(plan.x, plan.x.length);
-      await a.evaluate(plan, y);
+      await async(plan).evaluate(plan, y);
       return y;
     },
     batchNormBackward(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);
       const r = backwardOutputs(plan);
-      k.backward(plan, r.dx, r.dGamma, r.dBeta);
+      sync(plan).backward(plan, r.dx, r.dGamma, r.dBeta);
       return r;
     },
     async batchNormBackwardAsync(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);
       const r = backwardOutputs(plan);
-      await a.backward(plan, r.dx, r.dGamma, r.dBeta);
+      await async(plan).backward(plan, r.dx, r.dGamma, r.dBeta);
       return r;
     },
     batchNormStats(x, shape, options) {
       const plan = validateStats(x, shape, options);
       const r = statsOutputs(plan);
-      k.stats(plan, r.mean, r.m2);
+      sync(plan).stats(plan, r.mean, r.m2);
       return r;
     },
     async batchNormStatsAsync(x, shape, options) {
       const plan = validateStats(x, shape, options);
       const r = statsOutputs(plan);
-      await a.stats(plan, r.mean, r.m2);
+      await async(plan).stats(plan, r.mean, r.m2);
       return r;
     },
     batchNormTrainWithStats(x, shape, stats, options) {
       const plan = validateTrainWithStats(x, shape, stats, options);
       const r = trainOutputs(plan);
-      k.trainWithStats(plan, r.y, r.mean, r.invStd);
+      sync(plan).trainWithStats(plan, r.y, r.mean, r.invStd);
       return r;
     },
     async batchNormTrainWithStatsAsync(x, shape, stats, options) {
       const plan = validateTrainWithStats(x, shape, stats, options);
       const r = trainOutputs(plan);
-      await a.trainWithStats(plan, r.y, r.mean, r.invStd);
+      await async(plan).trainWithStats(plan, r.y, r.mean, r.invStd);
       return r;
     },
     batchNormBackwardSums(dy, x, shape, saved, options) {
       const plan = validateBackwardSums(dy, x, shape, saved, options);
       const r = sumsOutputs(plan);
-      k.backwardSums(plan, r.sumDy, r.sumDyXhat);
+      sync(plan).backwardSums(plan, r.sumDy, r.sumDyXhat);
       return r;
     },
     async batchNormBackwardSumsAsync(dy, x, shape, saved, options) {
       const plan = validateBackwardSums(dy, x, shape, saved, options);
       const r = sumsOutputs(plan);
-      await a.backwardSums(plan, r.sumDy, r.sumDyXhat);
+      await async(plan).backwardSums(plan, r.sumDy, r.sumDyXhat);
       return r;
     },
     batchNormBackwardWithSums(dy, x, shape, saved, sums, options) {
       const plan = validateBackwardWithSums(dy, x, shape, saved, sums, options);
       const r = backwardOutputs(plan);
-      k.backwardWithSums(plan, r.dx, r.dGamma, r.dBeta);
+      sync(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta);
       return r;
     },
     async batchNormBackwardWithSumsAsync(dy, x, shape, saved, sums, options) {
       const plan = validateBackwardWithSums(dy, x, shape, saved, sums, options);
       const r = backwardOutputs(plan);
-      await a.backwardWithSums(plan, r.dx, r.dGamma, r.dBeta);
+      await async(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta);
       return r;
     },
   } satisfies Backend);

@@ -186,29 +186,10 @@ export function nativeMinElements(): number {
   return n;
 }
 
-/** `big` on tensors of at least `min` elements, `small` below. One function literal per op,
- *  not one closure made in a loop: V8 keeps call feedback per literal, so each router's two
- *  calls stay monomorphic and a tiny call costs what it costs on the js backend. */
-function bySize<K extends Kernels | AsyncKernels>(bigKernels: K, smallKernels: K, min: number): K {
-  // The async kernels take the same arguments and return the promise, passed through as is.
-  const big = bigKernels as Kernels;
-  const small = smallKernels as Kernels;
-  const routed: Kernels = {
-    train: (p, y, mean, invStd) => (p.x.length < min ? small : big).train(p, y, mean, invStd),
-    trainWithStats: (p, y, mean, invStd) => (p.x.length < min ? small : big).trainWithStats(p, y, mean, invStd),
-    evaluate: (p, y) => (p.x.length < min ? small : big).evaluate(p, y),
-    backward: (p, dx, dGamma, dBeta) => (p.x.length < min ? small : big).backward(p, dx, dGamma, dBeta),
-    backwardWithSums: (p, dx, dGamma, dBeta) => (p.x.length < min ? small : big).backwardWithSums(p, dx, dGamma, dBeta),
-    stats: (p, mean, m2) => (p.x.length < min ? small : big).stats(p, mean, m2),
-    backwardSums: (p, sumDy, sumDyXhat) => (p.x.length < min ? small : big).backwardSums(p, sumDy, sumDyXhat),
-  };
-  return routed as unknown as K;
-}
-
 export function nativeBackend(b: NativeBinding, small: Kernels, min: number): Backend {
-  return createBackend(
-    'native',
-    bySize(bindingCalls(b, false) as Kernels, small, min),
-    bySize(bindingCalls(b, true) as AsyncKernels, promisedKernels(small), min),
-  );
+  return createBackend('native', bindingCalls(b, false) as Kernels, bindingCalls(b, true) as AsyncKernels, {
+    minElements: min,
+    sync: small,
+    async: promisedKernels(small),
+  });
 }
