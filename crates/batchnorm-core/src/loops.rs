@@ -197,12 +197,14 @@ fn value<T: Element, K: CoefficientsAt, const OTHER: bool, const MASK: bool, con
     other: &[T],
     mask: &[T],
     k: &K,
+    fma: bool,
 ) -> f64 {
     let c = k.at(j);
     let v = if MASK { through_relu(v, mask[j].to_f64()) } else { v };
-    let mut r = (v - c.center) * c.scale + c.shift;
+    let mut r = if fma { (v - c.center).mul_add(c.scale, c.shift) } else { (v - c.center) * c.scale + c.shift };
     if OTHER {
-        r += (other[j].to_f64() - c.center_other) * c.scale_other;
+        let o = other[j].to_f64() - c.center_other;
+        r = if fma { o.mul_add(c.scale_other, r) } else { r + o * c.scale_other };
     }
     if RELU {
         relu(r)
@@ -220,6 +222,7 @@ fn affine_loop<T: Element, K: CoefficientsAt, const OTHER: bool, const MASK: boo
     other: Option<&[T]>,
     mask: Option<&[T]>,
     k: &K,
+    fma: bool,
 ) {
     let n = run.len();
     let other = if OTHER { &other.expect("other input")[..n] } else { &[][..] };
@@ -228,12 +231,12 @@ fn affine_loop<T: Element, K: CoefficientsAt, const OTHER: bool, const MASK: boo
         Chunk::Separate(src, dst) => {
             let src = &src[..n];
             for j in 0..n {
-                dst[j] = T::from_f64(value::<T, K, OTHER, MASK, RELU>(src[j].to_f64(), j, other, mask, k));
+                dst[j] = T::from_f64(value::<T, K, OTHER, MASK, RELU>(src[j].to_f64(), j, other, mask, k, fma));
             }
         }
         Chunk::InPlace(dst) => {
             for j in 0..n {
-                dst[j] = T::from_f64(value::<T, K, OTHER, MASK, RELU>(dst[j].to_f64(), j, other, mask, k));
+                dst[j] = T::from_f64(value::<T, K, OTHER, MASK, RELU>(dst[j].to_f64(), j, other, mask, k, fma));
             }
         }
     }
@@ -248,13 +251,14 @@ fn affine_any<T: Element, K: CoefficientsAt>(
     mask: Option<&[T]>,
     k: &K,
     relu_result: bool,
+    fma: bool,
 ) {
     match (other.is_some(), mask.is_some(), relu_result) {
-        (false, false, false) => affine_loop::<T, K, false, false, false>(run, other, mask, k),
-        (false, false, true) => affine_loop::<T, K, false, false, true>(run, other, mask, k),
-        (false, true, _) => affine_loop::<T, K, false, true, false>(run, other, mask, k),
-        (true, false, _) => affine_loop::<T, K, true, false, false>(run, other, mask, k),
-        (true, true, _) => affine_loop::<T, K, true, true, false>(run, other, mask, k),
+        (false, false, false) => affine_loop::<T, K, false, false, false>(run, other, mask, k, fma),
+        (false, false, true) => affine_loop::<T, K, false, false, true>(run, other, mask, k, fma),
+        (false, true, _) => affine_loop::<T, K, false, true, false>(run, other, mask, k, fma),
+        (true, false, _) => affine_loop::<T, K, true, false, false>(run, other, mask, k, fma),
+        (true, true, _) => affine_loop::<T, K, true, true, false>(run, other, mask, k, fma),
     }
 }
 
@@ -283,7 +287,7 @@ fn affine_run_on<T: Element>(
     k: Coefficients,
     relu_result: bool,
 ) {
-    affine_any(Chunk::from_parts(src, dst), other, mask, &k, relu_result);
+    affine_any(Chunk::from_parts(src, dst), other, mask, &k, relu_result, has_fma!());
 }
 
 /// One row of an elementwise pass whose coefficients change with the column (channels-last).
@@ -315,7 +319,7 @@ fn affine_columns_on<T: Element>(
         center_other: &k.center_other[..n],
         shift: &k.shift[..n],
     };
-    affine_any(Chunk::from_parts(src, dst), other, mask, &columns, relu_result);
+    affine_any(Chunk::from_parts(src, dst), other, mask, &columns, relu_result, has_fma!());
 }
 
 /// Coefficients spread out per column of a row (channel of column j = j / inner).
