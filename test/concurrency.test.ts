@@ -25,7 +25,7 @@ const SHAPES = [
   { shape: [5, 3, 7], axis: 1 },
   { shape: [4, 5, 6], axis: -1 },
   { shape: [64, 40], axis: 1 },
-  // above the 2^15-element cut-off: these run on the rayon pool
+  // above the 2^15-element cut-off vitest.config.ts sets: these run on the rayon pool
   { shape: [8, 16, 301], axis: 1 },
   { shape: [6, 23, 17, 16], axis: -1 },
 ];

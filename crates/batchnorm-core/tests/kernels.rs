@@ -379,15 +379,19 @@ fn bad_arguments_are_errors_and_write_nothing() {
 #[test]
 fn results_do_not_depend_on_thread_count() {
     let mut rng = Rng(11);
-    let l = Layout::from_shape(&[16, 8, 40, 40], 1).unwrap();
-    let x = rng.vec(l.len(), 0.0, 1.0);
-    let run = |threads| {
-        batchnorm_core::set_num_threads(threads).unwrap();
-        train_fresh(&x, &l, norm(None, None, 1e-5, Activation::None))
-    };
-    let one = run(1);
-    let four = run(4);
-    assert_eq!(one, four);
+    // Channel-major and channels-last, both big enough to run on the pool.
+    for (shape, axis) in [([16, 8, 48, 48], 1), ([16, 48, 48, 8], 3)] {
+        let l = Layout::from_shape(&shape, axis).unwrap();
+        assert!(l.len() >= batchnorm_core::PARALLEL_MIN_ELEMENTS);
+        let x = rng.vec(l.len(), 0.0, 1.0);
+        let run = |threads| {
+            batchnorm_core::set_num_threads(threads).unwrap();
+            train_fresh(&x, &l, norm(None, None, 1e-5, Activation::None))
+        };
+        let one = run(1);
+        let four = run(4);
+        assert_eq!(one, four);
+    }
     assert_eq!(batchnorm_core::num_threads(), 4);
     assert!(batchnorm_core::set_num_threads(0).is_err());
 }
