@@ -232,19 +232,21 @@ export function round(value: number): number {
   return Number(value.toPrecision(4));
 }
 
+/** A row with its measured (non-integer) numbers rounded to 4 significant digits; counts,
+ *  dims and exact zeros stay as they are. */
+export function roundedRow<R extends object>(row: R): R {
+  const entries = Object.entries(row).map(([k, v]) => [
+    k,
+    typeof v === 'number' && !Number.isInteger(v) ? round(v) : v,
+  ]);
+  return Object.fromEntries(entries) as R;
+}
+
 /** JSON with numbers rounded to 4 significant digits and one row per line: small enough to
  *  commit, and a rerun diffs row by row. */
 export function toJson(results: Results): string {
   const { rows, ...rest } = results;
-  const rounded = rows.map((r) => ({
-    ...r,
-    medianMs: round(r.medianMs),
-    gbPerS: round(r.gbPerS),
-    memcpyGbPerS: round(r.memcpyGbPerS),
-    fractionOfMemcpy: round(r.fractionOfMemcpy),
-    nativeOverJs: r.nativeOverJs === null ? null : round(r.nativeOverJs),
-  }));
-  return jsonWithRows(rest, rounded);
+  return jsonWithRows(rest, rows.map(roundedRow));
 }
 
 /** `head` as indented JSON with a last field "rows", one row per line. */

@@ -7,7 +7,7 @@ import {
   type Machine,
   machineLine,
   markdownColumns,
-  round,
+  roundedRow,
 } from '../report';
 import type { Op } from '../workloads';
 import { TOLERANCE } from './check';
@@ -114,13 +114,5 @@ export function toMarkdown(results: PeerResults): string {
 
 export function toJson(results: PeerResults): string {
   const { rows, ...rest } = results;
-  const rounded = rows.map((r) => ({
-    ...r,
-    medianMs: round(r.medianMs),
-    gbPerS: round(r.gbPerS),
-    memcpyGbPerS: round(r.memcpyGbPerS),
-    timeOverNative: r.timeOverNative === null ? null : round(r.timeOverNative),
-    maxAbsDiff: round(r.maxAbsDiff),
-  }));
-  return jsonWithRows(rest, rounded);
+  return jsonWithRows(rest, rows.map(roundedRow));
 }
