@@ -41,6 +41,12 @@ def parse_args(argv):
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--out",
+        action="store_true",
+        help="train/eval: write into preallocated tensors (aten native_batch_norm.out) like "
+        "batchnorm-bench does, instead of allocating y per call",
+    )
     return p.parse_args(argv)
 
 
@@ -69,6 +75,24 @@ def make_call(args):
     running_var = torch.ones(channels, dtype=dtype)
     nbytes = x.numel() * x.element_size()
 
+    if args.op in ("train", "eval") and args.out:
+        training = args.op == "train"
+        y = torch.empty_like(x)
+        save_mean = torch.empty(channels, dtype=dtype)
+        save_invstd = torch.empty(channels, dtype=dtype)
+
+        def call():
+            torch.ops.aten.native_batch_norm.out(
+                x, gamma, beta, running_mean, running_var, training, MOMENTUM, EPS,
+                out=y, save_mean=save_mean, save_invstd=save_invstd,
+            )
+
+        try:
+            call()
+        except (NotImplementedError, RuntimeError) as e:
+            sys.exit(f"torch_scaling.py: --out needs aten::native_batch_norm.out on CPU, which "
+                     f"torch {torch.__version__} lacks ({str(e).splitlines()[0][:100]})")
+        return x, call, 2 * nbytes
     if args.op == "train":
 
         def call():
@@ -137,7 +161,7 @@ def measure(args):
         r["fractionOfMemcpy"] = r["gbPerS"] / r["memcpyGbPerS"]
         r["speedup"] = base / r["ms"]
     return {
-        "tool": f"torch {torch.__version__}",
+        "tool": f"torch {torch.__version__}" + (" (out=)" if args.out and args.op != "backward" else ""),
         "op": args.op,
         "dtype": args.dtype,
         "shape": args.shape,
