@@ -50,24 +50,29 @@ impl<T: Element> Saved<'_, T> {
     }
 }
 
-/// The dx pass's coefficients for channel c: dx = g*invStd/m * (m*dy - Σdy - xhat*Σ(dy*xhat))
+/// The dx pass's coefficients per channel: dx = g*invStd/m * (m*dy - Σdy - xhat*Σ(dy*xhat))
 /// when training, dx = g*invStd*dy when frozen.
 fn dx_coefficients<T: Element>(
-    c: usize,
     gamma: Option<&[T]>,
     saved: &Saved<'_, T>,
     training: bool,
-    s: &GradSums,
+    sums: &[GradSums],
     count: f64,
-) -> Coefficients {
-    let inv_std = saved.inv_std[c].to_f64();
-    let dy_scale = gamma.map_or(1.0, |g| g[c].to_f64()) * inv_std;
-    let mut k = Coefficients { scale: dy_scale, center_other: saved.mean[c].to_f64(), ..Coefficients::default() };
-    if training {
-        k.scale_other = -dy_scale * inv_std * s.sum_dy_xhat / count;
-        k.shift = -dy_scale * s.sum_dy / count;
-    }
-    k
+) -> Vec<Coefficients> {
+    sums.iter()
+        .enumerate()
+        .map(|(c, s)| {
+            let inv_std = saved.inv_std[c].to_f64();
+            let dy_scale = gamma.map_or(1.0, |g| g[c].to_f64()) * inv_std;
+            let mut k =
+                Coefficients { scale: dy_scale, center_other: saved.mean[c].to_f64(), ..Coefficients::default() };
+            if training {
+                k.scale_other = -dy_scale * inv_std * s.sum_dy_xhat / count;
+                k.shift = -dy_scale * s.sum_dy / count;
+            }
+            k
+        })
+        .collect()
 }
 
 fn grad_sums_in<T: Element>(
@@ -175,8 +180,7 @@ pub fn backward<T: Element>(
     let inputs = check_dx(&grad, x, layout, gamma, &saved, &path, &params, count)?;
     let sums = pool::run(layout.len(), |exec| {
         let sums = grad_sums_in(exec, grad.src(), x, path.relu_output, layout, saved);
-        let k: Vec<Coefficients> =
-            (0..layout.channels).map(|c| dx_coefficients(c, gamma, &saved, path.training, &sums[c], count)).collect();
+        let k = dx_coefficients(gamma, &saved, path.training, &sums, count);
         apply(exec, grad, layout, inputs, &k);
         sums
     });
@@ -200,8 +204,7 @@ pub fn backward_with_sums<T: Element>(
 ) -> Result<()> {
     check_len("sums", sums.len(), layout.channels)?;
     let inputs = check_dx(&grad, x, layout, gamma, &saved, &path, &params, count)?;
-    let k: Vec<Coefficients> =
-        (0..layout.channels).map(|c| dx_coefficients(c, gamma, &saved, path.training, &sums[c], count)).collect();
+    let k = dx_coefficients(gamma, &saved, path.training, sums, count);
     pool::run(layout.len(), |exec| apply(exec, grad, layout, inputs, &k));
     write_params(sums, params);
     Ok(())

@@ -25,5 +25,5 @@ pub use error::{Error, ErrorKind, Result};
 pub use forward::{channel_moments, eval, train, train_with_moments, Activation, Norm, RunningStats, SavedStats};
 pub use io::Io;
 pub use layout::Layout;
-pub use pool::{num_threads, parallel_min_elements, set_num_threads, PARALLEL_MIN_ELEMENTS};
+pub use pool::{num_threads, set_num_threads, PARALLEL_MIN_ELEMENTS};
 pub use stats::Moments;

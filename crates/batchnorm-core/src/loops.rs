@@ -81,7 +81,10 @@ fn sum_and_dot<B>(
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn shifted_sums<T: Element>(x: &[T], k: f64) -> (f64, f64) {
     let blocks = x.chunks_exact(PAIR_LANES);
-    let tail = blocks.remainder().iter().map(|v| (v.to_f64() - k, v.to_f64() - k));
+    let tail = blocks.remainder().iter().map(|v| {
+        let d = v.to_f64() - k;
+        (d, d)
+    });
     sum_and_dot(blocks, tail, has_fma!(), |b, l| {
         let d = b[l].to_f64() - k;
         (d, d)

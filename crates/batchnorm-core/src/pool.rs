@@ -16,14 +16,14 @@ pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 18;
 /// The cut-off in use: `BATCHNORM_PARALLEL_MIN_ELEMENTS` when it parses, else the default.
 /// It only picks the thread that runs the work; how the work is cut (and so every result)
 /// depends on the layout alone.
-pub fn parallel_min_elements() -> usize {
+fn parallel_min_elements() -> usize {
     static CUT_OFF: OnceLock<usize> = OnceLock::new();
-    *CUT_OFF.get_or_init(|| {
-        std::env::var("BATCHNORM_PARALLEL_MIN_ELEMENTS")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(PARALLEL_MIN_ELEMENTS)
-    })
+    *CUT_OFF.get_or_init(|| env_usize("BATCHNORM_PARALLEL_MIN_ELEMENTS").unwrap_or(PARALLEL_MIN_ELEMENTS))
+}
+
+/// An environment variable as a whole number; unset or malformed: None (the default applies).
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse::<usize>().ok())
 }
 
 static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
@@ -35,9 +35,7 @@ pub(crate) struct Exec {
 }
 
 fn default_num_threads() -> usize {
-    std::env::var("BATCHNORM_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
+    env_usize("BATCHNORM_NUM_THREADS")
         .filter(|&n| n >= 1)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
