@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type Backend, type FloatArray, js, native } from '../index';
 import { backends } from './backends';
-import { generator } from './helpers/random';
+import { generator } from './helpers/random.cjs';
 
 type DType = 'float32' | 'float64';
 type OutMode = 'none' | 'fresh' | 'inPlace';

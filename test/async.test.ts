@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Backend, type FloatArray, getNumThreads, js, native, setNumThreads } from '../index';
 import { backends } from './backends';
-import { generator } from './helpers/random';
+import { generator } from './helpers/random.cjs';
 
 type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;
 

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { type Backend, BatchNorm, type FloatArray, foldBatchNorm } from '../index';
 import { backends } from './backends';
-import { generator } from './helpers/random';
+import { generator } from './helpers/random.cjs';
 
 type DType = 'float32' | 'float64';
 

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { type Backend, BatchNorm, type FloatArray, js, native } from '../index';
 import { backends } from './backends';
-import { generator } from './helpers/random';
+import { generator } from './helpers/random.cjs';
 
 interface Layout {
   name: string;

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Backend } from '../index';
 import { backends } from './backends';
-import { generator } from './helpers/random';
+import { generator } from './helpers/random.cjs';
 
 interface Layout {
   name: string;

@@ -14,7 +14,7 @@ import {
 } from '../index';
 import { statsBuffer, statsFromBuffer } from '../src/sync/reduce-buffers';
 import { backends } from './backends';
-import { generator } from './helpers/random';
+import { generator } from './helpers/random.cjs';
 
 /** Normal-ish data (sum of uniforms) with the given mean and std per value. */
 function data(length: number, seed: number, mean = 0, std = 1): Float64Array {

@@ -4,6 +4,8 @@
 // load it with nothing but `node`.
 'use strict';
 
+const { generator } = require('./random.cjs');
+
 /** One parameter: `data` has one value per element, `channel` one per channel in the
  *  op's dtype, `channel64` one per channel as Float64Array; `written` arrays are outputs. */
 function param(name, kind, { optional = false, written = false } = {}) {
@@ -120,18 +122,6 @@ const DTYPES = { f32: Float32Array, f64: Float64Array };
 /** The binding's function name, e.g. trainF32Async. */
 function fnName(op, dtype, async) {
   return `${op}${dtype === 'f32' ? 'F32' : 'F64'}${async ? 'Async' : ''}`;
-}
-
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32). */
-function generator(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Channels and values per channel of a shape seen along `axis`. */
@@ -255,7 +245,6 @@ module.exports = {
   IN_PLACE,
   DTYPES,
   fnName,
-  generator,
   layoutOf,
   makeCall,
   snapshotBuffers,

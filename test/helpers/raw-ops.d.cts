@@ -31,7 +31,6 @@ export declare const OPS: Record<OpName, Param[]>;
 export declare const IN_PLACE: Partial<Record<OpName, string>>;
 export declare const DTYPES: { f32: Float32ArrayConstructor; f64: Float64ArrayConstructor };
 export declare function fnName(op: OpName, dtype: DType, async: boolean): string;
-export declare function generator(seed: number): () => number;
 export declare function layoutOf(dims: number[], axis: number): { size: number; channels: number; perChannel: number };
 export declare function makeCall(op: OpName, dtype: DType, options?: MakeCallOptions): RawCall;
 export declare function snapshotBuffers(args: unknown[]): Map<ArrayBufferLike, Uint8Array>;
