@@ -5,11 +5,11 @@
 //! measured slower here: its rows are strided through the tensor and evict each other.)
 
 use crate::element::Element;
-use crate::elementwise::Inputs;
 use crate::io::Io;
 use crate::layout::Layout;
-use crate::loops::{affine_run, Coefficients};
+use crate::loops::{affine_run, Coefficients, Output};
 use crate::pool::Exec;
+use crate::store;
 
 /// Rows at least this long take this path; with shorter ones a row holds many channels and
 /// the per-column accumulators of the channels-last path do better.
@@ -55,15 +55,24 @@ pub(crate) fn reduce<T: Element>(
 }
 
 /// The pass alone, with coefficients known up front, in memory order.
-pub(crate) fn apply<T: Element>(exec: Exec, io: Io<'_, T>, layout: &Layout, inputs: Inputs<'_, T>, k: &[Coefficients]) {
+pub(crate) fn apply<T: Element>(
+    exec: Exec,
+    io: Io<'_, T>,
+    layout: &Layout,
+    other: Option<&[T]>,
+    mask: Option<&[T]>,
+    output: Output,
+    k: &[Coefficients],
+) {
     let inner = layout.inner;
     io.for_each_chunk(exec, rows_per_task(layout) * inner, |start, chunk| {
         for (i, row) in chunk.split(inner).into_iter().enumerate() {
             let r = start / inner + i;
             let span = r * inner..(r + 1) * inner;
-            let other = inputs.other.map(|v| &v[span.clone()]);
-            let mask = inputs.mask.map(|v| &v[span]);
-            affine_run(row, other, mask, k[r % layout.channels], inputs.relu_result);
+            let other = other.map(|v| &v[span.clone()]);
+            let mask = mask.map(|v| &v[span]);
+            affine_run(row, other, mask, k[r % layout.channels], output);
         }
+        store::fence(output.streaming);
     });
 }

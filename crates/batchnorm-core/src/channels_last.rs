@@ -7,8 +7,9 @@ use std::ops::Range;
 use crate::element::Element;
 use crate::io::Io;
 use crate::layout::Layout;
-use crate::loops::{affine_columns, Coefficients, ColumnCoefficients};
+use crate::loops::{affine_columns, Coefficients, ColumnCoefficients, Output};
 use crate::pool::Exec;
+use crate::store;
 use crate::tiles::{sum_by_channel, Tile};
 
 /// Elements per parallel chunk of the elementwise pass.
@@ -40,7 +41,7 @@ pub(crate) fn apply<T: Element>(
     layout: &Layout,
     other: Option<&[T]>,
     mask: Option<&[T]>,
-    relu_result: bool,
+    output: Output,
     k: &[Coefficients],
 ) {
     let width = layout.channels * layout.inner;
@@ -54,7 +55,8 @@ pub(crate) fn apply<T: Element>(
             let span = start + r * width..start + (r + 1) * width;
             let other = other.map(|o| &o[span.clone()]);
             let mask = mask.map(|m| &m[span]);
-            affine_columns(row, other, mask, &columns, relu_result);
+            affine_columns(row, other, mask, &columns, output);
         }
+        store::fence(output.streaming);
     });
 }

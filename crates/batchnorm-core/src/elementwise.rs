@@ -7,8 +7,9 @@ use crate::channels_last;
 use crate::element::Element;
 use crate::io::Io;
 use crate::layout::Layout;
-use crate::loops::Coefficients;
+use crate::loops::{Coefficients, Output};
 use crate::pool::Exec;
+use crate::store::streams;
 
 /// The inputs of the pass besides its source, and the clamp.
 #[derive(Clone, Copy)]
@@ -22,12 +23,73 @@ pub(crate) struct Inputs<'a, T> {
 }
 
 pub(crate) fn apply<T: Element>(exec: Exec, io: Io<'_, T>, layout: &Layout, inputs: Inputs<'_, T>, k: &[Coefficients]) {
+    apply_storing(exec, io, layout, inputs, k, streams::<T>(layout.len()));
+}
+
+/// The pass, streaming its output or not as told (the size decides in `apply`).
+fn apply_storing<T: Element>(
+    exec: Exec,
+    io: Io<'_, T>,
+    layout: &Layout,
+    inputs: Inputs<'_, T>,
+    k: &[Coefficients],
+    streaming: bool,
+) {
     if layout.is_empty() {
         return;
     }
+    let output = Output { relu: inputs.relu_result, streaming };
     if layout.inner >= MIN_INNER {
-        channel_major::apply(exec, io, layout, inputs, k);
+        channel_major::apply(exec, io, layout, inputs.other, inputs.mask, output, k);
     } else {
-        channels_last::apply(exec, io, layout, inputs.other, inputs.mask, inputs.relu_result, k);
+        channels_last::apply(exec, io, layout, inputs.other, inputs.mask, output, k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::Exec;
+
+    /// The pass with every input form, in place or not, from a misaligned start.
+    fn pass(layout: &Layout, streaming: bool, other: bool, mask: bool, relu: bool, in_place: bool) -> Vec<f32> {
+        let n = layout.len();
+        let wave = |phase: f32| -> Vec<f32> { (0..n + 1).map(|i| ((i as f32 + phase) * 0.37).sin()).collect() };
+        let (src, other_input, mask_input) = (wave(0.0), wave(1.0), wave(2.0));
+        let k: Vec<Coefficients> = (0..layout.channels)
+            .map(|c| Coefficients {
+                scale: 1.5 + c as f64,
+                center: 0.1 * c as f64,
+                scale_other: -0.5,
+                center_other: 0.2,
+                shift: 0.25,
+            })
+            .collect();
+        let inputs =
+            Inputs { other: other.then(|| &other_input[1..]), mask: mask.then(|| &mask_input[1..]), relu_result: relu };
+        let mut dst = if in_place { src.clone() } else { vec![0.0f32; n + 1] };
+        let io =
+            if in_place { Io::InPlace(&mut dst[1..]) } else { Io::Separate { src: &src[1..], dst: &mut dst[1..] } };
+        apply_storing(Exec::SEQUENTIAL, io, layout, inputs, &k, streaming);
+        dst
+    }
+
+    #[test]
+    fn streamed_output_is_bit_identical_to_cached() {
+        let layouts = [
+            Layout { outer: 3, channels: 5, inner: 70 }, // channel-major rows
+            Layout { outer: 37, channels: 6, inner: 1 }, // channels-last rows
+            Layout { outer: 4, channels: 3, inner: 20 }, // channels-last, several columns per channel
+        ];
+        for layout in &layouts {
+            for form in 0..16 {
+                let [other, mask, relu, in_place] = [form & 1, form & 2, form & 4, form & 8].map(|f| f != 0);
+                assert_eq!(
+                    pass(layout, true, other, mask, relu, in_place),
+                    pass(layout, false, other, mask, relu, in_place),
+                    "{layout:?} other {other} mask {mask} relu {relu} in place {in_place}"
+                );
+            }
+        }
     }
 }

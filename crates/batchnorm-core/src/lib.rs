@@ -17,6 +17,7 @@ mod layout;
 mod loops;
 mod pool;
 mod stats;
+mod store;
 mod tiles;
 
 pub use backward::{backward, backward_with_sums, grad_sums, GradPath, GradSums, ParamGrads, Saved};
@@ -27,3 +28,4 @@ pub use io::Io;
 pub use layout::Layout;
 pub use pool::{num_threads, set_num_threads, PARALLEL_MIN_ELEMENTS};
 pub use stats::Moments;
+pub use store::STREAM_MIN_BYTES;

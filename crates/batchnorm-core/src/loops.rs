@@ -8,6 +8,7 @@ use multiversion::target::target_cfg_f;
 
 use crate::element::Element;
 use crate::io::Chunk;
+use crate::store::{self, Stores, ValueAt};
 
 /// Per-channel coefficients of `dst = act((src - center) * scale + (other - center_other) * scale_other + shift)`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -39,8 +40,9 @@ pub(crate) fn through_relu(dy: f64, output: f64) -> f64 {
     }
 }
 
-/// f64 partial sums per accumulator of the one-sweep reductions: one vector on AVX-512.
-const PAIR_LANES: usize = 8;
+/// f64 partial sums per accumulator of the one-sweep reductions: two AVX-512 vectors (four
+/// AVX2 ones), so each addition need not wait for the previous one's result.
+const PAIR_LANES: usize = 16;
 
 /// Whether the selected target has fused multiply-add (aarch64 always does).
 macro_rules! has_fma {
@@ -49,11 +51,27 @@ macro_rules! has_fma {
     };
 }
 
+/// The selected target's widest non-temporal stores when `streaming`, else plain stores.
+macro_rules! stores {
+    ($streaming:expr) => {
+        if !$streaming {
+            Stores::Cached
+        } else if target_cfg_f!(target_feature = "avx512f") {
+            Stores::StreamAvx512
+        } else if target_cfg_f!(target_feature = "avx2") {
+            Stores::StreamAvx
+        } else {
+            Stores::StreamSse
+        }
+    };
+}
+
 /// `Σu` and `Σu·v` in one sweep, `(u, v)` given per element by `uv(block, lane)` over blocks of
-/// PAIR_LANES elements and by `tail` for the rest. One vector of partial sums per sum, and the
-/// product added by one fused instruction where the target has it: the form the compiler
-/// vectorizes at full width. (With two vectors per sum, or a separate multiply and add, AVX-512
-/// code measured 3-4x slower on data in cache, and one sweep per sum 1.9x slower.)
+/// PAIR_LANES elements and by `tail` for the rest. One flat array of partial sums per sum, and
+/// the product added by one fused instruction where the target has it: the form the compiler
+/// vectorizes at full width. (On 100K f32 in cache: 8 lanes took 13.9 us, 16 lanes 11.1 us;
+/// two 8-lane arrays per sum, or a separate multiply and add, were 2-4x slower, and one sweep
+/// per sum 1.9x slower.)
 #[inline(always)]
 fn sum_and_dot<B>(
     blocks: impl Iterator<Item = B>,
@@ -158,13 +176,19 @@ pub(crate) fn add_grad_columns<T: Element>(
 }
 
 /// Coefficients for element j of a run: constant (one channel) or per column.
-pub(crate) trait CoefficientsAt: Sync {
+pub(crate) trait CoefficientsAt: Sync + Sized {
     fn at(&self, j: usize) -> Coefficients;
+    /// The coefficients of elements `start..start + len`, indexed from 0.
+    fn window(&self, start: usize, len: usize) -> Self;
 }
 
 impl CoefficientsAt for Coefficients {
     #[inline(always)]
     fn at(&self, _j: usize) -> Coefficients {
+        *self
+    }
+    #[inline(always)]
+    fn window(&self, _start: usize, _len: usize) -> Self {
         *self
     }
 }
@@ -178,7 +202,7 @@ struct Columns<'a> {
     shift: &'a [f64],
 }
 
-impl CoefficientsAt for Columns<'_> {
+impl<'a> CoefficientsAt for Columns<'a> {
     #[inline(always)]
     fn at(&self, j: usize) -> Coefficients {
         Coefficients {
@@ -189,58 +213,95 @@ impl CoefficientsAt for Columns<'_> {
             shift: self.shift[j],
         }
     }
+    #[inline(always)]
+    fn window(&self, start: usize, len: usize) -> Self {
+        let cut = |v: &'a [f64]| &v[start..start + len];
+        Columns {
+            scale: cut(self.scale),
+            center: cut(self.center),
+            scale_other: cut(self.scale_other),
+            center_other: cut(self.center_other),
+            shift: cut(self.shift),
+        }
+    }
 }
 
-/// One element of the pass. The const flags pick the form at compile time, so each loop
-/// below is a straight line the compiler can vectorize.
-#[inline(always)]
-fn value<T: Element, K: CoefficientsAt, const OTHER: bool, const MASK: bool, const RELU: bool>(
-    v: f64,
-    j: usize,
-    other: &[T],
-    mask: &[T],
-    k: &K,
+/// What a pass does with each result: clamp it at 0 (fused ReLU forward), and whether it
+/// streams it past the caches (`store::streams`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Output {
+    pub relu: bool,
+    pub streaming: bool,
+}
+
+/// One run of the pass: its source (unless in place), inputs and coefficients. The const
+/// flags pick the form at compile time, so each loop is a straight line the compiler can
+/// vectorize.
+struct Affine<'a, T, K, const IN_PLACE: bool, const OTHER: bool, const MASK: bool, const RELU: bool> {
+    src: &'a [T],
+    other: &'a [T],
+    mask: &'a [T],
+    k: K,
     fma: bool,
-) -> f64 {
-    let c = k.at(j);
-    let v = if MASK { through_relu(v, mask[j].to_f64()) } else { v };
-    let mut r = if fma { (v - c.center).mul_add(c.scale, c.shift) } else { (v - c.center) * c.scale + c.shift };
-    if OTHER {
-        let o = other[j].to_f64() - c.center_other;
-        r = if fma { o.mul_add(c.scale_other, r) } else { r + o * c.scale_other };
+}
+
+impl<
+        'a,
+        T: Element,
+        K: CoefficientsAt,
+        const IN_PLACE: bool,
+        const OTHER: bool,
+        const MASK: bool,
+        const RELU: bool,
+    > ValueAt<T> for Affine<'a, T, K, IN_PLACE, OTHER, MASK, RELU>
+{
+    #[inline(always)]
+    fn at(&self, j: usize, old: T) -> T {
+        let (c, fma) = (self.k.at(j), self.fma);
+        let v = if IN_PLACE { old } else { self.src[j] }.to_f64();
+        let v = if MASK { through_relu(v, self.mask[j].to_f64()) } else { v };
+        let mut r = if fma { (v - c.center).mul_add(c.scale, c.shift) } else { (v - c.center) * c.scale + c.shift };
+        if OTHER {
+            let o = self.other[j].to_f64() - c.center_other;
+            r = if fma { o.mul_add(c.scale_other, r) } else { r + o * c.scale_other };
+        }
+        T::from_f64(if RELU { relu(r) } else { r })
     }
-    if RELU {
-        relu(r)
-    } else {
-        r
+
+    #[inline(always)]
+    fn window(&self, start: usize, len: usize) -> Self {
+        let cut = |v: &'a [T], used: bool| if used { &v[start..start + len] } else { &[][..] };
+        Affine {
+            src: cut(self.src, !IN_PLACE),
+            other: cut(self.other, OTHER),
+            mask: cut(self.mask, MASK),
+            k: self.k.window(start, len),
+            fma: self.fma,
+        }
     }
 }
 
-// Indexing by j (not zipped iterators): the same j reads up to four slices and the
-// coefficients, and this form is the one the compiler vectorizes reliably.
-#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn affine_loop<T: Element, K: CoefficientsAt, const OTHER: bool, const MASK: bool, const RELU: bool>(
     run: Chunk<'_, T>,
     other: Option<&[T]>,
     mask: Option<&[T]>,
-    k: &K,
+    k: K,
+    stores: Stores,
     fma: bool,
 ) {
+    // Every slice cut to the run's length, so indexing by j needs no bounds checks.
     let n = run.len();
     let other = if OTHER { &other.expect("other input")[..n] } else { &[][..] };
     let mask = if MASK { &mask.expect("relu output")[..n] } else { &[][..] };
     match run {
         Chunk::Separate(src, dst) => {
-            let src = &src[..n];
-            for j in 0..n {
-                dst[j] = T::from_f64(value::<T, K, OTHER, MASK, RELU>(src[j].to_f64(), j, other, mask, k, fma));
-            }
+            let pass = Affine::<T, K, false, OTHER, MASK, RELU> { src: &src[..n], other, mask, k, fma };
+            store::write(dst, stores, &pass);
         }
         Chunk::InPlace(dst) => {
-            for j in 0..n {
-                dst[j] = T::from_f64(value::<T, K, OTHER, MASK, RELU>(dst[j].to_f64(), j, other, mask, k, fma));
-            }
+            let pass = Affine::<T, K, true, OTHER, MASK, RELU> { src: &[], other, mask, k, fma };
+            store::write(dst, stores, &pass);
         }
     }
 }
@@ -252,30 +313,32 @@ fn affine_any<T: Element, K: CoefficientsAt>(
     run: Chunk<'_, T>,
     other: Option<&[T]>,
     mask: Option<&[T]>,
-    k: &K,
-    relu_result: bool,
+    k: K,
+    stores: Stores,
+    relu: bool,
     fma: bool,
 ) {
-    match (other.is_some(), mask.is_some(), relu_result) {
-        (false, false, false) => affine_loop::<T, K, false, false, false>(run, other, mask, k, fma),
-        (false, false, true) => affine_loop::<T, K, false, false, true>(run, other, mask, k, fma),
-        (false, true, _) => affine_loop::<T, K, false, true, false>(run, other, mask, k, fma),
-        (true, false, _) => affine_loop::<T, K, true, false, false>(run, other, mask, k, fma),
-        (true, true, _) => affine_loop::<T, K, true, true, false>(run, other, mask, k, fma),
+    let s = stores;
+    match (other.is_some(), mask.is_some(), relu) {
+        (false, false, false) => affine_loop::<T, K, false, false, false>(run, other, mask, k, s, fma),
+        (false, false, true) => affine_loop::<T, K, false, false, true>(run, other, mask, k, s, fma),
+        (false, true, _) => affine_loop::<T, K, false, true, false>(run, other, mask, k, s, fma),
+        (true, false, _) => affine_loop::<T, K, true, false, false>(run, other, mask, k, s, fma),
+        (true, true, _) => affine_loop::<T, K, true, true, false>(run, other, mask, k, s, fma),
     }
 }
 
 /// One channel's run of an elementwise pass, with constant coefficients.
-/// `mask`: the fused ReLU's output, through which src (dy) flows; `relu_result`: clamp the result.
+/// `mask`: the fused ReLU's output, through which src (dy) flows.
 pub(crate) fn affine_run<T: Element>(
     run: Chunk<'_, T>,
     other: Option<&[T]>,
     mask: Option<&[T]>,
     k: Coefficients,
-    relu_result: bool,
+    output: Output,
 ) {
     let (src, dst) = run.into_parts();
-    affine_run_on(src, dst, other, mask, k, relu_result);
+    affine_run_on(src, dst, other, mask, k, output);
 }
 
 // The kernels take dst as a parameter of their own (not inside a Chunk): only then does the
@@ -288,9 +351,9 @@ fn affine_run_on<T: Element>(
     other: Option<&[T]>,
     mask: Option<&[T]>,
     k: Coefficients,
-    relu_result: bool,
+    output: Output,
 ) {
-    affine_any(Chunk::from_parts(src, dst), other, mask, &k, relu_result, has_fma!());
+    affine_any(Chunk::from_parts(src, dst), other, mask, k, stores!(output.streaming), output.relu, has_fma!());
 }
 
 /// One row of an elementwise pass whose coefficients change with the column (channels-last).
@@ -299,10 +362,10 @@ pub(crate) fn affine_columns<T: Element>(
     other: Option<&[T]>,
     mask: Option<&[T]>,
     k: &ColumnCoefficients,
-    relu_result: bool,
+    output: Output,
 ) {
     let (src, dst) = row.into_parts();
-    affine_columns_on(src, dst, other, mask, k, relu_result);
+    affine_columns_on(src, dst, other, mask, k, output);
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
@@ -312,7 +375,7 @@ fn affine_columns_on<T: Element>(
     other: Option<&[T]>,
     mask: Option<&[T]>,
     k: &ColumnCoefficients,
-    relu_result: bool,
+    output: Output,
 ) {
     let n = dst.len();
     let columns = Columns {
@@ -322,7 +385,7 @@ fn affine_columns_on<T: Element>(
         center_other: &k.center_other[..n],
         shift: &k.shift[..n],
     };
-    affine_any(Chunk::from_parts(src, dst), other, mask, &columns, relu_result, has_fma!());
+    affine_any(Chunk::from_parts(src, dst), other, mask, columns, stores!(output.streaming), output.relu, has_fma!());
 }
 
 /// Coefficients spread out per column of a row (channel of column j = j / inner).

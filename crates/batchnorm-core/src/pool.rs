@@ -22,7 +22,7 @@ fn parallel_min_elements() -> usize {
 }
 
 /// An environment variable as a whole number; unset or malformed: None (the default applies).
-fn env_usize(name: &str) -> Option<usize> {
+pub(crate) fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().and_then(|v| v.trim().parse::<usize>().ok())
 }
 
@@ -88,7 +88,7 @@ pub(crate) fn run<R: Send>(elements: usize, work: impl FnOnce(Exec) -> R + Send)
 }
 
 impl Exec {
-    const SEQUENTIAL: Exec = Exec { parallel: false };
+    pub(crate) const SEQUENTIAL: Exec = Exec { parallel: false };
 
     /// `f(0..tasks)` in order, in parallel when allowed.
     pub(crate) fn map<R: Send>(self, tasks: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
