@@ -46,11 +46,14 @@ pub(crate) trait ValueAt<T>: Sized {
 /// `dst[j] = values.at(j, dst[j])` for every j. A task that streams calls `fence` after.
 #[inline(always)]
 pub(crate) fn write<T: Element>(dst: &mut [T], stores: Stores, values: &impl ValueAt<T>) {
+    // Steps of whole 64-byte lines only (f32, f64), so aligned stores stay aligned.
     #[cfg(target_arch = "x86_64")]
-    if stores != Stores::Cached {
+    if stores != Stores::Cached && size_of::<[T; STEP]>().is_multiple_of(64) {
         write_streaming(dst, stores, values);
         return;
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = stores;
     write_cached(dst, values);
 }
 
@@ -84,9 +87,9 @@ fn write_streaming<T: Element>(dst: &mut [T], stores: Stores, values: &impl Valu
         for l in 0..STEP {
             line[l] = window.at(l, step[l]);
         }
-        // SAFETY: `step` is STEP elements of dst; it starts 64-byte aligned plus a multiple
-        // of STEP * size_of::<T>() bytes, so at the alignment of every store below whenever
-        // size_of::<T>() divides 64 (f32, f64); other sizes never reach here (head == len).
+        // SAFETY: `step` is STEP elements of dst, size_of::<[T; STEP]>() bytes; it starts
+        // 64-byte aligned plus a multiple of that size, itself a multiple of 64 (checked in
+        // `write`), so every store below is as aligned as its instruction requires.
         unsafe { stream_line(step.as_mut_ptr().cast(), line.as_ptr().cast(), size_of::<[T; STEP]>(), stores) };
     }
     let tail = head + lines * STEP;
