@@ -2,7 +2,7 @@
 //! either through the batch statistics (training) or with them frozen (inference),
 //! optionally through a fused ReLU (dy counts only where its output was > 0).
 
-use crate::channel_major::{self, MIN_INNER};
+use crate::channel_major;
 use crate::channels_last::{self, spread_columns};
 use crate::element::Element;
 use crate::elementwise::{apply, Inputs};
@@ -10,7 +10,7 @@ use crate::error::{check_len, Result};
 use crate::forward::check_count;
 use crate::io::Io;
 use crate::layout::Layout;
-use crate::loops::{add_grad_columns, grad_sums_run, Coefficients};
+use crate::loops::{add_grad_columns, grad_sums_rows, Coefficients};
 use crate::pool::{self, Exec};
 
 /// Per-channel sums the backward pass needs: sum(dy) and sum(dy * xhat).
@@ -84,9 +84,12 @@ fn grad_sums_in<T: Element>(
     saved: Saved<'_, T>,
 ) -> Vec<GradSums> {
     let mean: Vec<f64> = saved.mean.iter().map(|v| v.to_f64()).collect();
-    let sums = if layout.inner >= MIN_INNER {
-        channel_major::reduce(exec, dy, layout, |c, dy_row, span| {
-            grad_sums_run(dy_row, &x[span.clone()], relu_output.map(|y| &y[span]), mean[c])
+    let sums = if channel_major::suits(layout) {
+        let inner = layout.inner;
+        channel_major::reduce(exec, layout, |rows, out| {
+            let span = rows.start * inner..rows.end * inner;
+            let y = relu_output.map(|y| &y[span.clone()]);
+            grad_sums_rows(&dy[span.clone()], &x[span], y, inner, rows.start, &mean, out)
         })
     } else {
         let column_mean = spread_columns(&mean, layout.inner);

@@ -1,4 +1,4 @@
-//! The row-of-channels path (`inner` < MIN_INNER: NHWC, `[N, C]`, NLC): a row holds every
+//! The row-of-channels path (short rows, `channel_major::suits` false: NHWC, `[N, C]`, NLC): a row holds every
 //! channel, so reductions keep one accumulator per column over tiles of rows, and the
 //! elementwise pass uses coefficients spread out per column. x is read in memory order.
 

@@ -2,7 +2,7 @@
 //! `dst = act((src - center) * scale + (other - center_other) * scale_other + shift)`.
 //! Centering before scaling keeps data with a large offset exact.
 
-use crate::channel_major::{self, MIN_INNER};
+use crate::channel_major;
 use crate::channels_last;
 use crate::element::Element;
 use crate::io::Io;
@@ -39,7 +39,7 @@ fn apply_storing<T: Element>(
         return;
     }
     let output = Output { relu: inputs.relu_result, streaming };
-    if layout.inner >= MIN_INNER {
+    if channel_major::suits(layout) {
         channel_major::apply(exec, io, layout, inputs.other, inputs.mask, output, k);
     } else {
         channels_last::apply(exec, io, layout, inputs.other, inputs.mask, output, k);

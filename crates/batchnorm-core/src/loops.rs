@@ -88,25 +88,81 @@ fn sum_and_dot<B>(
             dot[l] = if fma { u.mul_add(v, dot[l]) } else { dot[l] + u * v };
         }
     }
-    for (l, (u, v)) in tail.enumerate() {
-        sum[l] += u;
-        dot[l] += u * v;
+    // The rest in scalars of their own: indexing the lanes by a run-time position would keep
+    // them in memory instead of registers, which short rows (a 7x7 map) pay for in full.
+    let (mut rest_sum, mut rest_dot) = (0.0, 0.0);
+    for (u, v) in tail {
+        rest_sum += u;
+        rest_dot += u * v;
     }
-    (sum.iter().sum(), dot.iter().sum())
+    (lanes_total(sum) + rest_sum, lanes_total(dot) + rest_dot)
+}
+
+/// The total of the lanes, added pairwise (halves, quarters, ...): vector adds rather than a
+/// chain of scalar ones, which cost a short row (a 7x7 map) as much as its values.
+#[inline(always)]
+fn lanes_total(mut lanes: [f64; PAIR_LANES]) -> f64 {
+    let mut width = PAIR_LANES / 2;
+    while width > 0 {
+        for l in 0..width {
+            lanes[l] += lanes[l + width];
+        }
+        width /= 2;
+    }
+    lanes[0]
 }
 
 /// `Σ(x - k)` and `Σ(x - k)²` over a contiguous run.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub(crate) fn shifted_sums<T: Element>(x: &[T], k: f64) -> (f64, f64) {
+#[inline(always)]
+fn shifted_sums<T: Element>(x: &[T], k: f64, fma: bool) -> (f64, f64) {
     let blocks = x.chunks_exact(PAIR_LANES);
     let tail = blocks.remainder().iter().map(|v| {
         let d = v.to_f64() - k;
         (d, d)
     });
-    sum_and_dot(blocks, tail, has_fma!(), |b, l| {
+    sum_and_dot(blocks, tail, fma, |b, l| {
         let d = b[l].to_f64() - k;
         (d, d)
     })
+}
+
+/// The channels of consecutive rows from row `first` on (row r holds channel r % C), counted
+/// without a division per row.
+struct RowChannels {
+    next: usize,
+    channels: usize,
+}
+
+impl Iterator for RowChannels {
+    type Item = usize;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<usize> {
+        let c = self.next;
+        self.next = if c + 1 == self.channels { 0 } else { c + 1 };
+        Some(c)
+    }
+}
+
+#[inline(always)]
+fn row_channels(first: usize, channels: usize) -> RowChannels {
+    RowChannels { next: first % channels.max(1), channels }
+}
+
+/// `shifted_sums` of every row of `rows` (row r shifted by its channel's `shifts` entry) into
+/// `out[r]`. One call per block of rows: rows of a 7x7 map would otherwise each pay a call.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub(crate) fn shifted_sums_rows<T: Element>(
+    rows: &[T],
+    inner: usize,
+    first: usize,
+    shifts: &[f64],
+    out: &mut [(f64, f64)],
+) {
+    let channels = row_channels(first, shifts.len());
+    for ((row, c), o) in rows.chunks_exact(inner).zip(channels).zip(out.iter_mut()) {
+        *o = shifted_sums(row, shifts[c], has_fma!());
+    }
 }
 
 /// Adds `x - k[j]` and its square to column `j`'s accumulators, for one row.
@@ -122,8 +178,8 @@ pub(crate) fn add_shifted_columns<T: Element>(row: &[T], k: &[f64], s1: &mut [f6
 }
 
 /// `Σg` and `Σg·(x - mean)` over a contiguous run, g = dy (through the ReLU mask if given).
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-pub(crate) fn grad_sums_run<T: Element>(dy: &[T], x: &[T], relu_output: Option<&[T]>, mean: f64) -> (f64, f64) {
+#[inline(always)]
+fn grad_sums<T: Element>(dy: &[T], x: &[T], relu_output: Option<&[T]>, mean: f64, fma: bool) -> (f64, f64) {
     let n = dy.len();
     let x = &x[..n];
     let full = n - n % PAIR_LANES;
@@ -131,16 +187,36 @@ pub(crate) fn grad_sums_run<T: Element>(dy: &[T], x: &[T], relu_output: Option<&
     match relu_output {
         None => {
             let tail = (full..n).map(|i| (dy[i].to_f64(), x[i].to_f64() - mean));
-            sum_and_dot(pairs, tail, has_fma!(), |(g, v), l| (g[l].to_f64(), v[l].to_f64() - mean))
+            sum_and_dot(pairs, tail, fma, |(g, v), l| (g[l].to_f64(), v[l].to_f64() - mean))
         }
         Some(y) => {
             let y = &y[..n];
             let triples = pairs.zip(y[..full].chunks_exact(PAIR_LANES));
             let tail = (full..n).map(|i| (through_relu(dy[i].to_f64(), y[i].to_f64()), x[i].to_f64() - mean));
-            sum_and_dot(triples, tail, has_fma!(), |((g, v), o), l| {
+            sum_and_dot(triples, tail, fma, |((g, v), o), l| {
                 (through_relu(g[l].to_f64(), o[l].to_f64()), v[l].to_f64() - mean)
             })
         }
+    }
+}
+
+/// `grad_sums` of every row of a block (dy, x and the ReLU output cut alike; row r centred on
+/// its channel's `mean` entry) into `out[r]`.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub(crate) fn grad_sums_rows<T: Element>(
+    dy: &[T],
+    x: &[T],
+    relu_output: Option<&[T]>,
+    inner: usize,
+    first: usize,
+    mean: &[f64],
+    out: &mut [(f64, f64)],
+) {
+    let channels = row_channels(first, mean.len());
+    for (r, (c, o)) in channels.zip(out.iter_mut()).enumerate() {
+        let span = r * inner..(r + 1) * inner;
+        let y = relu_output.map(|y| &y[span.clone()]);
+        *o = grad_sums(&dy[span.clone()], &x[span], y, mean[c], has_fma!());
     }
 }
 
@@ -328,32 +404,45 @@ fn affine_any<T: Element, K: CoefficientsAt>(
     }
 }
 
-/// One channel's run of an elementwise pass, with constant coefficients.
-/// `mask`: the fused ReLU's output, through which src (dy) flows.
-pub(crate) fn affine_run<T: Element>(
-    run: Chunk<'_, T>,
+/// An elementwise pass over a block of rows of `inner` values, row r with the coefficients
+/// of its channel, `k[(first + r) % k.len()]`. `mask`: the fused ReLU's output, through which
+/// src (dy) flows. One call per block, as for the sums.
+pub(crate) fn affine_rows<T: Element>(
+    rows: Chunk<'_, T>,
     other: Option<&[T]>,
     mask: Option<&[T]>,
-    k: Coefficients,
+    inner: usize,
+    first: usize,
+    k: &[Coefficients],
     output: Output,
 ) {
-    let (src, dst) = run.into_parts();
-    affine_run_on(src, dst, other, mask, k, output);
+    let (src, dst) = rows.into_parts();
+    affine_rows_on(src, dst, other, mask, inner, first, k, output);
 }
 
 // The kernels take dst as a parameter of their own (not inside a Chunk): only then does the
 // compiler know it aliases nothing else, and vectorize without run-time overlap checks (which
 // sent channels-last rows to a scalar loop).
+#[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn affine_run_on<T: Element>(
+fn affine_rows_on<T: Element>(
     src: Option<&[T]>,
     dst: &mut [T],
     other: Option<&[T]>,
     mask: Option<&[T]>,
-    k: Coefficients,
+    inner: usize,
+    first: usize,
+    k: &[Coefficients],
     output: Output,
 ) {
-    affine_any(Chunk::from_parts(src, dst), other, mask, k, stores!(output.streaming), output.relu, has_fma!());
+    let stores = stores!(output.streaming);
+    let channels = row_channels(first, k.len());
+    for (r, (row, c)) in dst.chunks_mut(inner).zip(channels).enumerate() {
+        let span = r * inner..r * inner + row.len();
+        let run = Chunk::from_parts(src.map(|s| &s[span.clone()]), row);
+        let (other, mask) = (other.map(|o| &o[span.clone()]), mask.map(|m| &m[span]));
+        affine_any(run, other, mask, k[c], stores, output.relu, has_fma!());
+    }
 }
 
 /// One row of an elementwise pass whose coefficients change with the column (channels-last).
@@ -421,7 +510,7 @@ mod tests {
     #[test]
     fn shifted_sums_cover_the_remainder() {
         let x: Vec<f64> = (0..37).map(|v| v as f64).collect();
-        let (s1, s2) = shifted_sums(&x, 10.0);
+        let (s1, s2) = shifted_sums(&x, 10.0, false);
         assert_eq!(s1, (0..37).map(|v| v as f64 - 10.0).sum::<f64>());
         assert_eq!(s2, (0..37).map(|v| (v as f64 - 10.0).powi(2)).sum::<f64>());
     }
@@ -436,7 +525,7 @@ mod tests {
             let g = |i: usize| if keep(i) { dy[i] as f64 } else { 0.0 };
             ((0..37).map(g).sum::<f64>(), (0..37).map(|i| g(i) * (x[i] as f64 - 2.0)).sum::<f64>())
         };
-        assert_eq!(grad_sums_run(&dy, &x, None, 2.0), plain(&|_| true));
-        assert_eq!(grad_sums_run(&dy, &x, Some(&y), 2.0), plain(&|i| y[i] > 0.0));
+        assert_eq!(grad_sums(&dy, &x, None, 2.0, false), plain(&|_| true));
+        assert_eq!(grad_sums(&dy, &x, Some(&y), 2.0, false), plain(&|i| y[i] > 0.0));
     }
 }

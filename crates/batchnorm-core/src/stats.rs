@@ -3,11 +3,11 @@
 //! that is large against the spread, in one read of x. Mergeable moments (count, mean,
 //! M2) combine shards exactly (Chan et al.). And the running-stat update.
 
-use crate::channel_major::{self, MIN_INNER};
+use crate::channel_major;
 use crate::channels_last;
 use crate::element::Element;
 use crate::layout::Layout;
-use crate::loops::{add_shifted_columns, shifted_sums};
+use crate::loops::{add_shifted_columns, shifted_sums_rows};
 use crate::pool::Exec;
 
 /// Statistics of a set of values, mergeable exactly with another set's.
@@ -70,8 +70,11 @@ pub(crate) fn channel_shifts<T: Element>(x: &[T], layout: &Layout) -> Vec<f64> {
 /// Per-channel moments of `x` viewed through `layout`.
 pub(crate) fn channel_moments_in<T: Element>(exec: Exec, x: &[T], layout: &Layout) -> Vec<Moments> {
     let shifts = channel_shifts(x, layout);
-    let sums = if layout.inner >= MIN_INNER {
-        channel_major::reduce(exec, x, layout, |c, row, _| shifted_sums(row, shifts[c]))
+    let sums = if channel_major::suits(layout) {
+        let inner = layout.inner;
+        channel_major::reduce(exec, layout, |rows, out| {
+            shifted_sums_rows(&x[rows.start * inner..rows.end * inner], inner, rows.start, &shifts, out)
+        })
     } else {
         let column_shifts = channels_last::spread_columns(&shifts, layout.inner);
         channels_last::reduce(exec, layout, |span, columns, s1, s2| {
