@@ -3,14 +3,14 @@
 //! optionally through a fused ReLU (dy counts only where its output was > 0).
 
 use crate::channel_major;
-use crate::channels_last::{self, spread_columns};
+use crate::channels_last;
 use crate::element::Element;
 use crate::elementwise::{apply, Inputs};
 use crate::error::{check_len, Result};
 use crate::forward::check_count;
 use crate::io::Io;
 use crate::layout::Layout;
-use crate::loops::{add_grad_columns, grad_sums_rows, Coefficients};
+use crate::loops::{add_grad_columns, grad_sums_rows, spread_columns, Coefficients};
 use crate::pool::{self, Exec};
 
 /// Per-channel sums the backward pass needs: sum(dy) and sum(dy * xhat).
@@ -92,7 +92,7 @@ fn grad_sums_in<T: Element>(
             grad_sums_rows(&dy[span.clone()], &x[span], y, inner, rows.start, &mean, out)
         })
     } else {
-        let column_mean = spread_columns(&mean, layout.inner);
+        let column_mean = spread_columns(mean.iter().copied(), layout.inner);
         channels_last::reduce(exec, layout, |span, columns, s, sx| {
             let y = relu_output.map(|y| &y[span.clone()]);
             add_grad_columns(&dy[span.clone()], &x[span], y, &column_mean[columns], s, sx)

@@ -29,11 +29,6 @@ pub(crate) fn reduce(
     })
 }
 
-/// A per-channel value spread out over every column of a row.
-pub(crate) fn spread_columns(per_channel: &[f64], inner: usize) -> Vec<f64> {
-    per_channel.iter().flat_map(|&v| std::iter::repeat_n(v, inner)).collect()
-}
-
 /// The elementwise pass with per-channel coefficients `k`.
 pub(crate) fn apply<T: Element>(
     exec: Exec,

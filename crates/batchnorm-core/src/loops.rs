@@ -468,39 +468,78 @@ fn affine_columns_on<T: Element>(
 ) {
     let n = dst.len();
     let columns = Columns {
-        scale: &k.scale[..n],
-        center: &k.center[..n],
-        scale_other: &k.scale_other[..n],
-        center_other: &k.center_other[..n],
-        shift: &k.shift[..n],
+        scale: &k.field(0)[..n],
+        center: &k.field(1)[..n],
+        scale_other: &k.field(2)[..n],
+        center_other: &k.field(3)[..n],
+        shift: &k.field(4)[..n],
     };
     affine_any(Chunk::from_parts(src, dst), other, mask, columns, stores!(output.streaming), output.relu, has_fma!());
 }
 
-/// Coefficients spread out per column of a row (channel of column j = j / inner).
-#[derive(Debug, Clone, Default)]
+/// Coefficients spread out per column of a row (channel of column j = j / inner): the five
+/// fields of `Coefficients`, each an array of `width` values, one after another a cache line
+/// apart (so at widths of a multiple of 4 KiB they do not fall in the same L1 sets). The
+/// buffer is kept per thread between calls: a fresh one of over 128 KiB is a fresh mapping
+/// from the allocator, and its page faults doubled a `[64,4096]` inference.
+#[derive(Debug, Default)]
 pub(crate) struct ColumnCoefficients {
-    pub scale: Vec<f64>,
-    pub center: Vec<f64>,
-    pub scale_other: Vec<f64>,
-    pub center_other: Vec<f64>,
-    pub shift: Vec<f64>,
+    values: Vec<f64>,
+    width: usize,
+}
+
+/// f64 values between two fields' arrays: one cache line.
+const FIELD_GAP: usize = 8;
+/// Kept buffers up to this many values (8 MiB); a larger one is freed after its call.
+const KEPT_VALUES: usize = 1 << 20;
+
+thread_local! {
+    static KEPT: std::cell::Cell<Vec<f64>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl ColumnCoefficients {
     pub(crate) fn spread(per_channel: &[Coefficients], inner: usize) -> Self {
-        let mut k = Self::default();
-        for c in per_channel {
-            for _ in 0..inner {
-                k.scale.push(c.scale);
-                k.center.push(c.center);
-                k.scale_other.push(c.scale_other);
-                k.center_other.push(c.center_other);
-                k.shift.push(c.shift);
+        let width = per_channel.len() * inner;
+        let stride = width + FIELD_GAP;
+        let mut values = KEPT.with(|kept| kept.take());
+        values.clear();
+        values.resize(5 * stride, 0.0);
+        for (c, k) in per_channel.iter().enumerate() {
+            for (i, v) in [k.scale, k.center, k.scale_other, k.center_other, k.shift].into_iter().enumerate() {
+                values[i * stride + c * inner..][..inner].fill(v);
             }
         }
-        k
+        ColumnCoefficients { values, width }
     }
+
+    /// Field i (in `Coefficients` order) for every column.
+    fn field(&self, i: usize) -> &[f64] {
+        let start = i * (self.width + FIELD_GAP);
+        &self.values[start..start + self.width]
+    }
+}
+
+impl Drop for ColumnCoefficients {
+    fn drop(&mut self) {
+        if self.values.capacity() <= KEPT_VALUES {
+            let values = std::mem::take(&mut self.values);
+            // try_with: during thread teardown the slot may be gone; the buffer is freed then.
+            let _ = KEPT.try_with(|kept| kept.set(values));
+        }
+    }
+}
+
+/// A per-channel value spread out over every column of a row (`inner` columns per channel),
+/// in one allocation of the final size: this runs on every channels-last call.
+pub(crate) fn spread_columns(per_channel: impl ExactSizeIterator<Item = f64>, inner: usize) -> Vec<f64> {
+    if inner == 1 {
+        return per_channel.collect();
+    }
+    let mut columns = Vec::with_capacity(per_channel.len() * inner);
+    for v in per_channel {
+        columns.extend(std::iter::repeat_n(v, inner));
+    }
+    columns
 }
 
 #[cfg(test)]

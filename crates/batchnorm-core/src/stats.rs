@@ -7,7 +7,7 @@ use crate::channel_major;
 use crate::channels_last;
 use crate::element::Element;
 use crate::layout::Layout;
-use crate::loops::{add_shifted_columns, shifted_sums_rows};
+use crate::loops::{add_shifted_columns, shifted_sums_rows, spread_columns};
 use crate::pool::Exec;
 
 /// Statistics of a set of values, mergeable exactly with another set's.
@@ -76,7 +76,7 @@ pub(crate) fn channel_moments_in<T: Element>(exec: Exec, x: &[T], layout: &Layou
             shifted_sums_rows(&x[rows.start * inner..rows.end * inner], inner, rows.start, &shifts, out)
         })
     } else {
-        let column_shifts = channels_last::spread_columns(&shifts, layout.inner);
+        let column_shifts = spread_columns(shifts.iter().copied(), layout.inner);
         channels_last::reduce(exec, layout, |span, columns, s1, s2| {
             add_shifted_columns(&x[span], &column_shifts[columns], s1, s2)
         })

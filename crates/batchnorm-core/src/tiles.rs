@@ -65,11 +65,18 @@ pub(crate) fn sum_by_channel(
         (a, b)
     });
     let mut totals = vec![(0.0f64, 0.0f64); layout.channels];
+    // Column by column as before, but one division per channel's run, not per column.
     for (tile, (a, b)) in tiles.iter().zip(&partials) {
-        for (j, (x, y)) in a.iter().zip(b).enumerate() {
-            let total = &mut totals[(tile.columns.start + j) / layout.inner];
-            total.0 += x;
-            total.1 += y;
+        let mut j = 0;
+        while j < a.len() {
+            let c = (tile.columns.start + j) / layout.inner;
+            let end = ((c + 1) * layout.inner - tile.columns.start).min(a.len());
+            let total = &mut totals[c];
+            for (x, y) in a[j..end].iter().zip(&b[j..end]) {
+                total.0 += x;
+                total.1 += y;
+            }
+            j = end;
         }
     }
     totals
