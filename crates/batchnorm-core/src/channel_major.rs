@@ -19,10 +19,10 @@ const MIN_INNER: usize = 64;
 /// Rows of at least this many values still take this path when a row of channels is wider
 /// than `MAX_COLUMNS`: the channels-last path keeps arrays per column (coefficients,
 /// accumulators) that then outgrow the L1 cache. Measured on a 2-vCPU EPYC, 2 threads:
-/// `[8,2048,7,7]` training 0.35 ms here against 0.79 there; `[16,256,32]` 0.10 against 0.14;
-/// at 16 values it varies with the shape, with 8 the channels-last path wins (`[64,512,8]`
-/// 0.20 against 0.50), and at 1024 columns it wins throughout.
-const MIN_SHORT_INNER: usize = 16;
+/// `[8,2048,7,7]` training 0.35 ms here against 0.79 there, `[16,256,32]` 0.10 against 0.14;
+/// with rows of 16 the channels-last path mostly wins (`[64,512,16]` 0.34 against 0.72), with
+/// 8 throughout (`[64,512,8]` 0.20 against 0.50), and at 1024 columns it wins at any length.
+const MIN_SHORT_INNER: usize = 32;
 const MAX_COLUMNS: usize = 2048;
 
 /// Whether a layout takes this path (else the channels-last one).
