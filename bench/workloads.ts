@@ -20,6 +20,8 @@ export const FULL_SHAPES: readonly Shape[] = [
   { dims: [32, 64, 56, 56], axis: 1 },
   { dims: [256, 1024], axis: 1 },
   { dims: [8, 256, 14, 14], axis: 1 },
+  // A ResNet's last stage: 7x7 maps, so rows of 49 values across many channels.
+  { dims: [32, 512, 7, 7], axis: 1 },
   // Between the cut-offs: one native thread (below the pool's 2^18) and the smallest tensor
   // that runs native code by default (4096 elements), so "never slower than js" covers them.
   { dims: [1, 256, 14, 14], axis: 1 },

@@ -46,12 +46,9 @@ pub(crate) fn apply<T: Element>(
     let columns = ColumnCoefficients::spread(k, layout.inner);
     let rows_per_chunk = (CHUNK_ELEMENTS / width).max(1);
     io.for_each_chunk(exec, rows_per_chunk * width, |start, chunk| {
-        for (r, row) in chunk.split(width).into_iter().enumerate() {
-            let span = start + r * width..start + (r + 1) * width;
-            let other = other.map(|o| &o[span.clone()]);
-            let mask = mask.map(|m| &m[span]);
-            affine_columns(row, other, mask, &columns, output);
-        }
+        let span = start..start + chunk.len();
+        let (other, mask) = (other.map(|o| &o[span.clone()]), mask.map(|m| &m[span]));
+        affine_columns(chunk, other, mask, &columns, output);
         store::fence(output.streaming);
     });
 }

@@ -71,12 +71,4 @@ impl<'a, T: Element> Chunk<'a, T> {
             None => Chunk::InPlace(dst),
         }
     }
-
-    /// Splits off consecutive sub-chunks of `len` elements (rows of a chunk).
-    pub(crate) fn split(self, len: usize) -> Vec<Chunk<'a, T>> {
-        match self {
-            Chunk::Separate(s, d) => s.chunks(len).zip(d.chunks_mut(len)).map(|(s, d)| Chunk::Separate(s, d)).collect(),
-            Chunk::InPlace(d) => d.chunks_mut(len).map(Chunk::InPlace).collect(),
-        }
-    }
 }

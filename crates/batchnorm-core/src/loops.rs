@@ -445,15 +445,16 @@ fn affine_rows_on<T: Element>(
     }
 }
 
-/// One row of an elementwise pass whose coefficients change with the column (channels-last).
+/// An elementwise pass over a block of whole rows whose coefficients change with the column
+/// (channels-last). One call per block: NHWC rows are short and many.
 pub(crate) fn affine_columns<T: Element>(
-    row: Chunk<'_, T>,
+    rows: Chunk<'_, T>,
     other: Option<&[T]>,
     mask: Option<&[T]>,
     k: &ColumnCoefficients,
     output: Output,
 ) {
-    let (src, dst) = row.into_parts();
+    let (src, dst) = rows.into_parts();
     affine_columns_on(src, dst, other, mask, k, output);
 }
 
@@ -466,15 +467,21 @@ fn affine_columns_on<T: Element>(
     k: &ColumnCoefficients,
     output: Output,
 ) {
-    let n = dst.len();
     let columns = Columns {
-        scale: &k.field(0)[..n],
-        center: &k.field(1)[..n],
-        scale_other: &k.field(2)[..n],
-        center_other: &k.field(3)[..n],
-        shift: &k.field(4)[..n],
+        scale: k.field(0),
+        center: k.field(1),
+        scale_other: k.field(2),
+        center_other: k.field(3),
+        shift: k.field(4),
     };
-    affine_any(Chunk::from_parts(src, dst), other, mask, columns, stores!(output.streaming), output.relu, has_fma!());
+    let (width, stores) = (k.width, stores!(output.streaming));
+    for (r, row) in dst.chunks_mut(width).enumerate() {
+        let span = r * width..r * width + row.len();
+        let run = Chunk::from_parts(src.map(|s| &s[span.clone()]), row);
+        let (other, mask) = (other.map(|o| &o[span.clone()]), mask.map(|m| &m[span.clone()]));
+        // Cut to the row, so indexing by column needs no bounds checks.
+        affine_any(run, other, mask, columns.window(0, span.len()), stores, output.relu, has_fma!());
+    }
 }
 
 /// Coefficients spread out per column of a row (channel of column j = j / inner): the five
