@@ -110,12 +110,16 @@ const problem: fc.Arbitrary<Problem> = fc
   .map(toProblem);
 
 // Always-run examples above native's parallel cut-off (2^15 elements), one per layout path
-// (long contiguous rows vs many channels per row), so every run exercises the rayon kernels.
+// (long contiguous rows, many channels per row, and the two routes of short rows across a
+// wide row of channels: 7x7 maps by row, rows of 8 by column), so every run exercises the
+// rayon kernels.
 const LARGE: Problem[] = [
   { dims: [8, 16, 19, 23], axisIndex: 1, negativeAxis: false, dtype: 'float32' as const, out: 'inPlace' as const },
   { dims: [8, 19, 23, 16], axisIndex: 3, negativeAxis: true, dtype: 'float64' as const, out: 'fresh' as const },
   { dims: [4099, 11], axisIndex: 1, negativeAxis: false, dtype: 'float64' as const, out: 'none' as const },
   { dims: [3, 7, 2003], axisIndex: 1, negativeAxis: true, dtype: 'float32' as const, out: 'fresh' as const },
+  { dims: [4, 300, 7, 7], axisIndex: 1, negativeAxis: false, dtype: 'float32' as const, out: 'fresh' as const },
+  { dims: [9, 520, 8], axisIndex: 1, negativeAxis: false, dtype: 'float64' as const, out: 'inPlace' as const },
 ].map((d, i) =>
   toProblem({
     ...d,
@@ -124,8 +128,8 @@ const LARGE: Problem[] = [
     withGamma: i % 2 === 0,
     withBeta: i < 2,
     seed: 1000 + i,
-    log10Scale: i - 1,
-    offsetInScales: 3 * i,
+    log10Scale: (i % 4) - 1,
+    offsetInScales: 3 * (i % 4),
   }),
 );
 const examples = (ps: Problem[]) => ({ numRuns: NUM_RUNS, examples: ps.map((p) => [p] as [Problem]) });
