@@ -7,11 +7,11 @@
 use std::ops::Range;
 
 use crate::element::Element;
+use crate::elementwise;
 use crate::io::Io;
 use crate::layout::Layout;
 use crate::loops::{affine_rows, Coefficients, Output};
 use crate::pool::Exec;
-use crate::store;
 
 /// Rows at least this long take this path; with shorter ones a row holds many channels and
 /// the per-column accumulators of the channels-last path can do better.
@@ -75,10 +75,8 @@ pub(crate) fn apply<T: Element>(
     k: &[Coefficients],
 ) {
     let inner = layout.inner;
-    io.for_each_chunk(exec, rows_per_task(layout) * inner, |start, chunk| {
-        let span = start..start + chunk.len();
-        let (other, mask) = (other.map(|v| &v[span.clone()]), mask.map(|v| &v[span]));
-        affine_rows(chunk, other, mask, inner, start / inner, k, output);
-        store::fence(output.streaming);
+    let chunk_len = rows_per_task(layout) * inner;
+    elementwise::for_each_chunk(exec, io, chunk_len, other, mask, output.streaming, |start, chunk, other, mask| {
+        affine_rows(chunk, other, mask, inner, start / inner, k, output)
     });
 }

@@ -5,11 +5,11 @@
 use std::ops::Range;
 
 use crate::element::Element;
+use crate::elementwise;
 use crate::io::Io;
 use crate::layout::Layout;
 use crate::loops::{affine_columns, Coefficients, ColumnCoefficients, Output};
 use crate::pool::Exec;
-use crate::store;
 use crate::tiles::{sum_by_channel, Tile};
 
 /// Elements per parallel chunk of the elementwise pass.
@@ -45,10 +45,13 @@ pub(crate) fn apply<T: Element>(
     }
     let columns = ColumnCoefficients::spread(k, layout.inner);
     let rows_per_chunk = (CHUNK_ELEMENTS / width).max(1);
-    io.for_each_chunk(exec, rows_per_chunk * width, |start, chunk| {
-        let span = start..start + chunk.len();
-        let (other, mask) = (other.map(|o| &o[span.clone()]), mask.map(|m| &m[span]));
-        affine_columns(chunk, other, mask, &columns, output);
-        store::fence(output.streaming);
-    });
+    elementwise::for_each_chunk(
+        exec,
+        io,
+        rows_per_chunk * width,
+        other,
+        mask,
+        output.streaming,
+        |_, chunk, other, mask| affine_columns(chunk, other, mask, &columns, output),
+    );
 }

@@ -5,11 +5,11 @@
 use crate::channel_major;
 use crate::channels_last;
 use crate::element::Element;
-use crate::io::Io;
+use crate::io::{Chunk, Io};
 use crate::layout::Layout;
 use crate::loops::{Coefficients, Output};
 use crate::pool::Exec;
-use crate::store::streams;
+use crate::store::{self, streams};
 
 /// The inputs of the pass besides its source, and the clamp.
 #[derive(Clone, Copy)]
@@ -44,6 +44,25 @@ fn apply_storing<T: Element>(
     } else {
         channels_last::apply(exec, io, layout, inputs.other, inputs.mask, output, k);
     }
+}
+
+/// The chunk loop of the pass on either path: `pass(start, chunk, other, mask)` over chunks of
+/// `chunk_len` elements (in parallel when allowed), the extra inputs cut to the chunk. A task
+/// that streamed fences its stores before it ends, so no other thread reads them unordered.
+pub(crate) fn for_each_chunk<T: Element>(
+    exec: Exec,
+    io: Io<'_, T>,
+    chunk_len: usize,
+    other: Option<&[T]>,
+    mask: Option<&[T]>,
+    streaming: bool,
+    pass: impl Fn(usize, Chunk<'_, T>, Option<&[T]>, Option<&[T]>) + Sync + Send,
+) {
+    io.for_each_chunk(exec, chunk_len, |start, chunk| {
+        let span = start..start + chunk.len();
+        pass(start, chunk, other.map(|v| &v[span.clone()]), mask.map(|v| &v[span]));
+        store::fence(streaming);
+    });
 }
 
 #[cfg(test)]
