@@ -1,8 +1,10 @@
 // batchnorm: batch normalization for Node.js. Native (Rust + rayon) when the binary
 // loads, pure TypeScript otherwise; same functions, same answers, same errors.
-import { backend } from './src/select';
+import * as outputPool from './src/output-pool';
+import { backend, binding } from './src/select';
 
 export { js } from './src/js';
+export type { OutputPoolStats } from './src/output-pool';
 export {
   backend,
   native,
@@ -11,6 +13,17 @@ export {
   nativeSource,
 } from './src/select';
 export { getNumThreads, setNumThreads } from './src/threads';
+
+/** Caps the native backend's recycled output memory: bytes lent out, and separately bytes
+ *  kept free for reuse (0 turns recycling off). Default 512 MiB, or BATCHNORM_OUTPUT_POOL_BYTES. */
+export function setOutputPoolLimit(bytes: number): void {
+  outputPool.setOutputPoolLimit(binding, bytes);
+}
+
+/** What the recycled output memory holds and has served (all zeros without the native backend). */
+export function outputPoolStats(): outputPool.OutputPoolStats {
+  return outputPool.outputPoolStats(binding);
+}
 export type * from './src/types';
 
 export const batchNormTrain = backend.batchNormTrain;

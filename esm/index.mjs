@@ -30,7 +30,9 @@ export const {
   nativeLoadError,
   nativeMinElements,
   nativeSource,
+  outputPoolStats,
   setNumThreads,
+  setOutputPoolLimit,
   sharedAllReduce,
 } = batchnorm;
 

@@ -44,8 +44,29 @@ export declare function momentsF64(x: Float64Array, shape: Array<number>, axis: 
 
 export declare function momentsF64Async(x: Float64Array, shape: Array<number>, axis: number, mean: Float64Array, m2: Float64Array): Promise<unknown>
 
+export declare function outputPoolStats(): OutputPoolStats
+
+export interface OutputPoolStats {
+  limitBytes: number
+  freeBytes: number
+  lentBytes: number
+  reused: number
+  allocated: number
+  refused: number
+}
+
+/**
+ * An ArrayBuffer of `bytes` over a recycled block, or null when the pool declines (too
+ * small, over the cap, or the runtime forbids external buffers): the caller then
+ * allocates the output itself. Its contents are whatever the block last held.
+ */
+export declare function recycledBuffer(bytes: number): unknown | null
+
 /** Resizes the native thread pool (work already running finishes on the old one). */
 export declare function setNumThreads(threads: number): void
+
+/** Caps the bytes lent out and the bytes kept free (0 turns recycling off). */
+export declare function setOutputPoolLimit(bytes: number): void
 
 export declare function trainF32(x: Float32Array, shape: Array<number>, axis: number, eps: number, gamma: Float32Array | undefined | null, beta: Float32Array | undefined | null, runningMean: Float32Array | undefined | null, runningVar: Float32Array | undefined | null, momentum: number, relu: boolean, out: Float32Array, mean: Float32Array, invStd: Float32Array): void
 

@@ -38,15 +38,19 @@ export function allocLike(like: FloatArray, length: number): FloatArray {
   return like instanceof Float32Array ? new Float32Array(length) : new Float64Array(length);
 }
 
-function trainOutputs(plan: TrainPlan): TrainResult {
+/** Where a backend gets the tensor-sized outputs the caller did not pass (y, dx): every
+ *  element is written by the kernel, so the memory may come uninitialized. */
+export type OutputAllocator = (like: FloatArray, length: number) => FloatArray;
+
+function trainOutputs(plan: TrainPlan, allocate: OutputAllocator): TrainResult {
   const c = plan.layout.channels;
-  return { y: plan.out ?? allocLike(plan.x, plan.x.length), mean: allocLike(plan.x, c), invStd: allocLike(plan.x, c) };
+  return { y: plan.out ?? allocate(plan.x, plan.x.length), mean: allocLike(plan.x, c), invStd: allocLike(plan.x, c) };
 }
 
-function backwardOutputs(plan: BackwardPlan): BackwardResult {
+function backwardOutputs(plan: BackwardPlan, allocate: OutputAllocator): BackwardResult {
   const c = plan.layout.channels;
   return {
-    dx: plan.out ?? allocLike(plan.x, plan.x.length),
+    dx: plan.out ?? allocate(plan.x, plan.x.length),
     dGamma: allocLike(plan.x, c),
     dBeta: allocLike(plan.x, c),
   };
@@ -92,6 +96,7 @@ export function createBackend(
   kernels: Kernels,
   asyncKernels: AsyncKernels,
   small: SmallTensorKernels = { minElements: 0, sync: kernels, async: asyncKernels },
+  allocate: OutputAllocator = allocLike,
 ): Backend {
   // Picked in every method of every backend alike, so a tiny call on native takes exactly
   // the js backend's path (no extra call in between).
@@ -101,37 +106,37 @@ export function createBackend(
     name,
     batchNormTrain(x, shape, options) {
       const plan = validateTrain(x, shape, options);
-      const r = trainOutputs(plan);
+      const r = trainOutputs(plan, allocate);
       sync(plan).train(plan, r.y, r.mean, r.invStd);
       return r;
     },
     async batchNormTrainAsync(x, shape, options) {
       const plan = validateTrain(x, shape, options);
-      const r = trainOutputs(plan);
+      const r = trainOutputs(plan, allocate);
       await async(plan).train(plan, r.y, r.mean, r.invStd);
       return r;
     },
     batchNormEval(x, shape, options) {
       const plan = validateEval(x, shape, options);
-      const y = plan.out ?? allocLike(plan.x, plan.x.length);
+      const y = plan.out ?? allocate(plan.x, plan.x.length);
       sync(plan).evaluate(plan, y);
       return y;
     },
     async batchNormEvalAsync(x, shape, options) {
       const plan = validateEval(x, shape, options);
-      const y = plan.out ?? allocLike(plan.x, plan.x.length);
+      const y = plan.out ?? allocate(plan.x, plan.x.length);
       await async(plan).evaluate(plan, y);
       return y;
     },
     batchNormBackward(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);
-      const r = backwardOutputs(plan);
+      const r = backwardOutputs(plan, allocate);
       sync(plan).backward(plan, r.dx, r.dGamma, r.dBeta);
       return r;
     },
     async batchNormBackwardAsync(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);
-      const r = backwardOutputs(plan);
+      const r = backwardOutputs(plan, allocate);
       await async(plan).backward(plan, r.dx, r.dGamma, r.dBeta);
       return r;
     },
@@ -149,13 +154,13 @@ export function createBackend(
     },
     batchNormTrainWithStats(x, shape, stats, options) {
       const plan = validateTrainWithStats(x, shape, stats, options);
-      const r = trainOutputs(plan);
+      const r = trainOutputs(plan, allocate);
       sync(plan).trainWithStats(plan, r.y, r.mean, r.invStd);
       return r;
     },
     async batchNormTrainWithStatsAsync(x, shape, stats, options) {
       const plan = validateTrainWithStats(x, shape, stats, options);
-      const r = trainOutputs(plan);
+      const r = trainOutputs(plan, allocate);
       await async(plan).trainWithStats(plan, r.y, r.mean, r.invStd);
       return r;
     },
@@ -173,13 +178,13 @@ export function createBackend(
     },
     batchNormBackwardWithSums(dy, x, shape, saved, sums, options) {
       const plan = validateBackwardWithSums(dy, x, shape, saved, sums, options);
-      const r = backwardOutputs(plan);
+      const r = backwardOutputs(plan, allocate);
       sync(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta);
       return r;
     },
     async batchNormBackwardWithSumsAsync(dy, x, shape, saved, sums, options) {
       const plan = validateBackwardWithSums(dy, x, shape, saved, sums, options);
-      const r = backwardOutputs(plan);
+      const r = backwardOutputs(plan, allocate);
       await async(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta);
       return r;
     },

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import type * as Binding from '../native/binding';
 import { type AsyncKernels, createBackend, type Kernels, promisedKernels } from './backend';
+import { recyclingAllocator } from './output-pool';
 import type { Backend, FloatArray } from './types';
 
 type NativeBinding = typeof Binding;
@@ -187,9 +188,11 @@ export function nativeMinElements(): number {
 }
 
 export function nativeBackend(b: NativeBinding, small: Kernels, min: number): Backend {
-  return createBackend('native', bindingCalls(b, false) as Kernels, bindingCalls(b, true) as AsyncKernels, {
-    minElements: min,
-    sync: small,
-    async: promisedKernels(small),
-  });
+  return createBackend(
+    'native',
+    bindingCalls(b, false) as Kernels,
+    bindingCalls(b, true) as AsyncKernels,
+    { minElements: min, sync: small, async: promisedKernels(small) },
+    recyclingAllocator(b),
+  );
 }

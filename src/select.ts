@@ -2,6 +2,7 @@
 // BATCHNORM_BACKEND=js forces the fallback, =native fails loudly without the binary.
 import { js, jsKernels } from './js';
 import { loadBinding, nativeBackend, nativeMinElements } from './native';
+import { outputPoolLimitFromEnv } from './output-pool';
 // Without a binary the js backend serves every call; nativeLoadError says why.
 import type { Backend } from './types';
 
@@ -21,6 +22,8 @@ if (requested === 'native' && !loaded.binding) {
 
 /** The raw addon, for setNumThreads; null when not loaded. */
 export const binding = loaded.binding;
+const poolLimit = outputPoolLimitFromEnv();
+if (binding && poolLimit !== null) binding.setOutputPoolLimit(poolLimit);
 /** The native backend, or null when the binary cannot load. */
 /** Tensors with fewer elements run the TypeScript kernels on the native backend too. */
 export const nativeMinElementsInUse = nativeMinElements();

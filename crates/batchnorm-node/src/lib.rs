@@ -8,6 +8,7 @@
 
 mod arrays;
 mod jobs;
+pub mod recycled;
 mod shape;
 
 use napi::bindgen_prelude::*;
