@@ -46,7 +46,13 @@ export const batchNormBackwardWithSumsAsync = backend.batchNormBackwardWithSumsA
 
 export { type FoldableBatchNorm, type FoldedLayer, type FoldTarget, foldBatchNorm } from './src/fold';
 // The layer (nn.BatchNorm semantics, PyTorch state names) and folding it into the layer before.
-export { BatchNorm, type BatchNormOptions, type BatchNormState, type BatchNormStateInput } from './src/layer';
+export {
+  BatchNorm,
+  type BatchNormOptions,
+  type BatchNormState,
+  type BatchNormStateInput,
+  type ForwardOptions,
+} from './src/layer';
 
 // Synchronized batch norm across workers: exact merge of shard statistics, the layer, and
 // an all-reduce over shared memory for worker_threads.

@@ -1,6 +1,7 @@
-// `npm run bench [-- --quick] [-- --threads N] [-- --filter REGEX] [-- --time MS]`
+// `npm run bench [-- --quick] [-- --threads N] [-- --filter REGEX] [-- --time MS] [-- --step-only]`
 // Every op x shape x dtype on both backends, with outputs preallocated and reused, beside a
-// memcpy of the same bytes, sampled in interleaved rounds; writes bench/results/NAME.{json,md,svg}.
+// memcpy of the same bytes, sampled in interleaved rounds; then the training step as training
+// code calls it (bench/step.ts); writes bench/results/NAME.{json,md,svg} and NAME-step.md.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -23,6 +24,7 @@ import {
   toJson,
   toMarkdown,
 } from './report';
+import { measureSteps, stepMarkdown } from './step';
 import {
   type DType,
   FRESH_OUTPUT_SHAPE,
@@ -45,6 +47,7 @@ const { values: args } = parseArgs({
     filter: { type: 'string' },
     time: { type: 'string' },
     name: { type: 'string' },
+    'step-only': { type: 'boolean', default: false },
   },
 });
 
@@ -128,8 +131,27 @@ function compare(rows: Row[]): void {
   }
 }
 
+/** The training-step section: native only (the js fallback would take minutes per step). */
+async function runSteps(): Promise<void> {
+  if (!native) {
+    console.log('training step: native backend missing, skipped');
+    return;
+  }
+  console.log('\ntraining step (f32, native, every step yields to the event loop):');
+  const markdown = stepMarkdown(await measureSteps(native, quick));
+  console.log(markdown);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(join(RESULTS_DIR, `${name}-step.md`), `${machineLine(describeMachine(REPO_ROOT))}\n\n${markdown}\n`);
+  console.log(`wrote bench/results/${name}-step.md`);
+}
+
 async function main(): Promise<void> {
   const machine = describeMachine(REPO_ROOT);
+  if (args['step-only']) {
+    console.log(`batchnorm bench --step-only: ${machineLine(machine)}`);
+    await runSteps();
+    return;
+  }
   console.log(`batchnorm bench${quick ? ' --quick' : ''}: ${machineLine(machine)}`);
   if (!native) console.log('native backend missing: run `npm run build` first; measuring js only.');
   if (machine.loadAverage.start > 0.5) {
@@ -173,6 +195,7 @@ async function main(): Promise<void> {
   writeFileSync(join(RESULTS_DIR, `${name}.md`), toMarkdown(results));
   writeFileSync(join(RESULTS_DIR, `${name}.svg`), toSvg(results));
   console.log(`\nwrote bench/results/${name}.{json,md,svg} (${rows.length} rows)`);
+  await runSteps();
 }
 
 main().catch((error: unknown) => {

@@ -22,8 +22,22 @@ export interface Kernels {
   train(plan: TrainPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray): void;
   trainWithStats(plan: TrainWithStatsPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray): void;
   evaluate(plan: EvalPlan, y: FloatArray): void;
-  backward(plan: BackwardPlan, dx: FloatArray, dGamma: FloatArray, dBeta: FloatArray): void;
-  backwardWithSums(plan: BackwardWithSumsPlan, dx: FloatArray, dGamma: FloatArray, dBeta: FloatArray): void;
+  /** dResidual: where the residual's gradient goes (null: no residual). Written before dx,
+   *  which may overwrite dy. */
+  backward(
+    plan: BackwardPlan,
+    dx: FloatArray,
+    dGamma: FloatArray,
+    dBeta: FloatArray,
+    dResidual: FloatArray | null,
+  ): void;
+  backwardWithSums(
+    plan: BackwardWithSumsPlan,
+    dx: FloatArray,
+    dGamma: FloatArray,
+    dBeta: FloatArray,
+    dResidual: FloatArray | null,
+  ): void;
   stats(plan: StatsPlan, mean: Float64Array, m2: Float64Array): void;
   backwardSums(plan: BackwardPlan, sumDy: Float64Array, sumDyXhat: Float64Array): void;
 }
@@ -49,11 +63,13 @@ function trainOutputs(plan: TrainPlan, allocate: OutputAllocator): TrainResult {
 
 function backwardOutputs(plan: BackwardPlan, allocate: OutputAllocator): BackwardResult {
   const c = plan.layout.channels;
-  return {
+  const r: BackwardResult = {
     dx: plan.out ?? allocate(plan.x, plan.x.length),
     dGamma: allocLike(plan.x, c),
     dBeta: allocLike(plan.x, c),
   };
+  if (plan.residual) r.dResidual = plan.outResidual ?? allocate(plan.x, plan.x.length);
+  return r;
 }
 
 function statsOutputs(plan: StatsPlan): ChannelStats {
@@ -131,13 +147,13 @@ export function createBackend(
     batchNormBackward(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);
       const r = backwardOutputs(plan, allocate);
-      sync(plan).backward(plan, r.dx, r.dGamma, r.dBeta);
+      sync(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null);
       return r;
     },
     async batchNormBackwardAsync(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);
       const r = backwardOutputs(plan, allocate);
-      await async(plan).backward(plan, r.dx, r.dGamma, r.dBeta);
+      await async(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null);
       return r;
     },
     batchNormStats(x, shape, options) {
@@ -179,13 +195,13 @@ export function createBackend(
     batchNormBackwardWithSums(dy, x, shape, saved, sums, options) {
       const plan = validateBackwardWithSums(dy, x, shape, saved, sums, options);
       const r = backwardOutputs(plan, allocate);
-      sync(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta);
+      sync(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null);
       return r;
     },
     async batchNormBackwardWithSumsAsync(dy, x, shape, saved, sums, options) {
       const plan = validateBackwardWithSums(dy, x, shape, saved, sums, options);
       const r = backwardOutputs(plan, allocate);
-      await async(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta);
+      await async(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null);
       return r;
     },
   } satisfies Backend);

@@ -83,6 +83,8 @@ interface ForwardCache {
   gamma: FloatArray | null;
   /** A private copy of the output, with a fused ReLU (the mask of where dy flows). */
   y: FloatArray | null;
+  /** The forward added a residual: backward also gives what flows to it. */
+  residual: boolean;
 }
 
 /** One forward, prepared: which statistics it uses and what it will save. */
@@ -93,6 +95,14 @@ interface ForwardPlan {
   updatesRunning: boolean;
   /** Frozen statistics for backward (eval with running statistics), taken before the call. */
   frozen: SavedStats | null;
+  residual: FloatArray | null;
+}
+
+/** What a forward call takes besides x and its shape. */
+export interface ForwardOptions {
+  /** Added before the activation in the same pass: activation(BN(x) + residual), the tail of
+   *  a ResNet block. x's dtype and length. backward then sets residualGrad. */
+  residual?: FloatArray | null;
 }
 
 export class BatchNorm {
@@ -120,6 +130,7 @@ export class BatchNorm {
   #training = true;
   #numBatchesTracked = 0;
   #cache: ForwardCache | null = null;
+  #residualGrad: FloatArray | null = null;
   /** The async call in flight: its arrays must not be touched until it settles. */
   #busy: string | null = null;
 
@@ -152,6 +163,12 @@ export class BatchNorm {
     return this.#training;
   }
 
+  /** What the last backward() sent to the residual of its forward (null when that forward
+   *  had none): dy, or with a fused ReLU dy where the output was > 0. */
+  get residualGrad(): FloatArray | null {
+    return this.#residualGrad;
+  }
+
   /** Training forwards that updated the running statistics (PyTorch's num_batches_tracked). */
   get numBatchesTracked(): number {
     return this.#numBatchesTracked;
@@ -170,11 +187,11 @@ export class BatchNorm {
 
   /** Normalizes x (its dtype is the layer's; shape[axis] = numFeatures) and remembers what
    *  backward needs. Training: batch statistics, and the running update when tracked. */
-  forward(x: FloatArray, shape: readonly number[]): FloatArray {
+  forward(x: FloatArray, shape: readonly number[], options?: ForwardOptions): FloatArray {
     this.#checkIdle('forward');
-    const plan = this.#planForward(x, shape);
+    const plan = this.#planForward(x, shape, options);
     if (!plan.batchStats) {
-      const y = this.backend.batchNormEval(x, plan.shape, this.#evalOptions());
+      const y = this.backend.batchNormEval(x, plan.shape, this.#evalOptions(plan));
       return this.#finishForward(plan, y, plan.frozen as SavedStats);
     }
     const r = this.backend.batchNormTrain(x, plan.shape, this.#trainOptions(plan));
@@ -182,13 +199,13 @@ export class BatchNorm {
   }
 
   /** forward off the JS thread (native backend). Do not modify x, or use the layer, until it settles. */
-  async forwardAsync(x: FloatArray, shape: readonly number[]): Promise<FloatArray> {
+  async forwardAsync(x: FloatArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
     this.#checkIdle('forwardAsync');
-    const plan = this.#planForward(x, shape);
+    const plan = this.#planForward(x, shape, options);
     this.#busy = 'forwardAsync';
     try {
       if (!plan.batchStats) {
-        const y = await this.backend.batchNormEvalAsync(x, plan.shape, this.#evalOptions());
+        const y = await this.backend.batchNormEvalAsync(x, plan.shape, this.#evalOptions(plan));
         return this.#finishForward(plan, y, plan.frozen as SavedStats);
       }
       const r = await this.backend.batchNormTrainAsync(x, plan.shape, this.#trainOptions(plan));
@@ -205,6 +222,7 @@ export class BatchNorm {
     const cache = this.#lastForward('backward');
     const r = this.backend.batchNormBackward(dy, cache.x, cache.shape, cache.saved, this.#backwardOptions(cache));
     this.#accumulate(r.dGamma, r.dBeta);
+    this.#residualGrad = r.dResidual ?? null;
     return r.dx;
   }
 
@@ -222,6 +240,7 @@ export class BatchNorm {
         this.#backwardOptions(cache),
       );
       this.#accumulate(r.dGamma, r.dBeta);
+      this.#residualGrad = r.dResidual ?? null;
       return r.dx;
     } finally {
       this.#busy = null;
@@ -274,7 +293,8 @@ export class BatchNorm {
   }
 
   /** The checks only the layer can make (dtype, channel count); the backend checks the rest. */
-  #planForward(x: FloatArray, shape: readonly number[]): ForwardPlan {
+  #planForward(x: FloatArray, shape: readonly number[], options: unknown): ForwardPlan {
+    const residual = checkForwardOptions(options);
     const { shape: dims, layout } = validateStats(x, shape, { axis: this.axis });
     const expected = this.dtype === 'float32' ? Float32Array : Float64Array;
     if (!(x instanceof expected)) {
@@ -293,6 +313,7 @@ export class BatchNorm {
       batchStats,
       updatesRunning: this.#training && this.trackRunningStats,
       frozen: batchStats ? null : this.#frozenStats(),
+      residual,
     };
   }
 
@@ -305,7 +326,14 @@ export class BatchNorm {
   }
 
   #trainOptions(plan: ForwardPlan) {
-    const base = { axis: this.axis, eps: this.eps, gamma: this.gamma, beta: this.beta, activation: this.activation };
+    const base = {
+      axis: this.axis,
+      eps: this.eps,
+      gamma: this.gamma,
+      beta: this.beta,
+      activation: this.activation,
+      residual: plan.residual,
+    };
     if (!plan.updatesRunning) return base;
     // PyTorch counts the batch first, so the cumulative factor of the n-th batch is 1/n.
     const momentum = this.momentum ?? 1 / (this.#numBatchesTracked + 1);
@@ -317,13 +345,14 @@ export class BatchNorm {
     };
   }
 
-  #evalOptions() {
+  #evalOptions(plan: ForwardPlan) {
     return {
       axis: this.axis,
       eps: this.eps,
       gamma: this.gamma,
       beta: this.beta,
       activation: this.activation,
+      residual: plan.residual,
       runningMean: this.runningMean as FloatArray,
       runningVar: this.runningVar as FloatArray,
     };
@@ -340,6 +369,7 @@ export class BatchNorm {
       batchStats: plan.batchStats,
       gamma: this.gamma ? copyInto(previous?.gamma ?? undefined, this.gamma) : null,
       y: this.activation === 'relu' ? copyInto(previous?.y ?? undefined, y) : null,
+      residual: plan.residual !== null,
     };
     return y;
   }
@@ -350,6 +380,7 @@ export class BatchNorm {
       options.activation = 'relu';
       options.y = cache.y;
     }
+    if (cache.residual) options.residual = true;
     return options;
   }
 
@@ -433,6 +464,21 @@ function copyInto(buffer: FloatArray | undefined, src: FloatArray): FloatArray {
     return buffer;
   }
   return src.slice();
+}
+
+/** forward's options: only `residual` (checked with x by the backend). */
+function checkForwardOptions(options: unknown): FloatArray | null {
+  if (options === undefined || options === null) return null;
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`BatchNorm.forward: options must be an object, got ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== 'residual') {
+      throw new TypeError(`BatchNorm.forward: unknown option ${JSON.stringify(key)} (expected residual)`);
+    }
+  }
+  const residual = (options as ForwardOptions).residual;
+  return residual === undefined ? null : residual;
 }
 
 function checkBatchCount(key: string, v: unknown): number {

@@ -117,6 +117,7 @@ function bindingCalls(b: NativeBinding, async: boolean) {
         p.runningMean,
         p.runningVar,
         p.momentum,
+        p.residual,
         p.relu,
         y,
         mean,
@@ -133,6 +134,7 @@ function bindingCalls(b: NativeBinding, async: boolean) {
         p.runningMean,
         p.runningVar,
         p.momentum,
+        p.residual,
         p.relu,
         p.stats.count,
         p.stats.mean,
@@ -142,10 +144,24 @@ function bindingCalls(b: NativeBinding, async: boolean) {
         invStd,
       ),
     evaluate: (p, y) =>
-      f(p.x).evaluate(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, p.relu, y),
-    backward: (p, dx, dGamma, dBeta) =>
-      f(p.x).backward(p.dy, p.x, p.shape, p.axis, p.gamma, p.mean, p.invStd, p.training, p.y, dx, dGamma, dBeta),
-    backwardWithSums: (p, dx, dGamma, dBeta) =>
+      f(p.x).evaluate(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, p.residual, p.relu, y),
+    backward: (p, dx, dGamma, dBeta, dResidual) =>
+      f(p.x).backward(
+        p.dy,
+        p.x,
+        p.shape,
+        p.axis,
+        p.gamma,
+        p.mean,
+        p.invStd,
+        p.training,
+        p.y,
+        dx,
+        dGamma,
+        dBeta,
+        dResidual,
+      ),
+    backwardWithSums: (p, dx, dGamma, dBeta, dResidual) =>
       f(p.x).backwardWithSums(
         p.dy,
         p.x,
@@ -162,6 +178,7 @@ function bindingCalls(b: NativeBinding, async: boolean) {
         dx,
         dGamma,
         dBeta,
+        dResidual,
       ),
     stats: (p, mean, m2) => f(p.x).moments(p.x, p.shape, p.axis, mean, m2),
     backwardSums: (p, sumDy, sumDyXhat) =>

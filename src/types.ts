@@ -12,6 +12,9 @@ export interface NormOptions {
   beta?: FloatArray | null;
   /** Fused activation after the affine step: 'relu' gives max(0, y) in the same pass. Default 'none'. */
   activation?: Activation;
+  /** Added after the affine step and before the activation, in the same pass: y =
+   *  activation(BN(x) + residual), the tail of a ResNet block. x's dtype and length. */
+  residual?: FloatArray | null;
 }
 
 /** What follows normalization in the same pass (conv -> BN -> ReLU). */
@@ -61,6 +64,11 @@ export interface BackwardOptions {
   activation?: Activation;
   /** The forward output (TrainResult.y); required with activation 'relu'. */
   y?: FloatArray;
+  /** The forward pass added a residual: the result also carries dResidual, the gradient that
+   *  flows to it (dy, or with a fused ReLU dy where y > 0). Default false. */
+  residual?: boolean;
+  /** Where dResidual is written (length of x); only with residual: true. */
+  outResidual?: FloatArray;
 }
 
 /** One shard's (or the merged) per-channel statistics: `count` values per channel,
@@ -83,6 +91,8 @@ export interface BackwardResult {
   dx: FloatArray;
   dGamma: FloatArray;
   dBeta: FloatArray;
+  /** With residual: true, what flows to the residual; `=== outResidual` when given. */
+  dResidual?: FloatArray;
 }
 
 /** One implementation of the functional API. */

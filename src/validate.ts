@@ -18,6 +18,8 @@ export interface TrainPlan {
   runningMean: FloatArray | null;
   runningVar: FloatArray | null;
   momentum: number;
+  /** Added to the normalized value before the activation (a ResNet block's `+ z`). */
+  residual: FloatArray | null;
   relu: boolean;
   out: FloatArray | null;
 }
@@ -44,6 +46,7 @@ export interface EvalPlan {
   beta: FloatArray | null;
   runningMean: FloatArray;
   runningVar: FloatArray;
+  residual: FloatArray | null;
   relu: boolean;
   out: FloatArray | null;
 }
@@ -61,6 +64,9 @@ export interface BackwardPlan {
   /** The forward output when a ReLU was fused: dy only flows where it is > 0. */
   y: FloatArray | null;
   out: FloatArray | null;
+  /** The forward pass added a residual: also give what flows to it. */
+  residual: boolean;
+  outResidual: FloatArray | null;
 }
 
 export interface BackwardWithSumsPlan extends BackwardPlan {
@@ -221,6 +227,14 @@ function checkOut(v: unknown, x: FloatArray): FloatArray | null {
   return out;
 }
 
+/** A tensor-sized array of x's dtype that the call only reads (the residual z). */
+function optionalTensor(name: string, v: unknown, x: FloatArray): FloatArray | null {
+  if (v === undefined || v === null) return null;
+  const a = checkSameDtype(name, v, x, 'x');
+  checkLength(name, a, x.length, 'the length of x');
+  return a;
+}
+
 function checkCountPerChannel(layout: Layout, shape: number[], axis: number): void {
   const m = layout.outer * layout.inner;
   if (m < 2) {
@@ -287,6 +301,7 @@ function trainMayAlias(
   beta: FloatArray | null,
   runningMean: FloatArray | null,
   runningVar: FloatArray | null,
+  residual: FloatArray | null,
 ): boolean {
   if (out === null && runningMean === null && runningVar === null) return false;
   const bx = x.buffer;
@@ -295,16 +310,17 @@ function trainMayAlias(
   const bb = bufferOf(beta);
   const bm = bufferOf(runningMean);
   const bv = bufferOf(runningVar);
+  const bz = bufferOf(residual);
   return (
-    sharesBuffer(bo, bx, bg, bb, bm, bv, null) ||
-    sharesBuffer(bm, bx, bo, bg, bb, bv, null) ||
-    sharesBuffer(bv, bx, bo, bg, bb, bm, null)
+    sharesBuffer(bo, bx, bg, bb, bm, bv, bz) ||
+    sharesBuffer(bm, bx, bo, bg, bb, bv, bz) ||
+    sharesBuffer(bv, bx, bo, bg, bb, bm, bz)
   );
 }
 
 const TRAIN_WRITES = new Set(['out', 'runningMean', 'runningVar']);
 const EVAL_WRITES = new Set(['out']);
-const BACKWARD_WRITES = new Set(['out']);
+const BACKWARD_WRITES = new Set(['out', 'outResidual']);
 
 /** A shard of a synchronized batch (`shard`) may hold a single value per channel: only the
  *  merged count has to allow training, and that is checked with the merged statistics. */
@@ -325,10 +341,11 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown, shar
   const runningMean = hasMean ? checkChannelArray('runningMean', o.runningMean, xs, s.layout.channels) : null;
   const runningVar = hasVar ? checkChannelArray('runningVar', o.runningVar, xs, s.layout.channels) : null;
   const momentum = checkMomentum(o.momentum);
+  const residual = optionalTensor('residual', o.residual, xs);
   const relu = checkActivation(o.activation);
   const out = checkOut(o.out, xs);
   if (!shard) checkCountPerChannel(s.layout, s.shape, s.axis);
-  if (trainMayAlias(xs, out, gamma, beta, runningMean, runningVar)) {
+  if (trainMayAlias(xs, out, gamma, beta, runningMean, runningVar, residual)) {
     checkNoAliasing(
       [
         ['x', xs],
@@ -337,6 +354,7 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown, shar
         ['beta', beta],
         ['runningMean', runningMean],
         ['runningVar', runningVar],
+        ['residual', residual],
       ],
       TRAIN_WRITES,
       ['x', 'out'],
@@ -353,6 +371,7 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown, shar
     runningMean,
     runningVar,
     momentum,
+    residual,
     relu,
     out,
   };
@@ -367,11 +386,20 @@ export function validateEval(x: unknown, shape: unknown, options: unknown): Eval
   const beta = optionalChannelArray('beta', o.beta, xs, s.layout.channels);
   const runningMean = checkChannelArray('runningMean', o.runningMean, xs, s.layout.channels);
   const runningVar = checkChannelArray('runningVar', o.runningVar, xs, s.layout.channels);
+  const residual = optionalTensor('residual', o.residual, xs);
   const relu = checkActivation(o.activation);
   const out = checkOut(o.out, xs);
   if (
     out !== null &&
-    sharesBuffer(out.buffer, xs.buffer, bufferOf(gamma), bufferOf(beta), runningMean.buffer, runningVar.buffer, null)
+    sharesBuffer(
+      out.buffer,
+      xs.buffer,
+      bufferOf(gamma),
+      bufferOf(beta),
+      runningMean.buffer,
+      runningVar.buffer,
+      bufferOf(residual),
+    )
   ) {
     checkNoAliasing(
       [
@@ -381,6 +409,7 @@ export function validateEval(x: unknown, shape: unknown, options: unknown): Eval
         ['beta', beta],
         ['runningMean', runningMean],
         ['runningVar', runningVar],
+        ['residual', residual],
       ],
       EVAL_WRITES,
       ['x', 'out'],
@@ -396,9 +425,26 @@ export function validateEval(x: unknown, shape: unknown, options: unknown): Eval
     beta,
     runningMean,
     runningVar,
+    residual,
     relu,
     out,
   };
+}
+
+/** `residual: true` on a backward call, and where dResidual goes. */
+function checkResidualGrad(
+  o: Record<string, unknown>,
+  x: FloatArray,
+): { residual: boolean; outResidual: FloatArray | null } {
+  const residual = o.residual === undefined ? false : o.residual;
+  if (typeof residual !== 'boolean') {
+    throw new TypeError(`residual must be a boolean (true: also return dResidual), got ${describe(residual)}`);
+  }
+  if (o.outResidual === undefined || o.outResidual === null) return { residual, outResidual: null };
+  if (!residual) throw new TypeError('outResidual is only written with residual: true');
+  const outResidual = checkSameDtype('outResidual', o.outResidual, x, 'x');
+  checkLength('outResidual', outResidual, x.length, 'the length of x');
+  return { residual, outResidual };
 }
 
 export function validateBackward(
@@ -435,10 +481,20 @@ export function validateBackward(
     checkLength('y', y, xs.length, 'the length of x');
   }
   const out = checkOut(o.out, xs);
+  const { residual, outResidual } = checkResidualGrad(o, xs);
   if (training && !shard) checkCountPerChannel(s.layout, s.shape, s.axis);
   if (
-    out !== null &&
-    sharesBuffer(out.buffer, dys.buffer, xs.buffer, bufferOf(gamma), savedMean.buffer, savedInvStd.buffer, bufferOf(y))
+    outResidual !== null ||
+    (out !== null &&
+      sharesBuffer(
+        out.buffer,
+        dys.buffer,
+        xs.buffer,
+        bufferOf(gamma),
+        savedMean.buffer,
+        savedInvStd.buffer,
+        bufferOf(y),
+      ))
   ) {
     checkNoAliasing(
       [
@@ -449,6 +505,7 @@ export function validateBackward(
         ['saved.mean', savedMean],
         ['saved.invStd', savedInvStd],
         ['y', y],
+        ['outResidual', outResidual],
       ],
       BACKWARD_WRITES,
       ['dy', 'out'],
@@ -466,6 +523,8 @@ export function validateBackward(
     training,
     y,
     out,
+    residual,
+    outResidual,
   };
 }
 
@@ -532,5 +591,7 @@ export function validateBackwardSums(
   saved: unknown,
   options: unknown,
 ): BackwardPlan {
-  return validateBackward(dy, x, shape, saved, options, true);
+  const plan = validateBackward(dy, x, shape, saved, options, true);
+  if (plan.outResidual !== null) throw new TypeError('outResidual is not written by the backward sums (no dx pass)');
+  return plan;
 }

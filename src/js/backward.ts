@@ -3,7 +3,7 @@
 // fused ReLU dy only where the forward output y was > 0.
 import type { FloatArray } from '../types';
 import type { BackwardPlan, BackwardWithSumsPlan } from '../validate';
-import { applyGrad, applyScale } from './elementwise';
+import { applyGrad, applyScale, residualGrad } from './elementwise';
 import { byDtype } from './specialize';
 import { columnAccumulators, foldColumns, MIN_RUN } from './stats';
 import { beginScratch, scratch } from './workspace';
@@ -128,9 +128,17 @@ function channelGradSums(plan: BackwardPlan, sumDy: Float64Array, sumDyXhat: Flo
   for (let c = 0; c < channels; c++) sumDyXhat[c] *= invStd[c];
 }
 
-export function backward(plan: BackwardPlan, dx: FloatArray, dGamma: FloatArray, dBeta: FloatArray): void {
+export function backward(
+  plan: BackwardPlan,
+  dx: FloatArray,
+  dGamma: FloatArray,
+  dBeta: FloatArray,
+  dResidual: FloatArray | null,
+): void {
   // An empty tensor may still have a huge outer size (C = 0): do not loop over it.
   if (plan.x.length === 0) return;
+  // Before dx, which may overwrite dy in place.
+  if (dResidual) residualGrad(plan.dy, plan.y, dResidual);
   beginScratch();
   const { outer, channels, inner } = plan.layout;
   // Two passes in memory order (sums, then dx), as the forward pass (see forward.ts).
@@ -146,7 +154,9 @@ export function backwardWithSums(
   dx: FloatArray,
   dGamma: FloatArray,
   dBeta: FloatArray,
+  dResidual: FloatArray | null,
 ): void {
+  if (dResidual) residualGrad(plan.dy, plan.y, dResidual);
   beginScratch();
   const { count, sumDy, sumDyXhat } = plan.sums;
   finishBackward(plan, count, sumDy, sumDyXhat, dx, dGamma, dBeta);

@@ -272,3 +272,37 @@ export function applyGrad(
   const k = interleaveColumns(channels, inner, scratch(4 * width), scale, mean, xScale, offset);
   gradColumnsFor(dy)(dy, x, mask, dx, outer, width, k);
 }
+
+/** y = act(x * scale[c] + offset[c] + residual) over the whole tensor: the fused tail of a
+ *  ResNet block, in one pass like the native one. */
+export function applyScaleResidual(
+  x: FloatArray,
+  residual: FloatArray,
+  y: FloatArray,
+  layout: Layout,
+  scale: Float64Array,
+  offset: Float64Array,
+  relu: boolean,
+): void {
+  if (y.length === 0) return;
+  const { outer, channels, inner } = layout;
+  for (let o = 0, begin = 0; o < outer; o++) {
+    for (let c = 0; c < channels; c++, begin += inner) {
+      const a = scale[c];
+      const b = offset[c];
+      for (let i = begin, end = begin + inner; i < end; i++) {
+        const v = x[i] * a + b + residual[i];
+        y[i] = relu && v < 0 ? 0 : v;
+      }
+    }
+  }
+}
+
+/** What flows to the residual: dy, or with a fused ReLU dy where its output y was > 0. */
+export function residualGrad(dy: FloatArray, y: FloatArray | null, dResidual: FloatArray): void {
+  if (y === null) {
+    dResidual.set(dy);
+    return;
+  }
+  for (let i = 0; i < dy.length; i++) dResidual[i] = y[i] > 0 ? dy[i] : 0;
+}

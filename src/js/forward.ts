@@ -2,7 +2,7 @@
 // y = x * scale + offset with scale = gamma * invStd and offset = beta - mean * scale.
 import type { FloatArray } from '../types';
 import type { EvalPlan, TrainPlan, TrainWithStatsPlan } from '../validate';
-import { applyScale } from './elementwise';
+import { applyScale, applyScaleResidual } from './elementwise';
 import { channelSums, shiftedM2, shiftedMean, updateRunningChannel } from './stats';
 import { beginScratch, scratch } from './workspace';
 
@@ -26,7 +26,13 @@ export function train(plan: TrainPlan, y: FloatArray, mean: FloatArray, invStd: 
     const channelMean = shiftedMean(count, shifts[c], s1[c]);
     setChannel(plan, c, count, channelMean, shiftedM2(count, s1[c], s2[c]), mean, invStd, scale, offset);
   }
-  applyScale(x, null, y, layout, scale, offset, plan.relu);
+  normalizeInto(plan, y, scale, offset);
+}
+
+/** The one elementwise pass of every forward: y = act(x * scale + offset (+ residual)). */
+function normalizeInto(plan: TrainPlan | EvalPlan, y: FloatArray, scale: Float64Array, offset: Float64Array): void {
+  if (plan.residual) applyScaleResidual(plan.x, plan.residual, y, plan.layout, scale, offset, plan.relu);
+  else applyScale(plan.x, null, y, plan.layout, scale, offset, plan.relu);
 }
 
 /** Normalizes with statistics the caller merged (every shard of a synchronized batch). */
@@ -37,7 +43,7 @@ export function trainWithStats(plan: TrainWithStatsPlan, y: FloatArray, mean: Fl
   const scale = scratch(channels);
   const offset = scratch(channels);
   for (let c = 0; c < channels; c++) setChannel(plan, c, count, merged[c], m2[c], mean, invStd, scale, offset);
-  applyScale(plan.x, null, y, plan.layout, scale, offset, plan.relu);
+  normalizeInto(plan, y, scale, offset);
 }
 
 /** Channel c's batch statistics: its outputs (mean, invStd, running stats) and coefficients. */
@@ -73,5 +79,5 @@ export function evaluate(plan: EvalPlan, y: FloatArray): void {
     scale[c] = s;
     offset[c] = (plan.beta ? plan.beta[c] : 0) - plan.runningMean[c] * s;
   }
-  applyScale(plan.x, null, y, plan.layout, scale, offset, plan.relu);
+  normalizeInto(plan, y, scale, offset);
 }

@@ -20,6 +20,8 @@ const eps = param('eps', 'eps');
 const gamma = param('gamma', 'channel', { optional: true });
 const beta = param('beta', 'channel', { optional: true });
 const relu = param('relu', 'flag');
+const residual = param('residual', 'data', { optional: true });
+const dResidual = param('dResidual', 'data', { optional: true, written: true });
 const count = param('count', 'count');
 
 /** Parameter lists in the binding's order (native/binding.d.ts). */
@@ -34,6 +36,7 @@ const OPS = {
     param('runningMean', 'channel', { optional: true, written: true }),
     param('runningVar', 'channel', { optional: true, written: true }),
     param('momentum', 'momentum'),
+    residual,
     relu,
     param('out', 'data', { written: true }),
     param('mean', 'channel', { written: true }),
@@ -49,6 +52,7 @@ const OPS = {
     param('runningMean', 'channel', { optional: true, written: true }),
     param('runningVar', 'channel', { optional: true, written: true }),
     param('momentum', 'momentum'),
+    residual,
     relu,
     count,
     param('statsMean', 'channel64'),
@@ -66,6 +70,7 @@ const OPS = {
     beta,
     param('runningMean', 'channel'),
     param('runningVar', 'channel'),
+    residual,
     relu,
     param('out', 'data', { written: true }),
   ],
@@ -82,6 +87,7 @@ const OPS = {
     param('out', 'data', { written: true }),
     param('dGamma', 'channel', { written: true }),
     param('dBeta', 'channel', { written: true }),
+    dResidual,
   ],
   backwardWithSums: [
     dy,
@@ -99,6 +105,7 @@ const OPS = {
     param('out', 'data', { written: true }),
     param('dGamma', 'channel', { written: true }),
     param('dBeta', 'channel', { written: true }),
+    dResidual,
   ],
   moments: [x, shape, axis, param('mean', 'channel64', { written: true }), param('m2', 'channel64', { written: true })],
   gradSums: [
@@ -168,8 +175,8 @@ function makeCall(
       case 'count':
         return perChannel;
       case 'data':
-        if (p.written) return new T(size).fill(sentinel);
         if (p.optional && !full) return null;
+        if (p.written) return new T(size).fill(sentinel);
         if (p.name === 'y') return fill(T, size, () => random() - 0.25);
         return fill(T, size, () => random() * 4 - 2);
       case 'channel':

@@ -44,7 +44,7 @@ fn pseudo_random<T: Element>(len: usize, seed: u64) -> Vec<T> {
 
 /// Normalization with learned scale and shift, as in a training network.
 fn norm<'a, T>(gamma: &'a [T], beta: &'a [T]) -> Norm<'a, T> {
-    Norm { gamma: Some(gamma), beta: Some(beta), eps: EPS, activation: Activation::None }
+    Norm { gamma: Some(gamma), beta: Some(beta), eps: EPS, residual: None, activation: Activation::None }
 }
 
 impl<T: Element> Workload<T> {
@@ -125,7 +125,7 @@ impl<T: Element> Workload<T> {
             Some(&self.gamma),
             Saved { mean: &self.mean, inv_std: &self.inv_std },
             GradPath { training: true, relu_output: None },
-            ParamGrads { d_gamma: &mut self.d_gamma, d_beta: &mut self.d_beta },
+            ParamGrads { d_gamma: &mut self.d_gamma, d_beta: &mut self.d_beta, d_residual: None },
         )
         .map_err(|e| e.to_string())
     }

@@ -10,7 +10,7 @@ use crate::error::{check_len, Result};
 use crate::forward::check_count;
 use crate::io::Io;
 use crate::layout::Layout;
-use crate::loops::{add_grad_columns, grad_sums_rows, spread_columns, Coefficients};
+use crate::loops::{add_grad_columns, grad_sums_rows, spread_columns, through_relu, Coefficients};
 use crate::pool::{self, Exec};
 
 /// Per-channel sums the backward pass needs: sum(dy) and sum(dy * xhat).
@@ -20,11 +20,13 @@ pub struct GradSums {
     pub sum_dy_xhat: f64,
 }
 
-/// Where the parameter gradients go.
+/// Where the parameter gradients go, and the gradient of a residual the forward pass added
+/// before its activation (`None`: there was none, or the caller does not want it).
 #[derive(Debug)]
 pub struct ParamGrads<'a, T> {
     pub d_gamma: &'a mut [T],
     pub d_beta: &'a mut [T],
+    pub d_residual: Option<&'a mut [T]>,
 }
 
 /// The statistics the forward pass normalized with.
@@ -124,9 +126,33 @@ fn check_backward<T>(
     check_len("invStd", saved.inv_std.len(), channels)
 }
 
-fn check_params<T>(params: &ParamGrads<'_, T>, channels: usize) -> Result<()> {
-    check_len("dGamma", params.d_gamma.len(), channels)?;
-    check_len("dBeta", params.d_beta.len(), channels)
+fn check_params<T>(params: &ParamGrads<'_, T>, layout: &Layout) -> Result<()> {
+    check_len("dGamma", params.d_gamma.len(), layout.channels)?;
+    check_len("dBeta", params.d_beta.len(), layout.channels)?;
+    if let Some(d) = &params.d_residual {
+        check_len("dResidual", d.len(), layout.len())?;
+    }
+    Ok(())
+}
+
+/// Elements per task of the residual-gradient pass.
+const RESIDUAL_CHUNK: usize = 1 << 16;
+
+/// What flows to the residual: dy itself, or dy where the fused ReLU's output was > 0. Runs
+/// before the dx pass, which may overwrite dy in place.
+fn residual_grad_in<T: Element>(exec: Exec, dy: &[T], relu_output: Option<&[T]>, dst: &mut [T]) {
+    exec.for_each_chunk_mut(dst, RESIDUAL_CHUNK, |start, d| {
+        let span = start..start + d.len();
+        let g = &dy[span.clone()];
+        match relu_output {
+            None => d.copy_from_slice(g),
+            Some(y) => {
+                for ((d, g), y) in d.iter_mut().zip(g).zip(&y[span]) {
+                    *d = T::from_f64(through_relu(g.to_f64(), y.to_f64()));
+                }
+            }
+        }
+    });
 }
 
 /// Per-channel sum(dy) and sum(dy * xhat): one shard's part of the backward reduction.
@@ -155,14 +181,14 @@ fn check_dx<'a, T: Element>(
     count: f64,
 ) -> Result<Inputs<'a, T>> {
     check_backward(grad.src_len(), grad.dst_len(), x, layout, gamma, saved, path.relu_output)?;
-    check_params(params, layout.channels)?;
+    check_params(params, layout)?;
     if path.training {
         check_count(count)?;
     }
     Ok(Inputs { other: path.training.then_some(x), mask: path.relu_output, relu_result: false })
 }
 
-fn write_params<T: Element>(sums: &[GradSums], params: ParamGrads<'_, T>) {
+fn write_params<T: Element>(sums: &[GradSums], params: &mut ParamGrads<'_, T>) {
     for (c, s) in sums.iter().enumerate() {
         params.d_gamma[c] = T::from_f64(s.sum_dy_xhat);
         params.d_beta[c] = T::from_f64(s.sum_dy);
@@ -181,13 +207,18 @@ pub fn backward<T: Element>(
 ) -> Result<()> {
     let count = layout.count_per_channel() as f64;
     let inputs = check_dx(&grad, x, layout, gamma, &saved, &path, &params, count)?;
+    let mut params = params;
+    let d_residual = params.d_residual.take();
     let sums = pool::run(layout.len(), |exec| {
+        if let Some(d) = d_residual {
+            residual_grad_in(exec, grad.src(), path.relu_output, d);
+        }
         let sums = grad_sums_in(exec, grad.src(), x, path.relu_output, layout, saved);
         let k = dx_coefficients(gamma, &saved, path.training, &sums, count);
         apply(exec, grad, layout, inputs, &k);
         sums
     });
-    write_params(&sums, params);
+    write_params(&sums, &mut params);
     Ok(())
 }
 
@@ -208,7 +239,14 @@ pub fn backward_with_sums<T: Element>(
     check_len("sums", sums.len(), layout.channels)?;
     let inputs = check_dx(&grad, x, layout, gamma, &saved, &path, &params, count)?;
     let k = dx_coefficients(gamma, &saved, path.training, sums, count);
-    pool::run(layout.len(), |exec| apply(exec, grad, layout, inputs, &k));
-    write_params(sums, params);
+    let mut params = params;
+    let d_residual = params.d_residual.take();
+    pool::run(layout.len(), |exec| {
+        if let Some(d) = d_residual {
+            residual_grad_in(exec, grad.src(), path.relu_output, d);
+        }
+        apply(exec, grad, layout, inputs, &k)
+    });
+    write_params(sums, &mut params);
     Ok(())
 }

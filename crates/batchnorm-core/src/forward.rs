@@ -22,12 +22,14 @@ pub enum Activation {
 }
 
 /// How to normalize: learned scale (gamma) and shift (beta), `None` meaning ones / zeros;
-/// the variance epsilon; the fused activation.
+/// the variance epsilon; a residual added before the activation (the `+ z` of a ResNet
+/// block, same shape as x); the fused activation.
 #[derive(Debug, Clone, Copy)]
 pub struct Norm<'a, T> {
     pub gamma: Option<&'a [T]>,
     pub beta: Option<&'a [T]>,
     pub eps: f64,
+    pub residual: Option<&'a [T]>,
     pub activation: Activation,
 }
 
@@ -75,12 +77,15 @@ fn check_io<T: Element>(io: &Io<'_, T>, layout: &Layout) -> Result<()> {
     check_len("out", io.dst_len(), layout.len())
 }
 
-fn check_norm<T>(norm: &Norm<'_, T>, channels: usize) -> Result<()> {
+fn check_norm<T>(norm: &Norm<'_, T>, layout: &Layout) -> Result<()> {
     if let Some(g) = norm.gamma {
-        check_len("gamma", g.len(), channels)?;
+        check_len("gamma", g.len(), layout.channels)?;
     }
     if let Some(b) = norm.beta {
-        check_len("beta", b.len(), channels)?;
+        check_len("beta", b.len(), layout.channels)?;
+    }
+    if let Some(z) = norm.residual {
+        check_len("residual", z.len(), layout.len())?;
     }
     check_eps(norm.eps)
 }
@@ -105,11 +110,13 @@ impl<T: Element> Norm<'_, T> {
     fn coefficients(&self, c: usize, mean: f64, inv_std: f64) -> Coefficients {
         let gamma = self.gamma.map_or(1.0, |g| g[c].to_f64());
         let beta = self.beta.map_or(0.0, |b| b[c].to_f64());
-        Coefficients { scale: gamma * inv_std, center: mean, shift: beta, ..Coefficients::default() }
+        // The residual is the pass's second input, added as it is.
+        let scale_other = if self.residual.is_some() { 1.0 } else { 0.0 };
+        Coefficients { scale: gamma * inv_std, center: mean, shift: beta, scale_other, center_other: 0.0 }
     }
 
-    fn inputs(&self) -> Inputs<'static, T> {
-        Inputs { other: None, mask: None, relu_result: self.activation == Activation::Relu }
+    fn inputs(&self) -> Inputs<'_, T> {
+        Inputs { other: self.residual, mask: None, relu_result: self.activation == Activation::Relu }
     }
 
     fn inv_std(&self, m: &Moments) -> f64 {
@@ -172,7 +179,7 @@ fn check_train<T: Element>(
     saved: &SavedStats<'_, T>,
 ) -> Result<()> {
     check_io(io, layout)?;
-    check_norm(norm, layout.channels)?;
+    check_norm(norm, layout)?;
     check_train_outputs(running, saved, layout.channels)
 }
 
@@ -207,7 +214,7 @@ pub fn eval<T: Element>(
     running_var: &[T],
 ) -> Result<()> {
     check_io(&io, layout)?;
-    check_norm(&norm, layout.channels)?;
+    check_norm(&norm, layout)?;
     check_len("runningMean", running_mean.len(), layout.channels)?;
     check_len("runningVar", running_var.len(), layout.channels)?;
     let k: Vec<Coefficients> = (0..layout.channels)

@@ -399,7 +399,9 @@ fn affine_any<T: Element, K: CoefficientsAt>(
         (false, false, false) => affine_loop::<T, K, false, false, false>(run, other, mask, k, s, fma),
         (false, false, true) => affine_loop::<T, K, false, false, true>(run, other, mask, k, s, fma),
         (false, true, _) => affine_loop::<T, K, false, true, false>(run, other, mask, k, s, fma),
-        (true, false, _) => affine_loop::<T, K, true, false, false>(run, other, mask, k, s, fma),
+        (true, false, false) => affine_loop::<T, K, true, false, false>(run, other, mask, k, s, fma),
+        // act(BN(x) + residual): the fused tail of a ResNet block.
+        (true, false, true) => affine_loop::<T, K, true, false, true>(run, other, mask, k, s, fma),
         (true, true, _) => affine_loop::<T, K, true, true, false>(run, other, mask, k, s, fma),
     }
 }

@@ -21,7 +21,7 @@ impl Rng {
 }
 
 fn norm<'a>(gamma: Option<&'a [f64]>, beta: Option<&'a [f64]>, eps: f64, activation: Activation) -> Norm<'a, f64> {
-    Norm { gamma, beta, eps, activation }
+    Norm { gamma, beta, eps, residual: None, activation }
 }
 
 /// Training forward into fresh arrays: (y, mean, invStd).
@@ -42,7 +42,7 @@ fn backward_fresh(
     path: GradPath<'_, f64>,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (mut dx, mut dg, mut db) = (vec![0.0; l.len()], vec![0.0; l.channels], vec![0.0; l.channels]);
-    let params = ParamGrads { d_gamma: &mut dg, d_beta: &mut db };
+    let params = ParamGrads { d_gamma: &mut dg, d_beta: &mut db, d_residual: None };
     backward(Io::Separate { src: dy, dst: &mut dx }, x, l, Some(gamma), saved, path, params).unwrap();
     (dx, dg, db)
 }
@@ -148,7 +148,7 @@ fn f32_offset_data_is_stable() {
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let (want_mean, want_var) = reference_stats(&x64, &l);
     let (mut y, mut mean, mut inv_std) = (vec![0f32; l.len()], vec![0f32; 4], vec![0f32; 4]);
-    let n = Norm { gamma: None, beta: None, eps: 1e-5, activation: Activation::None };
+    let n = Norm { gamma: None, beta: None, eps: 1e-5, residual: None, activation: Activation::None };
     let saved = SavedStats { mean: &mut mean, inv_std: &mut inv_std };
     train(Io::Separate { src: &x, dst: &mut y }, &l, n, None, saved).unwrap();
     for c in 0..4 {
@@ -253,7 +253,7 @@ fn backward_matches_finite_differences() {
             // dx in place over dy gives the same values.
             let mut in_place = dy.clone();
             let (mut dg2, mut db2) = (vec![0.0; l.channels], vec![0.0; l.channels]);
-            let params = ParamGrads { d_gamma: &mut dg2, d_beta: &mut db2 };
+            let params = ParamGrads { d_gamma: &mut dg2, d_beta: &mut db2, d_residual: None };
             backward(Io::InPlace(&mut in_place), &x, &l, Some(&gamma), saved, path, params).unwrap();
             assert_eq!(in_place, dx, "{what}: in place");
         }
@@ -319,7 +319,7 @@ fn sharded_statistics_and_sums_reproduce_the_whole_batch() {
     let mut shard_dx = Vec::new();
     for (l, range) in &shards {
         let (mut part_dx, mut dg_s, mut db_s) = (vec![0.0; l.len()], vec![0.0; c], vec![0.0; c]);
-        let params = ParamGrads { d_gamma: &mut dg_s, d_beta: &mut db_s };
+        let params = ParamGrads { d_gamma: &mut dg_s, d_beta: &mut db_s, d_residual: None };
         let saved = Saved { mean: &m_s, inv_std: &s_s };
         let path = GradPath { training: true, relu_output: None };
         backward_with_sums(
@@ -398,4 +398,68 @@ fn results_do_not_depend_on_thread_count() {
     }
     assert_eq!(batchnorm_core::num_threads(), 4);
     assert!(batchnorm_core::set_num_threads(0).is_err());
+}
+
+#[test]
+fn a_residual_is_added_before_the_activation_on_every_path() {
+    let mut rng = Rng(11);
+    for &(shape, axis) in SHAPES {
+        let l = Layout::from_shape(shape, axis).unwrap();
+        let what = format!("{shape:?} axis {axis}");
+        let x = rng.vec(l.len(), 1.0, 2.0);
+        let z = rng.vec(l.len(), 0.0, 1.5);
+        let gamma = rng.vec(l.channels, 1.0, 0.5);
+        let beta = rng.vec(l.channels, 0.0, 1.0);
+        let (plain, _, _) = train_fresh(&x, &l, norm(Some(&gamma), Some(&beta), 1e-5, Activation::None));
+        for activation in [Activation::None, Activation::Relu] {
+            let n = Norm { gamma: Some(&gamma), beta: Some(&beta), eps: 1e-5, residual: Some(&z), activation };
+            let (y, _, _) = train_fresh(&x, &l, n);
+            let want: Vec<f64> = plain
+                .iter()
+                .zip(&z)
+                .map(|(p, z)| if activation == Activation::Relu { (p + z).max(0.0) } else { p + z })
+                .collect();
+            assert_close(&y, &want, 1e-12, &format!("{what} {activation:?}: train"));
+            let (rm, rv) = (rng.vec(l.channels, 0.0, 1.0), rng.vec(l.channels, 2.0, 1.0));
+            let mut evaluated = vec![0.0; l.len()];
+            eval(Io::Separate { src: &x, dst: &mut evaluated }, &l, n, &rm, &rv).unwrap();
+            let mut plain_eval = vec![0.0; l.len()];
+            let plain_norm = norm(Some(&gamma), Some(&beta), 1e-5, Activation::None);
+            eval(Io::Separate { src: &x, dst: &mut plain_eval }, &l, plain_norm, &rm, &rv).unwrap();
+            for (i, (&e, &p)) in evaluated.iter().zip(&plain_eval).enumerate() {
+                let v = p + z[i];
+                let want = if activation == Activation::Relu { v.max(0.0) } else { v };
+                assert!((e - want).abs() <= 1e-12 * (1.0 + want.abs()), "{what} {activation:?}: eval [{i}]");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_residual_gradient_is_dy_through_the_relu_mask_even_with_dx_in_place() {
+    let mut rng = Rng(12);
+    for &(shape, axis) in SHAPES {
+        let l = Layout::from_shape(shape, axis).unwrap();
+        let x = rng.vec(l.len(), 0.0, 1.0);
+        let dy = rng.vec(l.len(), 0.0, 1.0);
+        let y = rng.vec(l.len(), 0.0, 1.0);
+        let gamma = rng.vec(l.channels, 1.0, 0.5);
+        let (mean, inv_std) = (rng.vec(l.channels, 0.0, 0.1), rng.vec(l.channels, 1.0, 0.1));
+        for relu_output in [None, Some(y.as_slice())] {
+            let saved = Saved { mean: &mean, inv_std: &inv_std };
+            let path = GradPath { training: true, relu_output };
+            let (dx, _, _) = backward_fresh(&dy, &x, &l, &gamma, saved, path);
+            let mut in_place = dy.clone();
+            let (mut dg, mut db, mut d_residual) = (vec![0.0; l.channels], vec![0.0; l.channels], vec![0.0; l.len()]);
+            let params = ParamGrads { d_gamma: &mut dg, d_beta: &mut db, d_residual: Some(&mut d_residual) };
+            backward(Io::InPlace(&mut in_place), &x, &l, Some(&gamma), saved, path, params).unwrap();
+            assert_eq!(in_place, dx, "{shape:?}: dx in place");
+            let want: Vec<f64> = dy
+                .iter()
+                .enumerate()
+                .map(|(i, &g)| if relu_output.is_none() || y[i] > 0.0 { g } else { 0.0 })
+                .collect();
+            assert_eq!(d_residual, want, "{shape:?}: dResidual");
+        }
+    }
 }

@@ -34,6 +34,7 @@ pub struct TrainJob<A, F> {
     pub running_mean: Option<A>,
     pub running_var: Option<A>,
     pub momentum: f64,
+    pub residual: Option<A>,
     pub relu: bool,
     pub given: Option<GivenStats<F>>,
     pub out: A,
@@ -50,6 +51,7 @@ pub struct EvalJob<A> {
     pub beta: Option<A>,
     pub running_mean: A,
     pub running_var: A,
+    pub residual: Option<A>,
     pub relu: bool,
     pub out: A,
 }
@@ -68,6 +70,7 @@ pub struct BackwardJob<A, F> {
     pub out: A,
     pub d_gamma: A,
     pub d_beta: A,
+    pub d_residual: Option<A>,
 }
 
 pub struct MomentsJob<A, F> {
@@ -146,6 +149,7 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
         let mean = Region::write("mean", &self.mean);
         let inv_std = Region::write("invStd", &self.inv_std);
         let (gamma, beta) = (read("gamma", &self.gamma), read("beta", &self.beta));
+        let residual = read("residual", &self.residual);
         let running_mean = self.running_mean.as_ref().map(|a| Region::write("runningMean", a));
         let running_var = self.running_var.as_ref().map(|a| Region::write("runningVar", a));
         let given = match &self.given {
@@ -157,7 +161,8 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
             None => None,
         };
         let mut all: Vec<Span> =
-            spans(&[Some(x), Some(out), Some(mean), Some(inv_std), gamma, beta, running_mean, running_var]).collect();
+            spans(&[Some(x), Some(out), Some(mean), Some(inv_std), gamma, beta, residual, running_mean, running_var])
+                .collect();
         if let Some((_, m, m2)) = &given {
             all.extend([m.span(), m2.span()]);
         }
@@ -175,6 +180,7 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
                 gamma: gamma.map(|g| g.slice()),
                 beta: beta.map(|b| b.slice()),
                 eps: self.eps,
+                residual: residual.map(|z| z.slice()),
                 activation: activation(self.relu),
             };
             let saved = SavedStats { mean: mean.slice_mut(), inv_std: inv_std.slice_mut() };
@@ -199,7 +205,9 @@ impl<A: RawArray> EvalJob<A> {
         let running_mean = Region::read("runningMean", &self.running_mean);
         let running_var = Region::read("runningVar", &self.running_var);
         let (gamma, beta) = (read("gamma", &self.gamma), read("beta", &self.beta));
-        let all: Vec<Span> = spans(&[Some(x), Some(out), Some(running_mean), Some(running_var), gamma, beta]).collect();
+        let residual = read("residual", &self.residual);
+        let all: Vec<Span> =
+            spans(&[Some(x), Some(out), Some(running_mean), Some(running_var), gamma, beta, residual]).collect();
         check_disjoint(&all, ("x", "out"))?;
         // SAFETY: as in TrainJob::run; only `out` is written.
         unsafe {
@@ -207,6 +215,7 @@ impl<A: RawArray> EvalJob<A> {
                 gamma: gamma.map(|g| g.slice()),
                 beta: beta.map(|b| b.slice()),
                 eps: self.eps,
+                residual: residual.map(|z| z.slice()),
                 activation: activation(self.relu),
             };
             batchnorm_core::eval(io(&x, &out), &layout, norm, running_mean.slice(), running_var.slice())
@@ -226,6 +235,7 @@ impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
         let d_gamma = Region::write("dGamma", &self.d_gamma);
         let d_beta = Region::write("dBeta", &self.d_beta);
         let (gamma, y) = (read("gamma", &self.gamma), read("y", &self.y));
+        let d_residual = self.d_residual.as_ref().map(|a| Region::write("outResidual", a));
         let given = match &self.given {
             Some(g) => Some((
                 count("sums.count", g.count)?,
@@ -234,9 +244,19 @@ impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
             )),
             None => None,
         };
-        let mut all: Vec<Span> =
-            spans(&[Some(dy), Some(x), Some(out), Some(mean), Some(inv_std), Some(d_gamma), Some(d_beta), gamma, y])
-                .collect();
+        let mut all: Vec<Span> = spans(&[
+            Some(dy),
+            Some(x),
+            Some(out),
+            Some(mean),
+            Some(inv_std),
+            Some(d_gamma),
+            Some(d_beta),
+            gamma,
+            y,
+            d_residual,
+        ])
+        .collect();
         if let Some((_, s, sx)) = &given {
             all.extend([s.span(), sx.span()]);
         }
@@ -245,7 +265,11 @@ impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
         unsafe {
             let saved = Saved { mean: mean.slice(), inv_std: inv_std.slice() };
             let path = GradPath { training: self.training, relu_output: y.map(|y| y.slice()) };
-            let params = ParamGrads { d_gamma: d_gamma.slice_mut(), d_beta: d_beta.slice_mut() };
+            let params = ParamGrads {
+                d_gamma: d_gamma.slice_mut(),
+                d_beta: d_beta.slice_mut(),
+                d_residual: d_residual.map(|d| d.slice_mut()),
+            };
             let gamma = gamma.map(|g| g.slice());
             match given {
                 None => batchnorm_core::backward(io(&dy, &out), x.slice(), &layout, gamma, saved, path, params),

@@ -46,36 +46,38 @@ macro_rules! ops {
      $backward_with_sums:ident, $moments:ident, $grad_sums:ident) => {
         binding_fn!($mode $train, TrainJob<$a, $f>, (
             x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
-            running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, relu: bool,
-            out: $arg_a, mean: $arg_a, inv_std: $arg_a
+            running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, residual: Option<$arg_a>,
+            relu: bool, out: $arg_a, mean: $arg_a, inv_std: $arg_a
         ) => TrainJob::<$a, $f> {
-            x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, relu, given: None, out, mean, inv_std,
+            x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, residual, relu, given: None, out,
+            mean, inv_std,
         });
         binding_fn!($mode $train_with_stats, TrainJob<$a, $f>, (
             x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
-            running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, relu: bool,
-            count: f64, stats_mean: $arg_f, stats_m2: $arg_f, out: $arg_a, mean: $arg_a, inv_std: $arg_a
+            running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, residual: Option<$arg_a>,
+            relu: bool, count: f64, stats_mean: $arg_f, stats_m2: $arg_f, out: $arg_a, mean: $arg_a, inv_std: $arg_a
         ) => TrainJob {
-            x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, relu,
+            x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, residual, relu,
             given: Some(GivenStats { count, mean: stats_mean, m2: stats_m2 }), out, mean, inv_std,
         });
         binding_fn!($mode $eval, EvalJob<$a>, (
             x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
-            running_mean: $arg_a, running_var: $arg_a, relu: bool, out: $arg_a
-        ) => EvalJob { x, shape, axis, eps, gamma, beta, running_mean, running_var, relu, out });
+            running_mean: $arg_a, running_var: $arg_a, residual: Option<$arg_a>, relu: bool, out: $arg_a
+        ) => EvalJob { x, shape, axis, eps, gamma, beta, running_mean, running_var, residual, relu, out });
         binding_fn!($mode $backward, BackwardJob<$a, $f>, (
             dy: $arg_a, x: $arg_a, shape: Vec<f64>, axis: f64, gamma: Option<$arg_a>, mean: $arg_a, inv_std: $arg_a,
-            training: bool, y: Option<$arg_a>, out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a
+            training: bool, y: Option<$arg_a>, out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a,
+            d_residual: Option<$arg_a>
         ) => BackwardJob::<$a, $f> {
-            dy, x, shape, axis, gamma, mean, inv_std, training, y, given: None, out, d_gamma, d_beta,
+            dy, x, shape, axis, gamma, mean, inv_std, training, y, given: None, out, d_gamma, d_beta, d_residual,
         });
         binding_fn!($mode $backward_with_sums, BackwardJob<$a, $f>, (
             dy: $arg_a, x: $arg_a, shape: Vec<f64>, axis: f64, gamma: Option<$arg_a>, mean: $arg_a, inv_std: $arg_a,
             training: bool, y: Option<$arg_a>, count: f64, sum_dy: $arg_f, sum_dy_xhat: $arg_f,
-            out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a
+            out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a, d_residual: Option<$arg_a>
         ) => BackwardJob {
             dy, x, shape, axis, gamma, mean, inv_std, training, y,
-            given: Some(GivenSums { count, sum_dy, sum_dy_xhat }), out, d_gamma, d_beta,
+            given: Some(GivenSums { count, sum_dy, sum_dy_xhat }), out, d_gamma, d_beta, d_residual,
         });
         binding_fn!($mode $moments, MomentsJob<$a, $f>, (
             x: $arg_a, shape: Vec<f64>, axis: f64, mean: $arg_f, m2: $arg_f
