@@ -25,6 +25,14 @@ export declare function evalF64(x: Float64Array, shape: Array<number>, axis: num
 
 export declare function evalF64Async(x: Float64Array, shape: Array<number>, axis: number, eps: number, gamma: Float64Array | undefined | null, beta: Float64Array | undefined | null, runningMean: Float64Array, runningVar: Float64Array, residual: Float64Array | undefined | null, relu: boolean, out: Float64Array): Promise<unknown>
 
+export declare function fingerprintF32(x: Float32Array): number
+
+export declare function fingerprintF32Async(x: Float32Array): Promise<unknown>
+
+export declare function fingerprintF64(x: Float64Array): number
+
+export declare function fingerprintF64Async(x: Float64Array): Promise<unknown>
+
 /** Threads the native pool uses. */
 export declare function getNumThreads(): number
 

@@ -12,6 +12,7 @@ import {
   validateBackwardSums,
   validateBackwardWithSums,
   validateEval,
+  validateFingerprint,
   validateStats,
   validateTrain,
   validateTrainWithStats,
@@ -40,11 +41,13 @@ export interface Kernels {
   ): void;
   stats(plan: StatsPlan, mean: Float64Array, m2: Float64Array): void;
   backwardSums(plan: BackwardPlan, sumDy: Float64Array, sumDyXhat: Float64Array): void;
+  /** A checksum of x's bits, the same number on every backend (see js/fingerprint.ts). */
+  fingerprint(x: FloatArray): number;
 }
 
 /** The same kernels returning promises (native: run off the JS thread). */
 export type AsyncKernels = {
-  [K in keyof Kernels]: (...args: Parameters<Kernels[K]>) => Promise<void>;
+  [K in keyof Kernels]: (...args: Parameters<Kernels[K]>) => Promise<ReturnType<Kernels[K]>>;
 };
 
 /** A new zero-filled array of `like`'s dtype. */
@@ -85,7 +88,7 @@ function sumsOutputs(plan: BackwardPlan): GradSums {
 /** Async kernels that run the sync ones (the js backend has no other thread to use). */
 export function promisedKernels(k: Kernels): AsyncKernels {
   const wrap =
-    <A extends unknown[]>(f: (...args: A) => void) =>
+    <A extends unknown[], R>(f: (...args: A) => R) =>
     async (...args: A) =>
       f(...args);
   return {
@@ -96,6 +99,7 @@ export function promisedKernels(k: Kernels): AsyncKernels {
     backwardWithSums: wrap(k.backwardWithSums),
     stats: wrap(k.stats),
     backwardSums: wrap(k.backwardSums),
+    fingerprint: wrap(k.fingerprint),
   };
 }
 
@@ -203,6 +207,14 @@ export function createBackend(
       const r = backwardOutputs(plan, allocate);
       await async(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null);
       return r;
+    },
+    fingerprint(x) {
+      const plan = validateFingerprint(x);
+      return sync(plan).fingerprint(plan.x);
+    },
+    async fingerprintAsync(x) {
+      const plan = validateFingerprint(x);
+      return async(plan).fingerprint(plan.x);
     },
   } satisfies Backend);
 }

@@ -73,16 +73,21 @@ const OPTION_NAMES = new Set([
 
 /** What backward needs from the forward it differentiates. */
 interface ForwardCache {
-  /** A private copy of the input: the caller may reuse its buffer before backward. */
+  /** The caller's input itself (no copy, as PyTorch saves a reference), with its length and
+   *  fingerprint at forward time: backward refuses an input changed since. */
   x: FloatArray;
+  xLength: number;
+  xFingerprint: number;
   shape: number[];
   saved: SavedStats;
   /** true: normalized with batch statistics (training-form backward); false: frozen. */
   batchStats: boolean;
   /** gamma as the forward used it, so an update between forward and backward cannot skew dx. */
   gamma: FloatArray | null;
-  /** A private copy of the output, with a fused ReLU (the mask of where dy flows). */
+  /** The output returned to the caller, with a fused ReLU (the mask of where dy flows), and
+   *  its fingerprint: a caller may change it in place, which backward must notice. */
   y: FloatArray | null;
+  yFingerprint: number;
   /** The forward added a residual: backward also gives what flows to it. */
   residual: boolean;
 }
@@ -192,10 +197,10 @@ export class BatchNorm {
     const plan = this.#planForward(x, shape, options);
     if (!plan.batchStats) {
       const y = this.backend.batchNormEval(x, plan.shape, this.#evalOptions(plan));
-      return this.#finishForward(plan, y, plan.frozen as SavedStats);
+      return this.#finishForward(plan, y, plan.frozen as SavedStats, this.#fingerprints(x, y));
     }
     const r = this.backend.batchNormTrain(x, plan.shape, this.#trainOptions(plan));
-    return this.#finishForward(plan, r.y, r);
+    return this.#finishForward(plan, r.y, r, this.#fingerprints(x, r.y));
   }
 
   /** forward off the JS thread (native backend). Do not modify x, or use the layer, until it settles. */
@@ -206,10 +211,10 @@ export class BatchNorm {
     try {
       if (!plan.batchStats) {
         const y = await this.backend.batchNormEvalAsync(x, plan.shape, this.#evalOptions(plan));
-        return this.#finishForward(plan, y, plan.frozen as SavedStats);
+        return this.#finishForward(plan, y, plan.frozen as SavedStats, await this.#fingerprintsAsync(x, y));
       }
       const r = await this.backend.batchNormTrainAsync(x, plan.shape, this.#trainOptions(plan));
-      return this.#finishForward(plan, r.y, r);
+      return this.#finishForward(plan, r.y, r, await this.#fingerprintsAsync(x, r.y));
     } finally {
       this.#busy = null;
     }
@@ -220,6 +225,7 @@ export class BatchNorm {
   backward(dy: FloatArray): FloatArray {
     this.#checkIdle('backward');
     const cache = this.#lastForward('backward');
+    this.#checkUnchanged('backward', cache, this.#fingerprints(cache.x, cache.y));
     const r = this.backend.batchNormBackward(dy, cache.x, cache.shape, cache.saved, this.#backwardOptions(cache));
     this.#accumulate(r.dGamma, r.dBeta);
     this.#residualGrad = r.dResidual ?? null;
@@ -232,6 +238,7 @@ export class BatchNorm {
     const cache = this.#lastForward('backwardAsync');
     this.#busy = 'backwardAsync';
     try {
+      this.#checkUnchanged('backwardAsync', cache, await this.#fingerprintsAsync(cache.x, cache.y));
       const r = await this.backend.batchNormBackwardAsync(
         dy,
         cache.x,
@@ -282,6 +289,29 @@ export class BatchNorm {
   #checkIdle(method: string): void {
     if (this.#busy) {
       throw new Error(`BatchNorm.${method}: ${this.#busy} is still running on this layer; await it first`);
+    }
+  }
+
+  /** Fingerprints of the input and, with a fused ReLU, of the output (0 without one). */
+  #fingerprints(x: FloatArray, y: FloatArray | null): [number, number] {
+    const withMask = this.activation === 'relu' && y !== null;
+    return [this.backend.fingerprint(x), withMask ? this.backend.fingerprint(y) : 0];
+  }
+
+  async #fingerprintsAsync(x: FloatArray, y: FloatArray | null): Promise<[number, number]> {
+    const withMask = this.activation === 'relu' && y !== null;
+    return [await this.backend.fingerprintAsync(x), withMask ? await this.backend.fingerprintAsync(y) : 0];
+  }
+
+  /** Backward differentiates the forward's input (and ReLU output) as they were: a caller
+   *  that changed either since would get wrong gradients silently, so it gets an error. */
+  #checkUnchanged(method: string, cache: ForwardCache, [x, y]: [number, number]): void {
+    const hint = 'backward needs it as forward saw it: pass forward a copy if the array is reused';
+    if (cache.x.length !== cache.xLength || x !== cache.xFingerprint) {
+      throw new Error(`BatchNorm.${method}: x was modified after forward; ${hint}`);
+    }
+    if (cache.y && y !== cache.yFingerprint) {
+      throw new Error(`BatchNorm.${method}: the output of forward was modified (it is the ReLU mask); ${hint}`);
     }
   }
 
@@ -359,16 +389,19 @@ export class BatchNorm {
   }
 
   /** After a successful call: count the batch and keep what backward needs. */
-  #finishForward(plan: ForwardPlan, y: FloatArray, stats: SavedStats): FloatArray {
+  #finishForward(plan: ForwardPlan, y: FloatArray, stats: SavedStats, [xPrint, yPrint]: [number, number]): FloatArray {
     if (plan.updatesRunning) this.#numBatchesTracked++;
     const previous = this.#cache;
     this.#cache = {
-      x: copyInto(previous?.x, plan.x),
+      x: plan.x,
+      xLength: plan.x.length,
+      xFingerprint: xPrint,
       shape: plan.shape,
       saved: { mean: stats.mean, invStd: stats.invStd },
       batchStats: plan.batchStats,
       gamma: this.gamma ? copyInto(previous?.gamma ?? undefined, this.gamma) : null,
-      y: this.activation === 'relu' ? copyInto(previous?.y ?? undefined, y) : null,
+      y: this.activation === 'relu' ? y : null,
+      yFingerprint: yPrint,
       residual: plan.residual !== null,
     };
     return y;

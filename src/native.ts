@@ -95,6 +95,7 @@ function bindingTable(b: NativeBinding, suffix: string) {
     backwardWithSums: pick('backwardWithSums'),
     moments: pick('moments'),
     gradSums: pick('gradSums'),
+    fingerprint: pick('fingerprint'),
   };
 }
 
@@ -183,6 +184,7 @@ function bindingCalls(b: NativeBinding, async: boolean) {
     stats: (p, mean, m2) => f(p.x).moments(p.x, p.shape, p.axis, mean, m2),
     backwardSums: (p, sumDy, sumDyXhat) =>
       f(p.x).gradSums(p.dy, p.x, p.shape, p.axis, p.mean, p.invStd, p.y, sumDy, sumDyXhat),
+    fingerprint: (x: FloatArray) => f(x).fingerprint(x),
   } satisfies { [K in keyof Kernels]: (...args: Parameters<Kernels[K]>) => unknown };
 }
 

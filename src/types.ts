@@ -117,6 +117,12 @@ export interface Backend {
     options?: BackwardOptions,
   ): Promise<BackwardResult>;
 
+  /** A position-sensitive checksum of x's bits (a 32-bit unsigned integer, the same on every
+   *  backend): any change to one element changes it. The layer keeps a reference to its
+   *  input, not a copy, and compares this before backward to refuse a modified input. */
+  fingerprint(x: FloatArray): number;
+  fingerprintAsync(x: FloatArray): Promise<number>;
+
   /** Per-channel statistics of one shard of a batch (for synchronized batch norm). */
   batchNormStats(x: FloatArray, shape: readonly number[], options?: { axis?: number }): ChannelStats;
   batchNormStatsAsync(x: FloatArray, shape: readonly number[], options?: { axis?: number }): Promise<ChannelStats>;

@@ -595,3 +595,8 @@ export function validateBackwardSums(
   if (plan.outResidual !== null) throw new TypeError('outResidual is not written by the backward sums (no dx pass)');
   return plan;
 }
+
+/** fingerprint's one argument. */
+export function validateFingerprint(x: unknown): { x: FloatArray } {
+  return { x: checkData('x', x) };
+}

@@ -168,7 +168,6 @@ for (const b of backends) {
       const y = layer.forward(p.x, layout.shape);
       const expected = b.batchNormTrain(p.x, layout.shape, { gamma: p.gamma, beta: p.beta, activation: 'relu' });
       expect(y).toEqual(expected.y);
-      y.fill(1); // the caller may reuse the output: the layer keeps its own copy for the mask
       const dx = layer.backward(p.w);
       const g = b.batchNormBackward(p.w, p.x, layout.shape, expected, {
         gamma: p.gamma,
@@ -178,6 +177,9 @@ for (const b of backends) {
       expect(dx).toEqual(g.dx);
       expect(layer.gammaGrad).toEqual(g.dGamma);
       expect(layer.betaGrad).toEqual(g.dBeta);
+      // The output is the mask, kept by reference: a caller who changes it gets an error.
+      y[0] = y[0] > 0 ? 0 : 1;
+      expect(() => layer.backward(p.w)).toThrow(/^BatchNorm\.backward: the output of forward was modified/);
     });
   });
 }

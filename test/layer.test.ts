@@ -275,16 +275,23 @@ for (const b of backends) {
       expect(layer.numBatchesTracked).toBe(2);
     });
 
-    it('backward keeps a copy of x: reusing the input buffer does not change dx', () => {
+    it('backward refuses an x modified since forward (it keeps a reference, not a copy) and changes nothing', async () => {
       const x = input(7);
       const dy = input(8);
-      const reference = layer64();
-      reference.forward(x.slice(), shape);
-      const expected = reference.backward(dy);
       const layer = layer64();
       layer.forward(x, shape);
+      x[5] = x[5] + 2 ** -40; // the smallest changes count too
+      const message = /^BatchNorm\.backward(Async)?: x was modified after forward/;
+      expect(() => layer.backward(dy)).toThrow(message);
+      await expect(layer.backwardAsync(dy)).rejects.toThrow(message);
+      expect(Array.from(layer.gammaGrad ?? [])).toEqual([0, 0, 0]);
       x.fill(42); // a data loader refilling its batch buffer before backward
-      expect(layer.backward(dy)).toEqual(expected);
+      expect(() => layer.backward(dy)).toThrow(message);
+      const fresh = input(7);
+      layer.forward(fresh, shape);
+      const reference = layer64();
+      reference.forward(fresh.slice(), shape);
+      expect(layer.backward(dy)).toEqual(reference.backward(dy));
     });
 
     it('backward uses gamma as the forward saw it, even if it was updated since', () => {

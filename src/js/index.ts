@@ -1,6 +1,7 @@
 // The pure-TypeScript backend: always available, same answers as native.
 import { createBackend, type Kernels, promisedKernels } from '../backend';
 import { backward, backwardWithSums, gradSums } from './backward';
+import { fingerprint } from './fingerprint';
 import { evaluate, train, trainWithStats } from './forward';
 import { channelMoments } from './stats';
 
@@ -17,6 +18,7 @@ export const jsKernels: Kernels = {
     m2.set(moments.m2);
   },
   backwardSums: gradSums,
+  fingerprint,
 };
 
 /** Runs on the JS thread: the Async forms give the same results but do not free the event loop. */

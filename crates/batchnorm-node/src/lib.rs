@@ -112,3 +112,55 @@ pub fn set_num_threads(threads: f64) -> Result<()> {
 pub fn get_num_threads() -> u32 {
     batchnorm_core::num_threads() as u32
 }
+
+/// A checksum of x's bits (see `batchnorm_core::fingerprint`) and its Async form, which
+/// holds x until it settles.
+pub struct FingerprintJob<A> {
+    x: A,
+}
+
+impl<A: arrays::RawArray> FingerprintJob<A>
+where
+    A::Elem: batchnorm_core::Words,
+{
+    fn run(&self) -> u32 {
+        let x = arrays::Region::read("x", &self.x);
+        // SAFETY: x is only read, and this call holds it (sync: the call's own argument;
+        // Async: a reference the task keeps until it settles).
+        batchnorm_core::fingerprint(unsafe { x.slice() })
+    }
+}
+
+impl<A: arrays::RawArray + Send> Task for FingerprintJob<A>
+where
+    A::Elem: batchnorm_core::Words,
+{
+    type Output = u32;
+    type JsValue = u32;
+    fn compute(&mut self) -> Result<u32> {
+        Ok(self.run())
+    }
+    fn resolve(&mut self, _env: Env, output: u32) -> Result<u32> {
+        Ok(output)
+    }
+}
+
+#[napi]
+pub fn fingerprint_f32(x: Float32ArraySlice) -> Result<u32> {
+    Ok(FingerprintJob { x: Settled::reread(x)? }.run())
+}
+
+#[napi]
+pub fn fingerprint_f64(x: Float64ArraySlice) -> Result<u32> {
+    Ok(FingerprintJob { x: Settled::reread(x)? }.run())
+}
+
+#[napi]
+pub fn fingerprint_f32_async(env: Env, x: Float32ArraySlice) -> Result<AsyncTask<FingerprintJob<Float32Array>>> {
+    Ok(AsyncTask::new(FingerprintJob { x: Settled::retain(x, &env)? }))
+}
+
+#[napi]
+pub fn fingerprint_f64_async(env: Env, x: Float64ArraySlice) -> Result<AsyncTask<FingerprintJob<Float64Array>>> {
+    Ok(AsyncTask::new(FingerprintJob { x: Settled::retain(x, &env)? }))
+}
