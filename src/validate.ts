@@ -116,7 +116,44 @@ function checkLength(name: string, a: FloatArray, expected: number, what: string
 
 const NO_OPTIONS: Record<string, unknown> = Object.freeze({});
 
-function checkOptions(options: unknown, required: boolean): Record<string, unknown> {
+/** The option names each kind of call takes. */
+const NORM_KEYS = ['axis', 'eps', 'gamma', 'beta', 'activation', 'residual'];
+const TRAIN_KEYS = new Set([...NORM_KEYS, 'runningMean', 'runningVar', 'momentum', 'out']);
+const EVAL_KEYS = new Set([...NORM_KEYS, 'runningMean', 'runningVar', 'out']);
+const BACKWARD_KEYS = new Set(['axis', 'gamma', 'training', 'out', 'activation', 'y', 'residual', 'outResidual']);
+const STATS_KEYS = new Set(['axis']);
+
+/** Other libraries' names for our options (PyTorch, Keras/TensorFlow, ONNX). */
+const PEER_NAMES: Readonly<Record<string, string>> = {
+  weight: 'gamma',
+  scale: 'gamma',
+  bias: 'beta',
+  offset: 'beta',
+  center: 'beta',
+  running_mean: 'runningMean',
+  moving_mean: 'runningMean',
+  mean: 'runningMean',
+  running_var: 'runningVar',
+  moving_variance: 'runningVar',
+  var: 'runningVar',
+  variance: 'runningVar',
+  epsilon: 'eps',
+  variance_epsilon: 'eps',
+};
+
+/** An unknown key is a typo or another library's name: running with a default instead would
+ *  give silently wrong results. */
+function checkKeys(o: Record<string, unknown>, allowed: ReadonlySet<string>): void {
+  for (const key in o) {
+    if (allowed.has(key) || !Object.hasOwn(o, key)) continue;
+    const peer = PEER_NAMES[key];
+    const hint =
+      peer && allowed.has(peer) ? `another library's name: use ${peer}` : `expected one of ${[...allowed].join(', ')}`;
+    throw new TypeError(`unknown option ${JSON.stringify(key)} (${hint})`);
+  }
+}
+
+function checkOptions(options: unknown, required: boolean, allowed: ReadonlySet<string>): Record<string, unknown> {
   if (options === undefined || options === null) {
     if (required) throw new TypeError(`options must be an object, got ${describe(options)}`);
     return NO_OPTIONS;
@@ -124,7 +161,9 @@ function checkOptions(options: unknown, required: boolean): Record<string, unkno
   if (typeof options !== 'object' || Array.isArray(options)) {
     throw new TypeError(`options must be an object, got ${describe(options)}`);
   }
-  return options as Record<string, unknown>;
+  const o = options as Record<string, unknown>;
+  checkKeys(o, allowed);
+  return o;
 }
 
 interface ShapeCheck {
@@ -326,7 +365,7 @@ const BACKWARD_WRITES = new Set(['out', 'outResidual']);
  *  merged count has to allow training, and that is checked with the merged statistics. */
 export function validateTrain(x: unknown, shape: unknown, options: unknown, shard = false): TrainPlan {
   const xs = checkData('x', x);
-  const o = checkOptions(options, false);
+  const o = checkOptions(options, false, TRAIN_KEYS);
   const s = checkShape(xs, 'x', shape, o.axis);
   const eps = checkEps(o.eps);
   const gamma = optionalChannelArray('gamma', o.gamma, xs, s.layout.channels);
@@ -379,7 +418,7 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown, shar
 
 export function validateEval(x: unknown, shape: unknown, options: unknown): EvalPlan {
   const xs = checkData('x', x);
-  const o = checkOptions(options, true);
+  const o = checkOptions(options, true, EVAL_KEYS);
   const s = checkShape(xs, 'x', shape, o.axis);
   const eps = checkEps(o.eps);
   const gamma = optionalChannelArray('gamma', o.gamma, xs, s.layout.channels);
@@ -457,7 +496,7 @@ export function validateBackward(
 ): BackwardPlan {
   const dys = checkData('dy', dy);
   const xs = checkSameDtype('x', x, dys, 'dy');
-  const o = checkOptions(options, false);
+  const o = checkOptions(options, false, BACKWARD_KEYS);
   const s = checkShape(xs, 'x', shape, o.axis);
   checkLength('dy', dys, xs.length, 'the length of x');
   if (typeof saved !== 'object' || saved === null) {
@@ -530,7 +569,7 @@ export function validateBackward(
 
 export function validateStats(x: unknown, shape: unknown, options: unknown): StatsPlan {
   const xs = checkData('x', x);
-  const o = checkOptions(options, false);
+  const o = checkOptions(options, false, STATS_KEYS);
   const s = checkShape(xs, 'x', shape, o.axis);
   return { x: xs, shape: s.shape, axis: s.axis, layout: s.layout };
 }

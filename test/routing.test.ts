@@ -71,19 +71,20 @@ async function run(backend, n) {
   const shape = [n / 4, 4];
   const x = data(n, 0), dy = data(n, 1);
   const opts = { gamma: data(4, 2), beta: data(4, 3) };
+  const grad = { gamma: opts.gamma };
   const out = {};
   for (const suffix of ['', 'Async']) {
     const call = (op, ...args) => backend[op + suffix](...args);
     const t = await call('batchNormTrain', x, shape, opts);
     const stats = await call('batchNormStats', x, shape);
-    const sums = await call('batchNormBackwardSums', dy, x, shape, t, opts);
+    const sums = await call('batchNormBackwardSums', dy, x, shape, t, grad);
     out['train' + suffix] = t;
     out['eval' + suffix] = await call('batchNormEval', x, shape, { ...opts, runningMean: t.mean, runningVar: data(4, 4).map(Math.abs) });
-    out['backward' + suffix] = await call('batchNormBackward', dy, x, shape, t, opts);
+    out['backward' + suffix] = await call('batchNormBackward', dy, x, shape, t, grad);
     out['stats' + suffix] = stats;
     out['trainWithStats' + suffix] = await call('batchNormTrainWithStats', x, shape, stats, opts);
     out['sums' + suffix] = sums;
-    out['backwardWithSums' + suffix] = await call('batchNormBackwardWithSums', dy, x, shape, t, sums, opts);
+    out['backwardWithSums' + suffix] = await call('batchNormBackwardWithSums', dy, x, shape, t, sums, grad);
   }
   return out;
 }
