@@ -10,6 +10,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { type Backend, BatchNorm, getNumThreads, outputPoolStats, setOutputPoolLimit } from '../index';
 import { type Budget, type Candidate, measureInterleaved } from './measure';
+import { pseudoRandom } from './workloads';
 
 export interface StepShape {
   dims: number[];
@@ -56,16 +57,9 @@ function shapeText(s: StepShape): string {
   return `[${s.dims.join(',')}]${s.axis === 1 ? '' : ` axis ${s.axis}`}`;
 }
 
+/** f32 values in [-1, 1) from a fixed seed, as the kernel rows use. */
 function filled(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed | 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    a[i] = (s >>> 0) / 2 ** 31 - 1;
-  }
-  return a;
+  return pseudoRandom('f32', n, seed) as Float32Array;
 }
 
 /** A call followed by one turn of the event loop. */

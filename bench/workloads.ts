@@ -54,7 +54,7 @@ function allocate(dtype: DType, length: number): FloatArray {
 }
 
 /** Deterministic values in [-1, 1) (xorshift32), so every run sees the same data. */
-function pseudoRandom(dtype: DType, length: number, seed: number): FloatArray {
+export function pseudoRandom(dtype: DType, length: number, seed: number): FloatArray {
   const a = allocate(dtype, length);
   let s = seed | 1;
   for (let i = 0; i < length; i++) {
