@@ -58,14 +58,16 @@ export function loadBinding(): LoadResult {
   const root = packageRoot();
   const candidates: string[] = [];
   // Resolved against the working directory: require() alone would read a relative path from here.
-  if (process.env.BATCHNORM_NATIVE_PATH) candidates.push(resolve(process.env.BATCHNORM_NATIVE_PATH));
+  const explicit = process.env.BATCHNORM_NATIVE_PATH ? resolve(process.env.BATCHNORM_NATIVE_PATH) : null;
+  if (explicit) candidates.push(explicit);
   candidates.push(join(root, 'native', `${PACKAGE_NAME}.${triple}.node`), `${PACKAGE_NAME}-${triple}`);
   const failures: string[] = [];
   for (const candidate of candidates) {
     try {
       const binding = load(candidate) as NativeBinding;
-      if (failures.length > 0) {
-        // An explicit BATCHNORM_NATIVE_PATH that fails must not go unnoticed behind a fallback.
+      // An explicit BATCHNORM_NATIVE_PATH that fails must not go unnoticed behind a fallback;
+      // a missing local build is the normal case of an installed package and stays silent.
+      if (explicit && candidate !== explicit) {
         process.emitWarning(`batchnorm: loaded ${candidate} after failing:\n${failures.join('\n')}`);
       }
       return { binding, error: null, source: candidate };

@@ -314,6 +314,12 @@ describe.skipIf(!hasBinary)(installTitle, () => {
     expectHandComputed(report);
   });
 
+  it('require() of the installed package prints nothing (no warning for the absent local build)', () => {
+    const child = run(process.execPath, ['-e', "require('batchnorm')"], withNative, env());
+    expect(child.stdout + child.stderr).toBe('');
+    expect(child.status).toBe(0);
+  });
+
   it('import() goes through the ESM entry and loads the same binary', () => {
     const report = check(withNative, 'check.mjs');
     expect(report).toMatchObject({ backend: 'native', source: `batchnorm-${TRIPLE}`, loadError: null });
