@@ -20,8 +20,15 @@ import {
 
 /** What a backend provides: kernels that write into arrays allocated for them. */
 export interface Kernels {
-  train(plan: TrainPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray): void;
-  trainWithStats(plan: TrainWithStatsPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray): void;
+  /** print: where x's fingerprint goes (length 1), or null when not asked for. */
+  train(plan: TrainPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray, print: Float64Array | null): void;
+  trainWithStats(
+    plan: TrainWithStatsPlan,
+    y: FloatArray,
+    mean: FloatArray,
+    invStd: FloatArray,
+    print: Float64Array | null,
+  ): void;
   evaluate(plan: EvalPlan, y: FloatArray): void;
   /** dResidual: where the residual's gradient goes (null: no residual). Written before dx,
    *  which may overwrite dy. */
@@ -31,6 +38,7 @@ export interface Kernels {
     dGamma: FloatArray,
     dBeta: FloatArray,
     dResidual: FloatArray | null,
+    print: Float64Array | null,
   ): void;
   backwardWithSums(
     plan: BackwardWithSumsPlan,
@@ -38,6 +46,7 @@ export interface Kernels {
     dGamma: FloatArray,
     dBeta: FloatArray,
     dResidual: FloatArray | null,
+    print: Float64Array | null,
   ): void;
   stats(plan: StatsPlan, mean: Float64Array, m2: Float64Array): void;
   backwardSums(plan: BackwardPlan, sumDy: Float64Array, sumDyXhat: Float64Array): void;
@@ -49,6 +58,17 @@ export interface Kernels {
 export type AsyncKernels = {
   [K in keyof Kernels]: (...args: Parameters<Kernels[K]>) => Promise<ReturnType<Kernels[K]>>;
 };
+
+/** The one-element array a kernel writes x's fingerprint to, when the call asked for it. */
+function printFor(plan: { fingerprint: boolean }): Float64Array | null {
+  return plan.fingerprint ? new Float64Array(1) : null;
+}
+
+/** The fingerprint onto the result, when asked for. */
+function withPrint<R extends { fingerprint?: number }>(r: R, print: Float64Array | null): R {
+  if (print) r.fingerprint = print[0];
+  return r;
+}
 
 /** A new zero-filled array of `like`'s dtype. */
 export function allocLike(like: FloatArray, length: number): FloatArray {
@@ -127,14 +147,16 @@ export function createBackend(
     batchNormTrain(x, shape, options) {
       const plan = validateTrain(x, shape, options);
       const r = trainOutputs(plan, allocate);
-      sync(plan).train(plan, r.y, r.mean, r.invStd);
-      return r;
+      const print = printFor(plan);
+      sync(plan).train(plan, r.y, r.mean, r.invStd, print);
+      return withPrint(r, print);
     },
     async batchNormTrainAsync(x, shape, options) {
       const plan = validateTrain(x, shape, options);
       const r = trainOutputs(plan, allocate);
-      await async(plan).train(plan, r.y, r.mean, r.invStd);
-      return r;
+      const print = printFor(plan);
+      await async(plan).train(plan, r.y, r.mean, r.invStd, print);
+      return withPrint(r, print);
     },
     batchNormEval(x, shape, options) {
       const plan = validateEval(x, shape, options);
@@ -151,14 +173,16 @@ export function createBackend(
     batchNormBackward(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);
       const r = backwardOutputs(plan, allocate);
-      sync(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null);
-      return r;
+      const print = printFor(plan);
+      sync(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
+      return withPrint(r, print);
     },
     async batchNormBackwardAsync(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);
       const r = backwardOutputs(plan, allocate);
-      await async(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null);
-      return r;
+      const print = printFor(plan);
+      await async(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
+      return withPrint(r, print);
     },
     batchNormStats(x, shape, options) {
       const plan = validateStats(x, shape, options);
@@ -175,14 +199,16 @@ export function createBackend(
     batchNormTrainWithStats(x, shape, stats, options) {
       const plan = validateTrainWithStats(x, shape, stats, options);
       const r = trainOutputs(plan, allocate);
-      sync(plan).trainWithStats(plan, r.y, r.mean, r.invStd);
-      return r;
+      const print = printFor(plan);
+      sync(plan).trainWithStats(plan, r.y, r.mean, r.invStd, print);
+      return withPrint(r, print);
     },
     async batchNormTrainWithStatsAsync(x, shape, stats, options) {
       const plan = validateTrainWithStats(x, shape, stats, options);
       const r = trainOutputs(plan, allocate);
-      await async(plan).trainWithStats(plan, r.y, r.mean, r.invStd);
-      return r;
+      const print = printFor(plan);
+      await async(plan).trainWithStats(plan, r.y, r.mean, r.invStd, print);
+      return withPrint(r, print);
     },
     batchNormBackwardSums(dy, x, shape, saved, options) {
       const plan = validateBackwardSums(dy, x, shape, saved, options);
@@ -199,14 +225,16 @@ export function createBackend(
     batchNormBackwardWithSums(dy, x, shape, saved, sums, options) {
       const plan = validateBackwardWithSums(dy, x, shape, saved, sums, options);
       const r = backwardOutputs(plan, allocate);
-      sync(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null);
-      return r;
+      const print = printFor(plan);
+      sync(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
+      return withPrint(r, print);
     },
     async batchNormBackwardWithSumsAsync(dy, x, shape, saved, sums, options) {
       const plan = validateBackwardWithSums(dy, x, shape, saved, sums, options);
       const r = backwardOutputs(plan, allocate);
-      await async(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null);
-      return r;
+      const print = printFor(plan);
+      await async(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
+      return withPrint(r, print);
     },
     fingerprint(x) {
       const plan = validateFingerprint(x);

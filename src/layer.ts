@@ -197,10 +197,10 @@ export class BatchNorm {
     const plan = this.#planForward(x, shape, options);
     if (!plan.batchStats) {
       const y = this.backend.batchNormEval(x, plan.shape, this.#evalOptions(plan));
-      return this.#finishForward(plan, y, plan.frozen as SavedStats, this.#fingerprints(x, y));
+      return this.#finishForward(plan, y, plan.frozen as SavedStats, this.#fingerprints(x, y, undefined));
     }
     const r = this.backend.batchNormTrain(x, plan.shape, this.#trainOptions(plan));
-    return this.#finishForward(plan, r.y, r, this.#fingerprints(x, r.y));
+    return this.#finishForward(plan, r.y, r, this.#fingerprints(x, r.y, r.fingerprint));
   }
 
   /** forward off the JS thread (native backend). Do not modify x, or use the layer, until it settles. */
@@ -211,10 +211,10 @@ export class BatchNorm {
     try {
       if (!plan.batchStats) {
         const y = await this.backend.batchNormEvalAsync(x, plan.shape, this.#evalOptions(plan));
-        return this.#finishForward(plan, y, plan.frozen as SavedStats, await this.#fingerprintsAsync(x, y));
+        return this.#finishForward(plan, y, plan.frozen as SavedStats, await this.#fingerprintsAsync(x, y, undefined));
       }
       const r = await this.backend.batchNormTrainAsync(x, plan.shape, this.#trainOptions(plan));
-      return this.#finishForward(plan, r.y, r, await this.#fingerprintsAsync(x, r.y));
+      return this.#finishForward(plan, r.y, r, await this.#fingerprintsAsync(x, r.y, r.fingerprint));
     } finally {
       this.#busy = null;
     }
@@ -225,8 +225,9 @@ export class BatchNorm {
   backward(dy: FloatArray): FloatArray {
     this.#checkIdle('backward');
     const cache = this.#lastForward('backward');
-    this.#checkUnchanged('backward', cache, this.#fingerprints(cache.x, cache.y));
+    this.#checkLength('backward', cache);
     const r = this.backend.batchNormBackward(dy, cache.x, cache.shape, cache.saved, this.#backwardOptions(cache));
+    this.#checkUnchanged('backward', cache, this.#fingerprints(cache.x, cache.y, r.fingerprint));
     this.#accumulate(r.dGamma, r.dBeta);
     this.#residualGrad = r.dResidual ?? null;
     return r.dx;
@@ -238,7 +239,7 @@ export class BatchNorm {
     const cache = this.#lastForward('backwardAsync');
     this.#busy = 'backwardAsync';
     try {
-      this.#checkUnchanged('backwardAsync', cache, await this.#fingerprintsAsync(cache.x, cache.y));
+      this.#checkLength('backwardAsync', cache);
       const r = await this.backend.batchNormBackwardAsync(
         dy,
         cache.x,
@@ -246,6 +247,7 @@ export class BatchNorm {
         cache.saved,
         this.#backwardOptions(cache),
       );
+      this.#checkUnchanged('backwardAsync', cache, await this.#fingerprintsAsync(cache.x, cache.y, r.fingerprint));
       this.#accumulate(r.dGamma, r.dBeta);
       this.#residualGrad = r.dResidual ?? null;
       return r.dx;
@@ -292,26 +294,45 @@ export class BatchNorm {
     }
   }
 
-  /** Fingerprints of the input and, with a fused ReLU, of the output (0 without one). */
-  #fingerprints(x: FloatArray, y: FloatArray | null): [number, number] {
+  /** Fingerprints of the input (the kernel's, taken in its sweep, when it gave one) and, with
+   *  a fused ReLU, of the output (0 without one). */
+  #fingerprints(x: FloatArray, y: FloatArray | null, fromKernel: number | undefined): [number, number] {
     const withMask = this.activation === 'relu' && y !== null;
-    return [this.backend.fingerprint(x), withMask ? this.backend.fingerprint(y) : 0];
+    return [fromKernel ?? this.backend.fingerprint(x), withMask ? this.backend.fingerprint(y) : 0];
   }
 
-  async #fingerprintsAsync(x: FloatArray, y: FloatArray | null): Promise<[number, number]> {
+  async #fingerprintsAsync(
+    x: FloatArray,
+    y: FloatArray | null,
+    fromKernel: number | undefined,
+  ): Promise<[number, number]> {
     const withMask = this.activation === 'relu' && y !== null;
-    return [await this.backend.fingerprintAsync(x), withMask ? await this.backend.fingerprintAsync(y) : 0];
+    return [
+      fromKernel ?? (await this.backend.fingerprintAsync(x)),
+      withMask ? await this.backend.fingerprintAsync(y) : 0,
+    ];
+  }
+
+  static readonly #HINT = 'backward needs it as forward saw it: pass forward a copy if the array is reused';
+
+  /** An input shrunk or detached since forward fails before any kernel runs on it. */
+  #checkLength(method: string, cache: ForwardCache): void {
+    if (cache.x.length !== cache.xLength) {
+      throw new Error(`BatchNorm.${method}: x was modified after forward; ${BatchNorm.#HINT}`);
+    }
   }
 
   /** Backward differentiates the forward's input (and ReLU output) as they were: a caller
-   *  that changed either since would get wrong gradients silently, so it gets an error. */
+   *  that changed either since would get wrong gradients silently, so it gets an error, and
+   *  the results computed from the changed arrays are dropped before anything accumulates. */
   #checkUnchanged(method: string, cache: ForwardCache, [x, y]: [number, number]): void {
-    const hint = 'backward needs it as forward saw it: pass forward a copy if the array is reused';
-    if (cache.x.length !== cache.xLength || x !== cache.xFingerprint) {
-      throw new Error(`BatchNorm.${method}: x was modified after forward; ${hint}`);
+    if (x !== cache.xFingerprint) {
+      throw new Error(`BatchNorm.${method}: x was modified after forward; ${BatchNorm.#HINT}`);
     }
     if (cache.y && y !== cache.yFingerprint) {
-      throw new Error(`BatchNorm.${method}: the output of forward was modified (it is the ReLU mask); ${hint}`);
+      throw new Error(
+        `BatchNorm.${method}: the output of forward was modified (it is the ReLU mask); ${BatchNorm.#HINT}`,
+      );
     }
   }
 
@@ -363,6 +384,8 @@ export class BatchNorm {
       beta: this.beta,
       activation: this.activation,
       residual: plan.residual,
+      // x's fingerprint from the statistics sweep: backward checks x against it.
+      fingerprint: true,
     };
     if (!plan.updatesRunning) return base;
     // PyTorch counts the batch first, so the cumulative factor of the n-th batch is 1/n.
@@ -408,7 +431,12 @@ export class BatchNorm {
   }
 
   #backwardOptions(cache: ForwardCache): BackwardOptions {
-    const options: BackwardOptions = { axis: this.axis, gamma: cache.gamma, training: cache.batchStats };
+    const options: BackwardOptions = {
+      axis: this.axis,
+      gamma: cache.gamma,
+      training: cache.batchStats,
+      fingerprint: true,
+    };
     if (cache.y) {
       options.activation = 'relu';
       options.y = cache.y;

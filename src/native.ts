@@ -109,7 +109,7 @@ function bindingCalls(b: NativeBinding, async: boolean) {
   // validate.ts made every array of a call x's dtype.
   const f = (x: FloatArray) => (x instanceof Float32Array ? f32 : f64);
   return {
-    train: (p, y, mean, invStd) =>
+    train: (p, y, mean, invStd, print) =>
       f(p.x).train(
         p.x,
         p.shape,
@@ -125,8 +125,9 @@ function bindingCalls(b: NativeBinding, async: boolean) {
         y,
         mean,
         invStd,
+        print,
       ),
-    trainWithStats: (p, y, mean, invStd) =>
+    trainWithStats: (p, y, mean, invStd, print) =>
       f(p.x).trainWithStats(
         p.x,
         p.shape,
@@ -145,10 +146,11 @@ function bindingCalls(b: NativeBinding, async: boolean) {
         y,
         mean,
         invStd,
+        print,
       ),
     evaluate: (p, y) =>
       f(p.x).evaluate(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, p.residual, p.relu, y),
-    backward: (p, dx, dGamma, dBeta, dResidual) =>
+    backward: (p, dx, dGamma, dBeta, dResidual, print) =>
       f(p.x).backward(
         p.dy,
         p.x,
@@ -163,8 +165,9 @@ function bindingCalls(b: NativeBinding, async: boolean) {
         dGamma,
         dBeta,
         dResidual,
+        print,
       ),
-    backwardWithSums: (p, dx, dGamma, dBeta, dResidual) =>
+    backwardWithSums: (p, dx, dGamma, dBeta, dResidual, print) =>
       f(p.x).backwardWithSums(
         p.dy,
         p.x,
@@ -182,6 +185,7 @@ function bindingCalls(b: NativeBinding, async: boolean) {
         dGamma,
         dBeta,
         dResidual,
+        print,
       ),
     stats: (p, mean, m2) => f(p.x).moments(p.x, p.shape, p.axis, mean, m2),
     backwardSums: (p, sumDy, sumDyXhat) =>

@@ -29,6 +29,9 @@ export interface TrainOptions extends NormOptions {
   momentum?: number;
   /** Where y is written (length of x); may be x itself. */
   out?: FloatArray;
+  /** Also return x's fingerprint (see Backend.fingerprint) as the step read it, taken in
+   *  the statistics sweep on native (no extra pass). Default false. */
+  fingerprint?: boolean;
 }
 
 export interface TrainResult {
@@ -38,6 +41,8 @@ export interface TrainResult {
   mean: FloatArray;
   /** 1 / sqrt(biased batch variance + eps) per channel; saved for backward. */
   invStd: FloatArray;
+  /** With fingerprint: true, x's fingerprint as the step read it. */
+  fingerprint?: number;
 }
 
 export interface EvalOptions extends NormOptions {
@@ -69,6 +74,8 @@ export interface BackwardOptions {
   residual?: boolean;
   /** Where dResidual is written (length of x); only with residual: true. */
   outResidual?: FloatArray;
+  /** Also return x's fingerprint as the backward read it (native: in the sums sweep). */
+  fingerprint?: boolean;
 }
 
 /** One shard's (or the merged) per-channel statistics: `count` values per channel,
@@ -93,6 +100,8 @@ export interface BackwardResult {
   dBeta: FloatArray;
   /** With residual: true, what flows to the residual; `=== outResidual` when given. */
   dResidual?: FloatArray;
+  /** With fingerprint: true, x's fingerprint as the backward read it. */
+  fingerprint?: number;
 }
 
 /** One implementation of the functional API. */

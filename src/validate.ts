@@ -22,6 +22,8 @@ export interface TrainPlan {
   residual: FloatArray | null;
   relu: boolean;
   out: FloatArray | null;
+  /** Also give x's fingerprint as the step read it. */
+  fingerprint: boolean;
 }
 
 /** A training step that normalizes with statistics the caller merged. */
@@ -67,6 +69,8 @@ export interface BackwardPlan {
   /** The forward pass added a residual: also give what flows to it. */
   residual: boolean;
   outResidual: FloatArray | null;
+  /** Also give x's fingerprint as the backward read it. */
+  fingerprint: boolean;
 }
 
 export interface BackwardWithSumsPlan extends BackwardPlan {
@@ -118,9 +122,19 @@ const NO_OPTIONS: Record<string, unknown> = Object.freeze({});
 
 /** The option names each kind of call takes. */
 const NORM_KEYS = ['axis', 'eps', 'gamma', 'beta', 'activation', 'residual'];
-const TRAIN_KEYS = new Set([...NORM_KEYS, 'runningMean', 'runningVar', 'momentum', 'out']);
+const TRAIN_KEYS = new Set([...NORM_KEYS, 'runningMean', 'runningVar', 'momentum', 'out', 'fingerprint']);
 const EVAL_KEYS = new Set([...NORM_KEYS, 'runningMean', 'runningVar', 'out']);
-const BACKWARD_KEYS = new Set(['axis', 'gamma', 'training', 'out', 'activation', 'y', 'residual', 'outResidual']);
+const BACKWARD_KEYS = new Set([
+  'axis',
+  'gamma',
+  'training',
+  'out',
+  'activation',
+  'y',
+  'residual',
+  'outResidual',
+  'fingerprint',
+]);
 const STATS_KEYS = new Set(['axis']);
 
 /** Other libraries' names for our options (PyTorch, Keras/TensorFlow, ONNX). */
@@ -274,6 +288,12 @@ function optionalTensor(name: string, v: unknown, x: FloatArray): FloatArray | n
   return a;
 }
 
+function checkFlag(name: string, v: unknown): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describe(v)}`);
+  return v;
+}
+
 function checkCountPerChannel(layout: Layout, shape: number[], axis: number): void {
   const m = layout.outer * layout.inner;
   if (m < 2) {
@@ -413,6 +433,7 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown, shar
     residual,
     relu,
     out,
+    fingerprint: checkFlag('fingerprint', o.fingerprint),
   };
 }
 
@@ -564,6 +585,7 @@ export function validateBackward(
     out,
     residual,
     outResidual,
+    fingerprint: checkFlag('fingerprint', o.fingerprint),
   };
 }
 

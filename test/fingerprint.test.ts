@@ -44,3 +44,36 @@ describe.skipIf(!native)('fingerprint: native and js give the same number', () =
     }
   });
 });
+
+describe.each(backends)('fingerprint: true on the kernels ($name)', (backend) => {
+  it.each([
+    { shape: [8, 16, 24, 24], axis: 1 },
+    { shape: [8, 24, 24, 16], axis: -1 },
+  ])(
+    'train, backward and their synchronized pieces report x as they read it ($shape axis $axis)',
+    async ({ shape, axis }) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const x = Float32Array.from(randomValues(n, 5));
+      const dy = Float32Array.from(randomValues(n, 6));
+      const want = backend.fingerprint(x);
+      const r = backend.batchNormTrain(x, shape, { axis, fingerprint: true });
+      expect(r.fingerprint).toBe(want);
+      expect((await backend.batchNormTrainAsync(x, shape, { axis, fingerprint: true })).fingerprint).toBe(want);
+      expect(backend.batchNormTrain(x, shape, { axis }).fingerprint).toBeUndefined();
+      expect(backend.batchNormBackward(dy, x, shape, r, { axis, fingerprint: true }).fingerprint).toBe(want);
+      const viaAsync = await backend.batchNormBackwardAsync(dy, x, shape, r, { axis, fingerprint: true });
+      expect(viaAsync.fingerprint).toBe(want);
+      const stats = backend.batchNormStats(x, shape, { axis });
+      expect(backend.batchNormTrainWithStats(x, shape, stats, { axis, fingerprint: true }).fingerprint).toBe(want);
+      const sums = backend.batchNormBackwardSums(dy, x, shape, r, { axis });
+      const withSums = backend.batchNormBackwardWithSums(dy, x, shape, r, sums, { axis, fingerprint: true });
+      expect(withSums.fingerprint).toBe(want);
+      // In place, the fingerprint is of x before y overwrote it.
+      const inPlace = x.slice();
+      expect(backend.batchNormTrain(inPlace, shape, { axis, out: inPlace, fingerprint: true }).fingerprint).toBe(want);
+      expect(() => backend.batchNormTrain(x, shape, { fingerprint: 1 } as never)).toThrow(
+        new TypeError('fingerprint must be a boolean, got 1'),
+      );
+    },
+  );
+});

@@ -44,9 +44,10 @@ describe.skipIf(!native)('memory stays flat under many calls', () => {
     // 16 KiB per x: 20k leaked calls would hold over 600 MiB of arrays.
     const spoiled = (i: number, where: 'conversion' | 'kernel') => {
       const call = makeCall('train', 'f32', { shape: [1024, 4], seed: null });
+      const at = (name: string) => call.params.findIndex((p) => p.name === name);
       if (where === 'conversion')
-        call.args[call.args.length - 1] = null; // invStd: refused as the last argument converts
-      else call.args[call.args.length - 3] = new Float32Array(4096 + (i % 3) + 1); // out too long: the kernel refuses
+        call.args[at('invStd')] = null; // refused as the last required argument converts
+      else call.args[at('out')] = new Float32Array(4096 + (i % 3) + 1); // out too long: the kernel refuses
       return call;
     };
     const before = memoryAfterGc();

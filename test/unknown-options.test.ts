@@ -25,7 +25,7 @@ describe.each(backends)('unknown option keys ($name)', (b) => {
     const runningVar = new Float32Array(3).fill(1);
     expect(() => b.batchNormTrain(x(), shape, { runningMean, runningVar, momentun: 0.2 } as never)).toThrow(
       new TypeError(
-        'unknown option "momentun" (expected one of axis, eps, gamma, beta, activation, residual, runningMean, runningVar, momentum, out)',
+        'unknown option "momentun" (expected one of axis, eps, gamma, beta, activation, residual, runningMean, runningVar, momentum, out, fingerprint)',
       ),
     );
     expect(Array.from(runningMean)).toEqual([0, 0, 0]);
@@ -41,7 +41,7 @@ describe.each(backends)('unknown option keys ($name)', (b) => {
     const saved = b.batchNormTrain(xs, shape);
     expect(() => b.batchNormBackward(xs, xs, shape, saved, { trainng: false } as never)).toThrow(
       new TypeError(
-        'unknown option "trainng" (expected one of axis, gamma, training, out, activation, y, residual, outResidual)',
+        'unknown option "trainng" (expected one of axis, gamma, training, out, activation, y, residual, outResidual, fingerprint)',
       ),
     );
     await expect(b.batchNormTrainAsync(xs, shape, { weight: channels() } as never)).rejects.toThrow(TypeError);

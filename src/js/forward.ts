@@ -3,11 +3,20 @@
 import type { FloatArray } from '../types';
 import type { EvalPlan, TrainPlan, TrainWithStatsPlan } from '../validate';
 import { applyScale, applyScaleResidual } from './elementwise';
+import { fingerprint } from './fingerprint';
 import { channelSums, shiftedM2, shiftedMean, updateRunningChannel } from './stats';
 import { beginScratch, scratch } from './workspace';
 
-export function train(plan: TrainPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray): void {
+export function train(
+  plan: TrainPlan,
+  y: FloatArray,
+  mean: FloatArray,
+  invStd: FloatArray,
+  print: Float64Array | null,
+): void {
   const { x, layout } = plan;
+  // Before y is written: it may be x itself.
+  if (print) print[0] = fingerprint(x);
   // An empty tensor may still have a huge outer size (C = 0): do not loop over it.
   if (x.length === 0) return;
   beginScratch();
@@ -36,7 +45,14 @@ function normalizeInto(plan: TrainPlan | EvalPlan, y: FloatArray, scale: Float64
 }
 
 /** Normalizes with statistics the caller merged (every shard of a synchronized batch). */
-export function trainWithStats(plan: TrainWithStatsPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray): void {
+export function trainWithStats(
+  plan: TrainWithStatsPlan,
+  y: FloatArray,
+  mean: FloatArray,
+  invStd: FloatArray,
+  print: Float64Array | null,
+): void {
+  if (print) print[0] = fingerprint(plan.x);
   beginScratch();
   const { channels } = plan.layout;
   const { count, mean: merged, m2 } = plan.stats;

@@ -37,7 +37,7 @@ function outOfBoundsView(T, length) {
 
 /** The element type an array parameter must have in a call of `dtype`. */
 function typeOf(p, dtype) {
-  return p.kind === 'channel64' ? Float64Array : DTYPES[dtype];
+  return p.kind === 'channel64' || p.kind === 'print' ? Float64Array : DTYPES[dtype];
 }
 
 /** Replacements for an array parameter that must all be refused. */
@@ -186,11 +186,14 @@ const SCALAR_SPOILERS = {
 
 /** Puts `a` and `b` in one buffer, `a` starting 8 bytes into `b`: a partial overlap. */
 function overlapping(Ta, na, b) {
-  const bytes = Math.max(b.byteLength, 8 + na * Ta.BYTES_PER_ELEMENT);
+  // a starts 8 bytes into b, or inside b's last element when b is shorter (a one-element
+  // fingerprint array), aligned for a's type.
+  const start = Math.min(8, Math.floor((b.byteLength - 1) / Ta.BYTES_PER_ELEMENT) * Ta.BYTES_PER_ELEMENT);
+  const bytes = Math.max(b.byteLength, start + na * Ta.BYTES_PER_ELEMENT);
   const buffer = new ArrayBuffer(bytes);
   const b2 = new b.constructor(buffer, 0, b.length);
   b2.set(b);
-  return { a: new Ta(buffer, 8, na), b: b2 };
+  return { a: new Ta(buffer, start, na), b: b2 };
 }
 
 /** Every hostile variant of a valid call of `op`/`dtype`: [name, () => spoiled call]. */
@@ -205,7 +208,7 @@ function hostileCalls(op, dtype) {
   const cases = [];
   params.forEach((p, i) => {
     const label = (what) => (p.kind === 'flag' ? `${p.name} ${what}` : what);
-    if (p.kind === 'data' || p.kind === 'channel' || p.kind === 'channel64') {
+    if (['data', 'channel', 'channel64', 'print'].includes(p.kind)) {
       const original = fresh().args[i];
       for (const [name, make] of arraySpoilers(p, original, dtype)) cases.push([name, replaced(i, make)]);
     } else if (p.kind === 'shape') {
@@ -220,7 +223,7 @@ function hostileCalls(op, dtype) {
   params.forEach((w, i) => {
     if (!w.written) return;
     params.forEach((q, j) => {
-      if (j === i || !['data', 'channel', 'channel64'].includes(q.kind)) return;
+      if (j === i || !['data', 'channel', 'channel64', 'print'].includes(q.kind)) return;
       cases.push([
         `${w.name} partly over ${q.name}`,
         () => {
@@ -251,7 +254,7 @@ function hostileCalls(op, dtype) {
   // was converted before it: the call must see the array as it is after conversion.
   const shapeIndex = params.findIndex((p) => p.kind === 'shape');
   params.forEach((p, i) => {
-    if (!['data', 'channel', 'channel64'].includes(p.kind)) return;
+    if (!['data', 'channel', 'channel64', 'print'].includes(p.kind)) return;
     cases.push([
       `${p.name} detached by a getter in shape`,
       () => {

@@ -7,7 +7,8 @@
 const { generator } = require('./random.cjs');
 
 /** One parameter: `data` has one value per element, `channel` one per channel in the
- *  op's dtype, `channel64` one per channel as Float64Array; `written` arrays are outputs. */
+ *  op's dtype, `channel64` one per channel as Float64Array, `print` one Float64Array element;
+ *  `written` arrays are outputs. */
 function param(name, kind, { optional = false, written = false } = {}) {
   return { name, kind, optional, written };
 }
@@ -22,6 +23,8 @@ const beta = param('beta', 'channel', { optional: true });
 const relu = param('relu', 'flag');
 const residual = param('residual', 'data', { optional: true });
 const dResidual = param('dResidual', 'data', { optional: true, written: true });
+/** One f64 element: x's fingerprint as the kernel read it. */
+const xFingerprint = param('xFingerprint', 'print', { optional: true, written: true });
 const count = param('count', 'count');
 
 /** Parameter lists in the binding's order (native/binding.d.ts). */
@@ -41,6 +44,7 @@ const OPS = {
     param('out', 'data', { written: true }),
     param('mean', 'channel', { written: true }),
     param('invStd', 'channel', { written: true }),
+    xFingerprint,
   ],
   trainWithStats: [
     x,
@@ -60,6 +64,7 @@ const OPS = {
     param('out', 'data', { written: true }),
     param('mean', 'channel', { written: true }),
     param('invStd', 'channel', { written: true }),
+    xFingerprint,
   ],
   eval: [
     x,
@@ -88,6 +93,7 @@ const OPS = {
     param('dGamma', 'channel', { written: true }),
     param('dBeta', 'channel', { written: true }),
     dResidual,
+    xFingerprint,
   ],
   backwardWithSums: [
     dy,
@@ -106,6 +112,7 @@ const OPS = {
     param('dGamma', 'channel', { written: true }),
     param('dBeta', 'channel', { written: true }),
     dResidual,
+    xFingerprint,
   ],
   moments: [x, shape, axis, param('mean', 'channel64', { written: true }), param('m2', 'channel64', { written: true })],
   gradSums: [
@@ -184,6 +191,8 @@ function makeCall(
         if (p.optional && !full) return null;
         if (p.name === 'invStd' || p.name === 'runningVar') return fill(T, channels, () => 0.5 + random());
         return fill(T, channels, () => random() - 0.5);
+      case 'print':
+        return full ? new Float64Array(1).fill(sentinel) : null;
       case 'channel64':
         if (p.written) return new Float64Array(channels).fill(sentinel);
         if (p.name === 'statsM2') return fill(Float64Array, channels, () => perChannel * (0.5 + random()));

@@ -101,7 +101,7 @@ impl<T: Element> Workload<T> {
             &self.layout,
             norm(&self.gamma, &self.beta),
             Some(RunningStats { mean: &mut self.running_mean, var: &mut self.running_var, momentum: MOMENTUM }),
-            SavedStats { mean: &mut self.mean, inv_std: &mut self.inv_std },
+            SavedStats { mean: &mut self.mean, inv_std: &mut self.inv_std, x_fingerprint: None },
         )
         .map_err(|e| e.to_string())
     }
@@ -125,7 +125,7 @@ impl<T: Element> Workload<T> {
             Some(&self.gamma),
             Saved { mean: &self.mean, inv_std: &self.inv_std },
             GradPath { training: true, relu_output: None },
-            ParamGrads { d_gamma: &mut self.d_gamma, d_beta: &mut self.d_beta, d_residual: None },
+            ParamGrads { d_gamma: &mut self.d_gamma, d_beta: &mut self.d_beta, d_residual: None, x_fingerprint: None },
         )
         .map_err(|e| e.to_string())
     }

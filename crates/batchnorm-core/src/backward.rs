@@ -7,6 +7,7 @@ use crate::channels_last;
 use crate::element::Element;
 use crate::elementwise::{apply, Inputs};
 use crate::error::{check_len, Result};
+use crate::fingerprint::{fingerprint, Fold};
 use crate::forward::check_count;
 use crate::io::Io;
 use crate::layout::Layout;
@@ -20,13 +21,15 @@ pub struct GradSums {
     pub sum_dy_xhat: f64,
 }
 
-/// Where the parameter gradients go, and the gradient of a residual the forward pass added
-/// before its activation (`None`: there was none, or the caller does not want it).
+/// Where the parameter gradients go; the gradient of a residual the forward pass added
+/// before its activation (`None`: there was none, or the caller does not want it); and, when
+/// asked, the fingerprint of x as the backward read it (see `fingerprint`).
 #[derive(Debug)]
 pub struct ParamGrads<'a, T> {
     pub d_gamma: &'a mut [T],
     pub d_beta: &'a mut [T],
     pub d_residual: Option<&'a mut [T]>,
+    pub x_fingerprint: Option<&'a mut u32>,
 }
 
 /// The statistics the forward pass normalized with.
@@ -77,6 +80,8 @@ fn dx_coefficients<T: Element>(
         .collect()
 }
 
+/// The sums of every channel; with `fold`, x's fingerprint too, from the same sweep.
+#[allow(clippy::too_many_arguments)]
 fn grad_sums_in<T: Element>(
     exec: Exec,
     dy: &[T],
@@ -84,6 +89,7 @@ fn grad_sums_in<T: Element>(
     relu_output: Option<&[T]>,
     layout: &Layout,
     saved: Saved<'_, T>,
+    fold: Option<&Fold>,
 ) -> Vec<GradSums> {
     let mean: Vec<f64> = saved.mean.iter().map(|v| v.to_f64()).collect();
     let sums = if channel_major::suits(layout) {
@@ -91,13 +97,19 @@ fn grad_sums_in<T: Element>(
         channel_major::reduce(exec, layout, |rows, out| {
             let span = rows.start * inner..rows.end * inner;
             let y = relu_output.map(|y| &y[span.clone()]);
-            grad_sums_rows(&dy[span.clone()], &x[span], y, inner, rows.start, &mean, out)
+            grad_sums_rows(&dy[span.clone()], &x[span.clone()], y, inner, rows.start, &mean, out);
+            if let Some(f) = fold {
+                f.add(&x[span.clone()], span.start);
+            }
         })
     } else {
         let column_mean = spread_columns(mean.iter().copied(), layout.inner);
         channels_last::reduce(exec, layout, |span, columns, s, sx| {
             let y = relu_output.map(|y| &y[span.clone()]);
-            add_grad_columns(&dy[span.clone()], &x[span], y, &column_mean[columns], s, sx)
+            add_grad_columns(&dy[span.clone()], &x[span.clone()], y, &column_mean[columns], s, sx);
+            if let Some(f) = fold {
+                f.add(&x[span.clone()], span.start);
+            }
         })
     };
     sums.into_iter().enumerate().map(|(c, s)| saved.grad_sums(c, s)).collect()
@@ -164,7 +176,7 @@ pub fn grad_sums<T: Element>(
     relu_output: Option<&[T]>,
 ) -> Result<Vec<GradSums>> {
     check_backward(dy.len(), dy.len(), x, layout, None, &saved, relu_output)?;
-    Ok(pool::run(layout.len(), |exec| grad_sums_in(exec, dy, x, relu_output, layout, saved)))
+    Ok(pool::run(layout.len(), |exec| grad_sums_in(exec, dy, x, relu_output, layout, saved, None)))
 }
 
 /// What both dx forms check before anything is written; gives the dx pass's extra inputs
@@ -209,15 +221,20 @@ pub fn backward<T: Element>(
     let inputs = check_dx(&grad, x, layout, gamma, &saved, &path, &params, count)?;
     let mut params = params;
     let d_residual = params.d_residual.take();
-    let sums = pool::run(layout.len(), |exec| {
+    let (sums, print) = pool::run(layout.len(), |exec| {
         if let Some(d) = d_residual {
             residual_grad_in(exec, grad.src(), path.relu_output, d);
         }
-        let sums = grad_sums_in(exec, grad.src(), x, path.relu_output, layout, saved);
+        // The fingerprint rides on the sums sweep, which reads x anyway.
+        let fold = params.x_fingerprint.is_some().then(Fold::new);
+        let sums = grad_sums_in(exec, grad.src(), x, path.relu_output, layout, saved, fold.as_ref());
         let k = dx_coefficients(gamma, &saved, path.training, &sums, count);
         apply(exec, grad, layout, inputs, &k);
-        sums
+        (sums, fold.map(|f| f.total()))
     });
+    if let (Some(out), Some(print)) = (params.x_fingerprint.as_deref_mut(), print) {
+        *out = print;
+    }
     write_params(&sums, &mut params);
     Ok(())
 }
@@ -241,6 +258,10 @@ pub fn backward_with_sums<T: Element>(
     let k = dx_coefficients(gamma, &saved, path.training, sums, count);
     let mut params = params;
     let d_residual = params.d_residual.take();
+    // No sums sweep here to ride on: the fingerprint takes a pass of its own.
+    if let Some(out) = params.x_fingerprint.as_deref_mut() {
+        *out = fingerprint(x);
+    }
     pool::run(layout.len(), |exec| {
         if let Some(d) = d_residual {
             residual_grad_in(exec, grad.src(), path.relu_output, d);

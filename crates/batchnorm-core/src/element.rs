@@ -5,6 +5,9 @@
 pub trait Element: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 'static {
     fn to_f64(self) -> f64;
     fn from_f64(value: f64) -> Self;
+    /// One 32-bit word of the element's bits, for the input fingerprint: the f32 bits, or the
+    /// f64 bits' halves mixed (low xor high rotated left by 13).
+    fn word(self) -> u32;
 }
 
 impl Element for f32 {
@@ -16,6 +19,10 @@ impl Element for f32 {
     fn from_f64(value: f64) -> Self {
         value as f32
     }
+    #[inline(always)]
+    fn word(self) -> u32 {
+        self.to_bits()
+    }
 }
 
 impl Element for f64 {
@@ -26,5 +33,10 @@ impl Element for f64 {
     #[inline(always)]
     fn from_f64(value: f64) -> Self {
         value
+    }
+    #[inline(always)]
+    fn word(self) -> u32 {
+        let bits = self.to_bits();
+        (bits as u32) ^ ((bits >> 32) as u32).rotate_left(13)
     }
 }

@@ -4,34 +4,16 @@
 //! invertible mod 2^32 and any change to one f32 element changes the sum; moved elements
 //! change it through their weights. Order-free, so threads may sum any split of the array.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use crate::element::Element;
 use crate::pool;
 
 /// Elements per task: big enough that one task streams, small enough to share the work.
 const CHUNK: usize = 1 << 16;
 
-/// One 32-bit word per element: the f32 bits, or both halves of the f64 bits mixed.
-pub trait Words: Element {
-    fn word(self) -> u32;
-}
-
-impl Words for f32 {
-    #[inline(always)]
-    fn word(self) -> u32 {
-        self.to_bits()
-    }
-}
-
-impl Words for f64 {
-    #[inline(always)]
-    fn word(self) -> u32 {
-        let bits = self.to_bits();
-        (bits as u32) ^ ((bits >> 32) as u32).rotate_left(13)
-    }
-}
-
 /// The checksum of `values`, whose first element has index `first` in the whole array.
-fn partial<T: Words>(values: &[T], first: usize) -> u32 {
+fn partial<T: Element>(values: &[T], first: usize) -> u32 {
     let mut weight = (first as u32).wrapping_mul(2).wrapping_add(1);
     let mut sum = 0u32;
     for v in values {
@@ -42,7 +24,7 @@ fn partial<T: Words>(values: &[T], first: usize) -> u32 {
 }
 
 /// The checksum of a whole array (the js fallback computes the same number).
-pub fn fingerprint<T: Words>(x: &[T]) -> u32 {
+pub fn fingerprint<T: Element>(x: &[T]) -> u32 {
     let tasks = x.len().div_ceil(CHUNK);
     pool::run(x.len(), |exec| {
         exec.map(tasks, |t| {
@@ -52,6 +34,34 @@ pub fn fingerprint<T: Words>(x: &[T]) -> u32 {
     })
     .into_iter()
     .fold(0u32, u32::wrapping_add)
+}
+
+/// The checksum folded into a sweep that reads the array anyway (the statistics, the
+/// backward sums): each task adds the part it just read, still in its cache, to its own
+/// thread's slot, so the sweep pays no second trip to memory and no contended atomic.
+pub(crate) struct Fold {
+    slots: Vec<Slot>,
+}
+
+/// One thread's running sum, alone on its cache line.
+#[repr(align(64))]
+struct Slot(AtomicU32);
+
+impl Fold {
+    pub(crate) fn new() -> Fold {
+        // One slot per pool thread, and one for a caller outside the pool.
+        Fold { slots: (0..rayon::current_num_threads() + 1).map(|_| Slot(AtomicU32::new(0))).collect() }
+    }
+
+    /// Adds `values`, which sit at index `first` of the whole array.
+    pub(crate) fn add<T: Element>(&self, values: &[T], first: usize) {
+        let slot = rayon::current_thread_index().map_or(0, |i| i + 1).min(self.slots.len() - 1);
+        self.slots[slot].0.fetch_add(partial(values, first), Ordering::Relaxed);
+    }
+
+    pub(crate) fn total(&self) -> u32 {
+        self.slots.iter().fold(0u32, |sum, s| sum.wrapping_add(s.0.load(Ordering::Relaxed)))
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use crate::element::Element;
 use crate::elementwise::{apply, Inputs};
 use crate::error::{check_len, Error, Result};
+use crate::fingerprint::{fingerprint, Fold};
 use crate::io::Io;
 use crate::layout::Layout;
 use crate::loops::Coefficients;
@@ -41,11 +42,13 @@ pub struct RunningStats<'a, T> {
     pub momentum: f64,
 }
 
-/// Where a training step writes the statistics it normalized with (saved for backward).
+/// Where a training step writes the statistics it normalized with (saved for backward),
+/// and, when asked, the fingerprint of x as the step read it (see `fingerprint`).
 #[derive(Debug)]
 pub struct SavedStats<'a, T> {
     pub mean: &'a mut [T],
     pub inv_std: &'a mut [T],
+    pub x_fingerprint: Option<&'a mut u32>,
 }
 
 fn check_eps(eps: f64) -> Result<()> {
@@ -135,11 +138,17 @@ pub fn train<T: Element>(
 ) -> Result<()> {
     check_train(&io, layout, &norm, &running, &saved)?;
     check_count(layout.count_per_channel() as f64)?;
-    let moments = pool::run(layout.len(), |exec| {
-        let moments = channel_moments_in(exec, io.src(), layout);
+    let mut saved = saved;
+    let (moments, print) = pool::run(layout.len(), |exec| {
+        // The fingerprint rides on the statistics sweep, which reads x anyway.
+        let fold = saved.x_fingerprint.is_some().then(Fold::new);
+        let moments = channel_moments_in(exec, io.src(), layout, fold.as_ref());
         normalize_in(exec, io, layout, &norm, &moments);
-        moments
+        (moments, fold.map(|f| f.total()))
     });
+    if let (Some(out), Some(print)) = (saved.x_fingerprint.as_deref_mut(), print) {
+        *out = print;
+    }
     save_stats(&norm, &moments, running, saved);
     Ok(())
 }
@@ -147,7 +156,7 @@ pub fn train<T: Element>(
 /// Per-channel moments of `x` (count, mean, M2): one shard's part of the batch statistics.
 pub fn channel_moments<T: Element>(x: &[T], layout: &Layout) -> Result<Vec<Moments>> {
     check_len("x", x.len(), layout.len())?;
-    Ok(pool::run(layout.len(), |exec| channel_moments_in(exec, x, layout)))
+    Ok(pool::run(layout.len(), |exec| channel_moments_in(exec, x, layout, None)))
 }
 
 /// Training forward with statistics given by the caller (e.g. merged over every worker's
@@ -164,6 +173,11 @@ pub fn train_with_moments<T: Element>(
     check_len("stats", moments.len(), layout.channels)?;
     for m in moments {
         check_count(m.count)?;
+    }
+    let mut saved = saved;
+    // No statistics sweep here to ride on: the fingerprint takes a pass of its own.
+    if let Some(out) = saved.x_fingerprint.as_deref_mut() {
+        *out = fingerprint(io.src());
     }
     pool::run(layout.len(), |exec| normalize_in(exec, io, layout, &norm, moments));
     save_stats(&norm, moments, running, saved);

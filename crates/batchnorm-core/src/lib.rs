@@ -24,7 +24,7 @@ mod tiles;
 pub use backward::{backward, backward_with_sums, grad_sums, GradPath, GradSums, ParamGrads, Saved};
 pub use element::Element;
 pub use error::{Error, ErrorKind, Result};
-pub use fingerprint::{fingerprint, Words};
+pub use fingerprint::fingerprint;
 pub use forward::{channel_moments, eval, train, train_with_moments, Activation, Norm, RunningStats, SavedStats};
 pub use io::Io;
 pub use layout::Layout;

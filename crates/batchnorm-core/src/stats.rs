@@ -6,6 +6,7 @@
 use crate::channel_major;
 use crate::channels_last;
 use crate::element::Element;
+use crate::fingerprint::Fold;
 use crate::layout::Layout;
 use crate::loops::{add_shifted_columns, shifted_sums_rows, spread_columns};
 use crate::pool::Exec;
@@ -68,17 +69,30 @@ pub(crate) fn channel_shifts<T: Element>(x: &[T], layout: &Layout) -> Vec<f64> {
 }
 
 /// Per-channel moments of `x` viewed through `layout`.
-pub(crate) fn channel_moments_in<T: Element>(exec: Exec, x: &[T], layout: &Layout) -> Vec<Moments> {
+/// The moments of every channel; with `fold`, x's fingerprint too, from the same sweep.
+pub(crate) fn channel_moments_in<T: Element>(
+    exec: Exec,
+    x: &[T],
+    layout: &Layout,
+    fold: Option<&Fold>,
+) -> Vec<Moments> {
     let shifts = channel_shifts(x, layout);
     let sums = if channel_major::suits(layout) {
         let inner = layout.inner;
         channel_major::reduce(exec, layout, |rows, out| {
-            shifted_sums_rows(&x[rows.start * inner..rows.end * inner], inner, rows.start, &shifts, out)
+            let span = rows.start * inner..rows.end * inner;
+            shifted_sums_rows(&x[span.clone()], inner, rows.start, &shifts, out);
+            if let Some(f) = fold {
+                f.add(&x[span.clone()], span.start);
+            }
         })
     } else {
         let column_shifts = spread_columns(shifts.iter().copied(), layout.inner);
         channels_last::reduce(exec, layout, |span, columns, s1, s2| {
-            add_shifted_columns(&x[span], &column_shifts[columns], s1, s2)
+            add_shifted_columns(&x[span.clone()], &column_shifts[columns], s1, s2);
+            if let Some(f) = fold {
+                f.add(&x[span.clone()], span.start);
+            }
         })
     };
     let count = layout.count_per_channel() as f64;
@@ -104,7 +118,7 @@ mod tests {
     use crate::pool;
 
     fn moments_of(x: &[f64], layout: &Layout) -> Vec<Moments> {
-        pool::run(x.len(), |exec| channel_moments_in(exec, x, layout))
+        pool::run(x.len(), |exec| channel_moments_in(exec, x, layout, None))
     }
 
     #[test]
@@ -138,7 +152,7 @@ mod tests {
         let n = 200_000;
         let x: Vec<f32> = (0..n).map(|i| 1.0e4 + if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
         let layout = Layout { outer: n, channels: 1, inner: 1 };
-        let m = pool::run(x.len(), |exec| channel_moments_in(exec, &x, &layout));
+        let m = pool::run(x.len(), |exec| channel_moments_in(exec, &x, &layout, None));
         assert!((m[0].mean - 1.0e4).abs() < 1e-9);
         assert!((m[0].biased_var() - 1.0).abs() < 1e-9);
     }

@@ -2,8 +2,8 @@
 //! every code path (channels-last, short and long channel runs, tiled and parallel sizes).
 
 use batchnorm_core::{
-    backward, backward_with_sums, channel_moments, eval, grad_sums, train, train_with_moments, Activation, GradPath,
-    Io, Layout, Moments, Norm, ParamGrads, RunningStats, Saved, SavedStats,
+    backward, backward_with_sums, channel_moments, eval, fingerprint, grad_sums, train, train_with_moments, Activation,
+    GradPath, Io, Layout, Moments, Norm, ParamGrads, RunningStats, Saved, SavedStats,
 };
 
 /// Deterministic pseudo-random values (xorshift), so failures reproduce.
@@ -27,7 +27,7 @@ fn norm<'a>(gamma: Option<&'a [f64]>, beta: Option<&'a [f64]>, eps: f64, activat
 /// Training forward into fresh arrays: (y, mean, invStd).
 fn train_fresh(x: &[f64], l: &Layout, n: Norm<'_, f64>) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (mut y, mut mean, mut inv_std) = (vec![0.0; l.len()], vec![0.0; l.channels], vec![0.0; l.channels]);
-    let saved = SavedStats { mean: &mut mean, inv_std: &mut inv_std };
+    let saved = SavedStats { mean: &mut mean, inv_std: &mut inv_std, x_fingerprint: None };
     train(Io::Separate { src: x, dst: &mut y }, l, n, None, saved).unwrap();
     (y, mean, inv_std)
 }
@@ -42,7 +42,7 @@ fn backward_fresh(
     path: GradPath<'_, f64>,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (mut dx, mut dg, mut db) = (vec![0.0; l.len()], vec![0.0; l.channels], vec![0.0; l.channels]);
-    let params = ParamGrads { d_gamma: &mut dg, d_beta: &mut db, d_residual: None };
+    let params = ParamGrads { d_gamma: &mut dg, d_beta: &mut db, d_residual: None, x_fingerprint: None };
     backward(Io::Separate { src: dy, dst: &mut dx }, x, l, Some(gamma), saved, path, params).unwrap();
     (dx, dg, db)
 }
@@ -102,7 +102,7 @@ fn train_matches_reference_on_every_path() {
         let eps = 1e-3;
         let n = norm(Some(&gamma), Some(&beta), eps, Activation::None);
         let running = Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: 0.25 });
-        let saved = SavedStats { mean: &mut mean, inv_std: &mut inv_std };
+        let saved = SavedStats { mean: &mut mean, inv_std: &mut inv_std, x_fingerprint: None };
         train(Io::Separate { src: &x, dst: &mut y }, &l, n, running, saved).unwrap();
         let (want_mean, want_var) = reference_stats(&x, &l);
         let what = format!("{shape:?} axis {axis}");
@@ -128,7 +128,7 @@ fn train_matches_reference_on_every_path() {
         // In place gives the same bits as out-of-place.
         let mut in_place = x.clone();
         let (mut m2, mut s2) = (vec![0.0; l.channels], vec![0.0; l.channels]);
-        let saved = SavedStats { mean: &mut m2, inv_std: &mut s2 };
+        let saved = SavedStats { mean: &mut m2, inv_std: &mut s2, x_fingerprint: None };
         train(Io::InPlace(&mut in_place), &l, n, None, saved).unwrap();
         assert_eq!(in_place, y, "{what}: in place");
 
@@ -149,7 +149,7 @@ fn f32_offset_data_is_stable() {
     let (want_mean, want_var) = reference_stats(&x64, &l);
     let (mut y, mut mean, mut inv_std) = (vec![0f32; l.len()], vec![0f32; 4], vec![0f32; 4]);
     let n = Norm { gamma: None, beta: None, eps: 1e-5, residual: None, activation: Activation::None };
-    let saved = SavedStats { mean: &mut mean, inv_std: &mut inv_std };
+    let saved = SavedStats { mean: &mut mean, inv_std: &mut inv_std, x_fingerprint: None };
     train(Io::Separate { src: &x, dst: &mut y }, &l, n, None, saved).unwrap();
     for c in 0..4 {
         assert!(((mean[c] as f64) - want_mean[c]).abs() < 1e-3, "mean {c}");
@@ -253,7 +253,7 @@ fn backward_matches_finite_differences() {
             // dx in place over dy gives the same values.
             let mut in_place = dy.clone();
             let (mut dg2, mut db2) = (vec![0.0; l.channels], vec![0.0; l.channels]);
-            let params = ParamGrads { d_gamma: &mut dg2, d_beta: &mut db2, d_residual: None };
+            let params = ParamGrads { d_gamma: &mut dg2, d_beta: &mut db2, d_residual: None, x_fingerprint: None };
             backward(Io::InPlace(&mut in_place), &x, &l, Some(&gamma), saved, path, params).unwrap();
             assert_eq!(in_place, dx, "{what}: in place");
         }
@@ -302,7 +302,7 @@ fn sharded_statistics_and_sums_reproduce_the_whole_batch() {
     let (mut m_s, mut s_s) = (vec![0.0; c], vec![0.0; c]);
     for (l, range) in &shards {
         let mut part_y = vec![0.0; l.len()];
-        let saved = SavedStats { mean: &mut m_s, inv_std: &mut s_s };
+        let saved = SavedStats { mean: &mut m_s, inv_std: &mut s_s, x_fingerprint: None };
         train_with_moments(Io::Separate { src: &x[range.clone()], dst: &mut part_y }, l, n, &merged, None, saved)
             .unwrap();
         shard_y.extend(part_y);
@@ -319,7 +319,7 @@ fn sharded_statistics_and_sums_reproduce_the_whole_batch() {
     let mut shard_dx = Vec::new();
     for (l, range) in &shards {
         let (mut part_dx, mut dg_s, mut db_s) = (vec![0.0; l.len()], vec![0.0; c], vec![0.0; c]);
-        let params = ParamGrads { d_gamma: &mut dg_s, d_beta: &mut db_s, d_residual: None };
+        let params = ParamGrads { d_gamma: &mut dg_s, d_beta: &mut db_s, d_residual: None, x_fingerprint: None };
         let saved = Saved { mean: &m_s, inv_std: &s_s };
         let path = GradPath { training: true, relu_output: None };
         backward_with_sums(
@@ -355,7 +355,7 @@ fn bad_arguments_are_errors_and_write_nothing() {
         &l,
         norm(Some(&bad_gamma), None, 1e-5, Activation::None),
         Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: 0.1 }),
-        SavedStats { mean: &mut m, inv_std: &mut s },
+        SavedStats { mean: &mut m, inv_std: &mut s, x_fingerprint: None },
     )
     .unwrap_err();
     assert!(err.message.contains("gamma"), "{}", err.message);
@@ -364,12 +364,12 @@ fn bad_arguments_are_errors_and_write_nothing() {
         &l,
         plain,
         Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: 1.5 }),
-        SavedStats { mean: &mut m, inv_std: &mut s },
+        SavedStats { mean: &mut m, inv_std: &mut s, x_fingerprint: None },
     )
     .unwrap_err();
     assert!(err.message.contains("momentum"));
     let one = Layout::from_shape(&[1, 3], 1).unwrap();
-    let saved = SavedStats { mean: &mut m, inv_std: &mut s };
+    let saved = SavedStats { mean: &mut m, inv_std: &mut s, x_fingerprint: None };
     let err = train(Io::Separate { src: &x[..3], dst: &mut y[..3] }, &one, plain, None, saved).unwrap_err();
     assert!(err.message.contains("more than 1 value per channel"));
     let zero_eps = norm(None, None, 0.0, Activation::None);
@@ -451,7 +451,12 @@ fn the_residual_gradient_is_dy_through_the_relu_mask_even_with_dx_in_place() {
             let (dx, _, _) = backward_fresh(&dy, &x, &l, &gamma, saved, path);
             let mut in_place = dy.clone();
             let (mut dg, mut db, mut d_residual) = (vec![0.0; l.channels], vec![0.0; l.channels], vec![0.0; l.len()]);
-            let params = ParamGrads { d_gamma: &mut dg, d_beta: &mut db, d_residual: Some(&mut d_residual) };
+            let params = ParamGrads {
+                d_gamma: &mut dg,
+                d_beta: &mut db,
+                d_residual: Some(&mut d_residual),
+                x_fingerprint: None,
+            };
             backward(Io::InPlace(&mut in_place), &x, &l, Some(&gamma), saved, path, params).unwrap();
             assert_eq!(in_place, dx, "{shape:?}: dx in place");
             let want: Vec<f64> = dy
@@ -461,5 +466,36 @@ fn the_residual_gradient_is_dy_through_the_relu_mask_even_with_dx_in_place() {
                 .collect();
             assert_eq!(d_residual, want, "{shape:?}: dResidual");
         }
+    }
+}
+
+#[test]
+fn the_sweeps_fold_the_same_fingerprint_as_a_pass_of_its_own() {
+    let mut rng = Rng(13);
+    for &(shape, axis) in SHAPES {
+        let l = Layout::from_shape(shape, axis).unwrap();
+        let x = rng.vec(l.len(), 0.5, 2.0);
+        let dy = rng.vec(l.len(), 0.0, 1.0);
+        let want = fingerprint(&x);
+        let (mut y, mut mean, mut inv_std, mut print) =
+            (vec![0.0; l.len()], vec![0.0; l.channels], vec![0.0; l.channels], 0);
+        let saved = SavedStats { mean: &mut mean, inv_std: &mut inv_std, x_fingerprint: Some(&mut print) };
+        train(Io::Separate { src: &x, dst: &mut y }, &l, norm(None, None, 1e-5, Activation::None), None, saved)
+            .unwrap();
+        assert_eq!(print, want, "{shape:?} axis {axis}: train");
+        // In place, the fingerprint is of x as the step read it, before y overwrote it.
+        let mut in_place = x.clone();
+        let (mut m2, mut s2, mut print2) = (vec![0.0; l.channels], vec![0.0; l.channels], 0);
+        let saved = SavedStats { mean: &mut m2, inv_std: &mut s2, x_fingerprint: Some(&mut print2) };
+        train(Io::InPlace(&mut in_place), &l, norm(None, None, 1e-5, Activation::None), None, saved).unwrap();
+        assert_eq!(print2, want, "{shape:?} axis {axis}: train in place");
+        let (mut dx, mut dg, mut db, mut print3) =
+            (vec![0.0; l.len()], vec![0.0; l.channels], vec![0.0; l.channels], 0);
+        let params =
+            ParamGrads { d_gamma: &mut dg, d_beta: &mut db, d_residual: None, x_fingerprint: Some(&mut print3) };
+        let saved = Saved { mean: &mean, inv_std: &inv_std };
+        let path = GradPath { training: true, relu_output: None };
+        backward(Io::Separate { src: &dy, dst: &mut dx }, &x, &l, None, saved, path, params).unwrap();
+        assert_eq!(print3, want, "{shape:?} axis {axis}: backward");
     }
 }

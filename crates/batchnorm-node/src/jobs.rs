@@ -40,6 +40,8 @@ pub struct TrainJob<A, F> {
     pub out: A,
     pub mean: A,
     pub inv_std: A,
+    /// Length 1: receives x's fingerprint as the step read it.
+    pub x_fingerprint: Option<F>,
 }
 
 pub struct EvalJob<A> {
@@ -71,6 +73,8 @@ pub struct BackwardJob<A, F> {
     pub d_gamma: A,
     pub d_beta: A,
     pub d_residual: Option<A>,
+    /// Length 1: receives x's fingerprint as the backward read it.
+    pub x_fingerprint: Option<F>,
 }
 
 pub struct MomentsJob<A, F> {
@@ -118,6 +122,24 @@ fn channel_f64<F: RawArray<Elem = f64>>(
     Ok(r)
 }
 
+/// The one-element f64 array a fingerprint is written to.
+fn fingerprint_out<F: RawArray<Elem = f64>>(a: &Option<F>) -> Result<Option<Region<f64>>> {
+    let Some(a) = a else { return Ok(None) };
+    let r = Region::write("xFingerprint", a);
+    if r.len != 1 {
+        return Err(Error::new(Status::InvalidArg, format!("xFingerprint must have length 1, got {}", r.len)));
+    }
+    Ok(Some(r))
+}
+
+/// Where the kernel puts the fingerprint, and its copy into the caller's array after.
+fn store_fingerprint(region: Option<Region<f64>>, value: u32) {
+    if let Some(r) = region {
+        // SAFETY: a live, written argument of this call that overlaps nothing (checked).
+        unsafe { r.slice_mut()[0] = f64::from(value) };
+    }
+}
+
 fn activation(relu: bool) -> Activation {
     if relu {
         Activation::Relu
@@ -160,13 +182,16 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
             )),
             None => None,
         };
+        let print = fingerprint_out(&self.x_fingerprint)?;
         let mut all: Vec<Span> =
             spans(&[Some(x), Some(out), Some(mean), Some(inv_std), gamma, beta, residual, running_mean, running_var])
                 .collect();
         if let Some((_, m, m2)) = &given {
             all.extend([m.span(), m2.span()]);
         }
+        all.extend(print.map(|p| p.span()));
         check_disjoint(&all, ("x", "out"))?;
+        let mut value = 0u32;
         // SAFETY: every region is a live argument of this call, and check_disjoint proved
         // that written regions overlap nothing (out may equal x: handled by `io`).
         unsafe {
@@ -183,7 +208,11 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
                 residual: residual.map(|z| z.slice()),
                 activation: activation(self.relu),
             };
-            let saved = SavedStats { mean: mean.slice_mut(), inv_std: inv_std.slice_mut() };
+            let saved = SavedStats {
+                mean: mean.slice_mut(),
+                inv_std: inv_std.slice_mut(),
+                x_fingerprint: print.is_some().then_some(&mut value),
+            };
             match given {
                 None => batchnorm_core::train(io(&x, &out), &layout, norm, running, saved),
                 Some((count, m, m2)) => {
@@ -193,7 +222,9 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
                 }
             }
         }
-        .map_err(core_error)
+        .map_err(core_error)?;
+        store_fingerprint(print, value);
+        Ok(())
     }
 }
 
@@ -260,7 +291,10 @@ impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
         if let Some((_, s, sx)) = &given {
             all.extend([s.span(), sx.span()]);
         }
+        let print = fingerprint_out(&self.x_fingerprint)?;
+        all.extend(print.map(|p| p.span()));
         check_disjoint(&all, ("dy", "out"))?;
+        let mut value = 0u32;
         // SAFETY: as in TrainJob::run; out may equal dy (handled by `io`), nothing else aliases a write.
         unsafe {
             let saved = Saved { mean: mean.slice(), inv_std: inv_std.slice() };
@@ -269,6 +303,7 @@ impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
                 d_gamma: d_gamma.slice_mut(),
                 d_beta: d_beta.slice_mut(),
                 d_residual: d_residual.map(|d| d.slice_mut()),
+                x_fingerprint: print.is_some().then_some(&mut value),
             };
             let gamma = gamma.map(|g| g.slice());
             match given {
@@ -294,7 +329,9 @@ impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
                 }
             }
         }
-        .map_err(core_error)
+        .map_err(core_error)?;
+        store_fingerprint(print, value);
+        Ok(())
     }
 }
 

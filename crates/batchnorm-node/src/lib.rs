@@ -47,18 +47,19 @@ macro_rules! ops {
         binding_fn!($mode $train, TrainJob<$a, $f>, (
             x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
             running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, residual: Option<$arg_a>,
-            relu: bool, out: $arg_a, mean: $arg_a, inv_std: $arg_a
+            relu: bool, out: $arg_a, mean: $arg_a, inv_std: $arg_a, x_fingerprint: Option<$arg_f>
         ) => TrainJob::<$a, $f> {
             x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, residual, relu, given: None, out,
-            mean, inv_std,
+            mean, inv_std, x_fingerprint,
         });
         binding_fn!($mode $train_with_stats, TrainJob<$a, $f>, (
             x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
             running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, residual: Option<$arg_a>,
-            relu: bool, count: f64, stats_mean: $arg_f, stats_m2: $arg_f, out: $arg_a, mean: $arg_a, inv_std: $arg_a
+            relu: bool, count: f64, stats_mean: $arg_f, stats_m2: $arg_f, out: $arg_a, mean: $arg_a, inv_std: $arg_a,
+            x_fingerprint: Option<$arg_f>
         ) => TrainJob {
             x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, residual, relu,
-            given: Some(GivenStats { count, mean: stats_mean, m2: stats_m2 }), out, mean, inv_std,
+            given: Some(GivenStats { count, mean: stats_mean, m2: stats_m2 }), out, mean, inv_std, x_fingerprint,
         });
         binding_fn!($mode $eval, EvalJob<$a>, (
             x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
@@ -67,17 +68,18 @@ macro_rules! ops {
         binding_fn!($mode $backward, BackwardJob<$a, $f>, (
             dy: $arg_a, x: $arg_a, shape: Vec<f64>, axis: f64, gamma: Option<$arg_a>, mean: $arg_a, inv_std: $arg_a,
             training: bool, y: Option<$arg_a>, out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a,
-            d_residual: Option<$arg_a>
+            d_residual: Option<$arg_a>, x_fingerprint: Option<$arg_f>
         ) => BackwardJob::<$a, $f> {
             dy, x, shape, axis, gamma, mean, inv_std, training, y, given: None, out, d_gamma, d_beta, d_residual,
+            x_fingerprint,
         });
         binding_fn!($mode $backward_with_sums, BackwardJob<$a, $f>, (
             dy: $arg_a, x: $arg_a, shape: Vec<f64>, axis: f64, gamma: Option<$arg_a>, mean: $arg_a, inv_std: $arg_a,
             training: bool, y: Option<$arg_a>, count: f64, sum_dy: $arg_f, sum_dy_xhat: $arg_f,
-            out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a, d_residual: Option<$arg_a>
+            out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a, d_residual: Option<$arg_a>, x_fingerprint: Option<$arg_f>
         ) => BackwardJob {
             dy, x, shape, axis, gamma, mean, inv_std, training, y,
-            given: Some(GivenSums { count, sum_dy, sum_dy_xhat }), out, d_gamma, d_beta, d_residual,
+            given: Some(GivenSums { count, sum_dy, sum_dy_xhat }), out, d_gamma, d_beta, d_residual, x_fingerprint,
         });
         binding_fn!($mode $moments, MomentsJob<$a, $f>, (
             x: $arg_a, shape: Vec<f64>, axis: f64, mean: $arg_f, m2: $arg_f
@@ -119,10 +121,7 @@ pub struct FingerprintJob<A> {
     x: A,
 }
 
-impl<A: arrays::RawArray> FingerprintJob<A>
-where
-    A::Elem: batchnorm_core::Words,
-{
+impl<A: arrays::RawArray> FingerprintJob<A> {
     fn run(&self) -> u32 {
         let x = arrays::Region::read("x", &self.x);
         // SAFETY: x is only read, and this call holds it (sync: the call's own argument;
@@ -131,10 +130,7 @@ where
     }
 }
 
-impl<A: arrays::RawArray + Send> Task for FingerprintJob<A>
-where
-    A::Elem: batchnorm_core::Words,
-{
+impl<A: arrays::RawArray + Send> Task for FingerprintJob<A> {
     type Output = u32;
     type JsValue = u32;
     fn compute(&mut self) -> Result<u32> {
