@@ -2,12 +2,14 @@
 //! either through the batch statistics (training) or with them frozen (inference),
 //! optionally through a fused ReLU (dy counts only where its output was > 0).
 
+use std::ops::Range;
+
 use crate::channel_major;
 use crate::channels_last;
 use crate::element::Element;
 use crate::elementwise::{apply, Inputs};
 use crate::error::{check_len, Result};
-use crate::fingerprint::{fingerprint, Fold};
+use crate::fingerprint::{cached_row_runs, fingerprint, Fold};
 use crate::forward::check_count;
 use crate::io::Io;
 use crate::layout::Layout;
@@ -95,11 +97,19 @@ fn grad_sums_in<T: Element>(
     let sums = if channel_major::suits(layout) {
         let inner = layout.inner;
         channel_major::reduce(exec, layout, |rows, out| {
-            let span = rows.start * inner..rows.end * inner;
-            let y = relu_output.map(|y| &y[span.clone()]);
-            grad_sums_rows(&dy[span.clone()], &x[span.clone()], y, inner, rows.start, &mean, out);
-            if let Some(f) = fold {
-                f.add(&x[span.clone()], span.start);
+            let sums_of = |run: Range<usize>, out: &mut [(f64, f64)]| {
+                let span = run.start * inner..run.end * inner;
+                let y = relu_output.map(|y| &y[span.clone()]);
+                grad_sums_rows(&dy[span.clone()], &x[span], y, inner, run.start, &mean, out);
+            };
+            match fold {
+                None => sums_of(rows, out),
+                Some(f) => {
+                    for run in cached_row_runs(rows.clone(), inner) {
+                        sums_of(run.clone(), &mut out[run.start - rows.start..run.end - rows.start]);
+                        f.add(&x[run.start * inner..run.end * inner], run.start * inner);
+                    }
+                }
             }
         })
     } else {

@@ -6,7 +6,7 @@
 use crate::channel_major;
 use crate::channels_last;
 use crate::element::Element;
-use crate::fingerprint::Fold;
+use crate::fingerprint::{cached_row_runs, Fold};
 use crate::layout::Layout;
 use crate::loops::{add_shifted_columns, shifted_sums_rows, spread_columns};
 use crate::pool::Exec;
@@ -79,11 +79,15 @@ pub(crate) fn channel_moments_in<T: Element>(
     let shifts = channel_shifts(x, layout);
     let sums = if channel_major::suits(layout) {
         let inner = layout.inner;
-        channel_major::reduce(exec, layout, |rows, out| {
-            let span = rows.start * inner..rows.end * inner;
-            shifted_sums_rows(&x[span.clone()], inner, rows.start, &shifts, out);
-            if let Some(f) = fold {
-                f.add(&x[span.clone()], span.start);
+        channel_major::reduce(exec, layout, |rows, out| match fold {
+            None => shifted_sums_rows(&x[rows.start * inner..rows.end * inner], inner, rows.start, &shifts, out),
+            Some(f) => {
+                for run in cached_row_runs(rows.clone(), inner) {
+                    let span = run.start * inner..run.end * inner;
+                    let sums = &mut out[run.start - rows.start..run.end - rows.start];
+                    shifted_sums_rows(&x[span.clone()], inner, run.start, &shifts, sums);
+                    f.add(&x[span.clone()], span.start);
+                }
             }
         })
     } else {
