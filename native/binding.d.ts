@@ -17,6 +17,13 @@ export declare function backwardWithSumsF64(dy: Float64Array, x: Float64Array, s
 
 export declare function backwardWithSumsF64Async(dy: Float64Array, x: Float64Array, shape: Array<number>, axis: number, gamma: Float64Array | undefined | null, mean: Float64Array, invStd: Float64Array, training: boolean, y: Float64Array | undefined | null, count: number, sumDy: Float64Array, sumDyXhat: Float64Array, out: Float64Array, dGamma: Float64Array, dBeta: Float64Array, dResidual?: Float64Array | undefined | null, xFingerprint?: Float64Array | undefined | null): Promise<unknown>
 
+/**
+ * The version of this binding's calling convention (argument lists and their order). The
+ * loader refuses an addon whose number differs from the one it was written for: a stale
+ * binary would read arguments in the wrong places.
+ */
+export declare function bindingInterface(): number
+
 export declare function evalF32(x: Float32Array, shape: Array<number>, axis: number, eps: number, gamma: Float32Array | undefined | null, beta: Float32Array | undefined | null, runningMean: Float32Array, runningVar: Float32Array, residual: Float32Array | undefined | null, relu: boolean, out: Float32Array): void
 
 export declare function evalF32Async(x: Float32Array, shape: Array<number>, axis: number, eps: number, gamma: Float32Array | undefined | null, beta: Float32Array | undefined | null, runningMean: Float32Array, runningVar: Float32Array, residual: Float32Array | undefined | null, relu: boolean, out: Float32Array): Promise<unknown>

@@ -45,6 +45,24 @@ function packageRoot(): string {
   }
 }
 
+/** The calling convention this loader passes arguments in (the addon's bindingInterface()). */
+const BINDING_INTERFACE = 2;
+
+/** Why a loaded module is not this package's addon of this version, or null when it is:
+ *  BATCHNORM_NATIVE_PATH may name anything require() can load (a folder's index.js, JSON,
+ *  another project's addon, a stale build of this one). */
+function notOurAddon(module: unknown): string | null {
+  const m = module as Record<string, unknown> | null;
+  if (typeof m !== 'object' || m === null || typeof m.bindingInterface !== 'function') {
+    return "not this package's addon (it has no bindingInterface function)";
+  }
+  const version = (m.bindingInterface as () => unknown)();
+  if (version !== BINDING_INTERFACE) {
+    return `built for binding interface ${String(version)}, but this package needs ${BINDING_INTERFACE}; rebuild it (npm run build:native)`;
+  }
+  return null;
+}
+
 export interface LoadResult {
   binding: NativeBinding | null;
   error: Error | null;
@@ -65,6 +83,11 @@ export function loadBinding(): LoadResult {
   for (const candidate of candidates) {
     try {
       const binding = load(candidate) as NativeBinding;
+      const mismatch = notOurAddon(binding);
+      if (mismatch) {
+        failures.push(`  ${candidate}: ${mismatch}`);
+        continue;
+      }
       // An explicit BATCHNORM_NATIVE_PATH that fails must not go unnoticed behind a fallback;
       // a missing local build is the normal case of an installed package and stays silent.
       if (explicit && candidate !== explicit) {

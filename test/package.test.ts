@@ -359,6 +359,25 @@ describe.skipIf(!hasBinary)(installTitle, () => {
     },
   );
 
+  it('BATCHNORM_NATIVE_PATH naming something else (a folder with index.js, JSON) is a load failure that says so', () => {
+    const folder = join(work, 'not-an-addon');
+    mkdirSync(folder);
+    writeFileSync(join(folder, 'index.js'), 'module.exports = { trainF32() {} };\n');
+    writeFileSync(join(work, 'settings.json'), '{"a": 1}\n');
+    for (const path of [folder, join(work, 'settings.json')]) {
+      const report = check(jsOnly, 'check.cjs', { BATCHNORM_NATIVE_PATH: path });
+      expect(report.backend).toBe('js');
+      expect(report.loadError).toContain(`${path}: not this package's addon`);
+    }
+    // A stale build of this addon, whose argument lists differ from what the loader passes.
+    const stale = join(work, 'stale-addon');
+    mkdirSync(stale);
+    writeFileSync(join(stale, 'index.js'), 'module.exports = { bindingInterface: () => 1 };\n');
+    const report = check(jsOnly, 'check.cjs', { BATCHNORM_NATIVE_PATH: stale });
+    expect(report.backend).toBe('js');
+    expect(report.loadError).toContain('built for binding interface 1, but this package needs 2');
+  });
+
   it('BATCHNORM_NATIVE_PATH loads a binary from anywhere', () => {
     const elsewhere = join(work, 'elsewhere', 'my-batchnorm.node');
     mkdirSync(join(work, 'elsewhere'));

@@ -100,6 +100,14 @@ ops!(sync, Float64ArraySlice => Float64ArraySlice, Float64ArraySlice => Float64A
 ops!(async, Float64ArraySlice => Float64Array, Float64ArraySlice => Float64Array, train_f64_async, train_with_stats_f64_async, eval_f64_async,
      backward_f64_async, backward_with_sums_f64_async, moments_f64_async, grad_sums_f64_async);
 
+/// The version of this binding's calling convention (argument lists and their order). The
+/// loader refuses an addon whose number differs from the one it was written for: a stale
+/// binary would read arguments in the wrong places.
+#[napi]
+pub fn binding_interface() -> u32 {
+    2
+}
+
 /// Resizes the native thread pool (work already running finishes on the old one).
 #[napi]
 pub fn set_num_threads(threads: f64) -> Result<()> {
