@@ -376,17 +376,21 @@ export class BatchNorm {
     return { mean, invStd };
   }
 
-  #trainOptions(plan: ForwardPlan) {
-    const base = {
+  /** What every forward passes: the layer's settings and this call's residual. */
+  #normOptions(plan: ForwardPlan) {
+    return {
       axis: this.axis,
       eps: this.eps,
       gamma: this.gamma,
       beta: this.beta,
       activation: this.activation,
       residual: plan.residual,
-      // x's fingerprint from the statistics sweep: backward checks x against it.
-      fingerprint: true,
     };
+  }
+
+  #trainOptions(plan: ForwardPlan) {
+    // x's fingerprint from the statistics sweep: backward checks x against it.
+    const base = { ...this.#normOptions(plan), fingerprint: true };
     if (!plan.updatesRunning) return base;
     // PyTorch counts the batch first, so the cumulative factor of the n-th batch is 1/n.
     const momentum = this.momentum ?? 1 / (this.#numBatchesTracked + 1);
@@ -400,12 +404,7 @@ export class BatchNorm {
 
   #evalOptions(plan: ForwardPlan) {
     return {
-      axis: this.axis,
-      eps: this.eps,
-      gamma: this.gamma,
-      beta: this.beta,
-      activation: this.activation,
-      residual: plan.residual,
+      ...this.#normOptions(plan),
       runningMean: this.runningMean as FloatArray,
       runningVar: this.runningVar as FloatArray,
     };

@@ -137,18 +137,16 @@ export function backward(
   dResidual: FloatArray | null,
   print: Float64Array | null,
 ): void {
-  if (print) print[0] = fingerprint(plan.x);
-  // An empty tensor may still have a huge outer size (C = 0): do not loop over it.
+  // An empty tensor may still have a huge outer size (C = 0): do not loop over it. (Its
+  // fingerprint is 0, which print already holds, and it has no dResidual to write.)
   if (plan.x.length === 0) return;
-  // Before dx, which may overwrite dy in place.
-  if (dResidual) residualGrad(plan.dy, plan.y, dResidual);
   beginScratch();
   const { outer, channels, inner } = plan.layout;
   // Two passes in memory order (sums, then dx), as the forward pass (see forward.ts).
   const sumDy = scratch(channels);
   const sumDyXhat = scratch(channels);
   channelGradSums(plan, sumDy, sumDyXhat);
-  finishBackward(plan, outer * inner, sumDy, sumDyXhat, dx, dGamma, dBeta);
+  finishBackward(plan, outer * inner, sumDy, sumDyXhat, dx, dGamma, dBeta, dResidual, print);
 }
 
 /** dx of this shard and the parameter gradients, from sums reduced over every shard. */
@@ -160,11 +158,9 @@ export function backwardWithSums(
   dResidual: FloatArray | null,
   print: Float64Array | null,
 ): void {
-  if (print) print[0] = fingerprint(plan.x);
-  if (dResidual) residualGrad(plan.dy, plan.y, dResidual);
   beginScratch();
   const { count, sumDy, sumDyXhat } = plan.sums;
-  finishBackward(plan, count, sumDy, sumDyXhat, dx, dGamma, dBeta);
+  finishBackward(plan, count, sumDy, sumDyXhat, dx, dGamma, dBeta, dResidual, print);
 }
 
 interface Coefficients {
@@ -208,7 +204,12 @@ function finishBackward(
   dx: FloatArray,
   dGamma: FloatArray,
   dBeta: FloatArray,
+  dResidual: FloatArray | null,
+  print: Float64Array | null,
 ): void {
+  if (print) print[0] = fingerprint(plan.x);
+  // Before dx, which may overwrite dy in place.
+  if (dResidual) residualGrad(plan.dy, plan.y, dResidual);
   const { channels } = plan.layout;
   const k = coefficients(channels);
   for (let c = 0; c < channels; c++) setChannel(plan, c, count, sumDy[c], sumDyXhat[c], dGamma, dBeta, k);
