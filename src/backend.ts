@@ -4,6 +4,7 @@ import type { Backend, BackwardResult, ChannelStats, FloatArray, GradSums, Train
 import {
   type BackwardPlan,
   type BackwardWithSumsPlan,
+  checkFixedLength,
   type EvalPlan,
   type StatsPlan,
   type TrainPlan,
@@ -153,6 +154,7 @@ export function createBackend(
     },
     async batchNormTrainAsync(x, shape, options) {
       const plan = validateTrain(x, shape, options);
+      checkFixedLength(plan);
       const r = trainOutputs(plan, allocate);
       const print = printFor(plan);
       await async(plan).train(plan, r.y, r.mean, r.invStd, print);
@@ -166,6 +168,7 @@ export function createBackend(
     },
     async batchNormEvalAsync(x, shape, options) {
       const plan = validateEval(x, shape, options);
+      checkFixedLength(plan);
       const y = plan.out ?? allocate(plan.x, plan.x.length);
       await async(plan).evaluate(plan, y);
       return y;
@@ -179,6 +182,7 @@ export function createBackend(
     },
     async batchNormBackwardAsync(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);
+      checkFixedLength(plan);
       const r = backwardOutputs(plan, allocate);
       const print = printFor(plan);
       await async(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
@@ -192,6 +196,7 @@ export function createBackend(
     },
     async batchNormStatsAsync(x, shape, options) {
       const plan = validateStats(x, shape, options);
+      checkFixedLength(plan);
       const r = statsOutputs(plan);
       await async(plan).stats(plan, r.mean, r.m2);
       return r;
@@ -205,6 +210,7 @@ export function createBackend(
     },
     async batchNormTrainWithStatsAsync(x, shape, stats, options) {
       const plan = validateTrainWithStats(x, shape, stats, options);
+      checkFixedLength(plan);
       const r = trainOutputs(plan, allocate);
       const print = printFor(plan);
       await async(plan).trainWithStats(plan, r.y, r.mean, r.invStd, print);
@@ -218,6 +224,7 @@ export function createBackend(
     },
     async batchNormBackwardSumsAsync(dy, x, shape, saved, options) {
       const plan = validateBackwardSums(dy, x, shape, saved, options);
+      checkFixedLength(plan);
       const r = sumsOutputs(plan);
       await async(plan).backwardSums(plan, r.sumDy, r.sumDyXhat);
       return r;
@@ -231,6 +238,7 @@ export function createBackend(
     },
     async batchNormBackwardWithSumsAsync(dy, x, shape, saved, sums, options) {
       const plan = validateBackwardWithSums(dy, x, shape, saved, sums, options);
+      checkFixedLength(plan);
       const r = backwardOutputs(plan, allocate);
       const print = printFor(plan);
       await async(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
@@ -242,6 +250,7 @@ export function createBackend(
     },
     async fingerprintAsync(x) {
       const plan = validateFingerprint(x);
+      checkFixedLength(plan);
       return async(plan).fingerprint(plan.x);
     },
   } satisfies Backend);

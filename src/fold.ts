@@ -3,8 +3,9 @@
 // s = gamma / sqrt(runningVar + eps). One layer fewer, one pass over the activations fewer.
 import { BatchNorm } from './layer';
 import { layoutOf } from './layout';
+import { floatDtype, plainView } from './typed-arrays';
 import type { FloatArray } from './types';
-import { DEFAULT_EPS, describe, isFloatArray } from './validate';
+import { DEFAULT_EPS, describe, readDims } from './validate';
 
 /** The layer before the BatchNorm: a conv or linear weight and its bias. */
 export interface FoldTarget {
@@ -46,7 +47,7 @@ export function foldBatchNorm(layer: FoldTarget, bn: BatchNorm | FoldableBatchNo
   const scale = new Float64Array(channels);
   const folded = {
     weight: weight.slice(),
-    bias: weight instanceof Float32Array ? new Float32Array(channels) : new Float64Array(channels),
+    bias: floatDtype(weight) === 'float32' ? new Float32Array(channels) : new Float64Array(channels),
   };
   for (let c = 0; c < channels; c++) {
     // In double: the float32 rounding happens once, on the stored result.
@@ -94,15 +95,23 @@ function checkBatchNorm(bn: unknown): Required<FoldableBatchNorm> {
   };
 }
 
-function checkChannels(name: string, v: unknown, channels: number | null): FloatArray {
-  if (!isFloatArray(v))
+/** A real float array of any realm, as a plain view (see typed-arrays.ts). */
+function checkFloatArray(name: string, v: unknown): FloatArray {
+  const dtype = floatDtype(v);
+  if (dtype === null) {
     throw new TypeError(`foldBatchNorm: ${name} must be a Float32Array or Float64Array, got ${describe(v)}`);
-  if (channels !== null && v.length !== channels) {
+  }
+  return plainView(v as FloatArray, dtype);
+}
+
+function checkChannels(name: string, v: unknown, channels: number | null): FloatArray {
+  const a = checkFloatArray(name, v);
+  if (channels !== null && a.length !== channels) {
     throw new RangeError(
-      `foldBatchNorm: ${name} must have length ${channels} (the number of channels), got ${v.length}`,
+      `foldBatchNorm: ${name} must have length ${channels} (the number of channels), got ${a.length}`,
     );
   }
-  return v;
+  return a;
 }
 
 /** The weight seen as [outer, outC, inner] around its output-channel axis. */
@@ -111,24 +120,24 @@ function checkTarget(layer: unknown, channels: number) {
     throw new TypeError(`foldBatchNorm: layer must be an object { weight, bias }, got ${describe(layer)}`);
   }
   const o = layer as Record<string, unknown>;
-  const weight = o.weight;
-  if (!isFloatArray(weight)) {
-    throw new TypeError(`foldBatchNorm: layer.weight must be a Float32Array or Float64Array, got ${describe(weight)}`);
-  }
+  const weight = checkFloatArray('layer.weight', o.weight);
   let bias: FloatArray | null = null;
-  if (o.bias !== undefined && o.bias !== null) {
-    if (!isFloatArray(o.bias) || o.bias.constructor !== weight.constructor) {
+  const givenBias = o.bias;
+  if (givenBias !== undefined && givenBias !== null) {
+    if (floatDtype(givenBias) !== floatDtype(weight)) {
       throw new TypeError(
-        `foldBatchNorm: layer.bias must be a ${weight.constructor.name} like layer.weight, got ${describe(o.bias)}`,
+        `foldBatchNorm: layer.bias must be a ${weight.constructor.name} like layer.weight, got ${describe(givenBias)}`,
       );
     }
-    bias = checkChannels('layer.bias', o.bias, channels);
+    bias = checkChannels('layer.bias', givenBias, channels);
   }
-  const outAxis = o.outAxis === undefined ? 0 : o.outAxis;
+  const givenAxis = o.outAxis;
+  const givenShape = o.shape;
+  const outAxis = givenAxis === undefined ? 0 : givenAxis;
   if (typeof outAxis !== 'number' || !Number.isSafeInteger(outAxis)) {
     throw new TypeError(`foldBatchNorm: layer.outAxis must be an integer, got ${describe(outAxis)}`);
   }
-  if (o.shape === undefined) {
+  if (givenShape === undefined) {
     if (outAxis !== 0) throw new TypeError(`foldBatchNorm: layer.shape is required with outAxis ${outAxis}`);
     if (weight.length % channels !== 0) {
       throw new RangeError(
@@ -137,9 +146,11 @@ function checkTarget(layer: unknown, channels: number) {
     }
     return { weight, bias, outer: 1, inner: weight.length / channels };
   }
-  const shape = o.shape;
-  if (!Array.isArray(shape) || shape.length < 1 || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new TypeError(`foldBatchNorm: layer.shape must be an array of non-negative integers, got ${describe(shape)}`);
+  const shape = readDims(givenShape);
+  if (shape === null || shape.length < 1) {
+    throw new TypeError(
+      `foldBatchNorm: layer.shape must be an array of non-negative integers, got ${describe(givenShape)}`,
+    );
   }
   if (outAxis < -shape.length || outAxis >= shape.length) {
     throw new RangeError(

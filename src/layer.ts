@@ -2,8 +2,9 @@
 // API, with PyTorch's nn.BatchNorm semantics (train/eval, momentum or cumulative average,
 // affine, trackRunningStats) and its state_dict names.
 import { backend as selectedBackend } from './select';
+import { floatDtype, plainView } from './typed-arrays';
 import type { Activation, Backend, BackwardOptions, FloatArray, SavedStats } from './types';
-import { DEFAULT_AXIS, DEFAULT_EPS, DEFAULT_MOMENTUM, describe, isFloatArray, validateStats } from './validate';
+import { DEFAULT_AXIS, DEFAULT_EPS, DEFAULT_MOMENTUM, describe, validateStats } from './validate';
 
 export interface BatchNormOptions {
   /** The channel axis of the inputs; negative counts from the end. Default 1. */
@@ -452,8 +453,10 @@ export class BatchNorm {
     }
   }
 
+  /** The state read once into private copies and checked there, so a getter that answers
+   *  differently on a second read, or throws late, cannot leave the layer half-loaded. */
   #checkState(state: unknown): {
-    arrays: Array<[ArrayName, FloatArray | readonly number[]]>;
+    arrays: Array<[ArrayName, FloatArray]>;
     numBatchesTracked: number;
   } {
     if (typeof state !== 'object' || state === null || Array.isArray(state)) {
@@ -461,21 +464,24 @@ export class BatchNorm {
     }
     const s = state as Record<string, unknown>;
     const known = new Set(STATE_NAMES.flat());
+    const given = new Map<string, unknown>();
     for (const key of Object.keys(s)) {
       if (!known.has(key)) {
         throw new TypeError(
           `loadStateDict: unexpected key ${JSON.stringify(key)} (expected ${STATE_NAMES.map(([a, b]) => `${a}/${b}`).join(', ')})`,
         );
       }
+      const value = s[key];
+      if (value !== undefined) given.set(key, value);
     }
-    const arrays: Array<[ArrayName, FloatArray | readonly number[]]> = [];
+    const arrays: Array<[ArrayName, FloatArray]> = [];
     let numBatchesTracked = 0;
     for (const [ours, torchName] of STATE_NAMES) {
-      if (s[ours] !== undefined && s[torchName] !== undefined) {
+      if (given.has(ours) && given.has(torchName)) {
         throw new TypeError(`loadStateDict: both ${ours} and ${torchName} given; they name the same entry`);
       }
-      const key = s[ours] !== undefined ? ours : torchName;
-      const value = s[key];
+      const key = given.has(ours) ? ours : torchName;
+      const value = given.get(key);
       if (ours === 'numBatchesTracked') {
         if (value !== undefined) numBatchesTracked = checkBatchCount(key, value);
         continue;
@@ -489,31 +495,51 @@ export class BatchNorm {
         const why = ours === 'gamma' || ours === 'beta' ? 'affine: false' : 'trackRunningStats: false';
         throw new TypeError(`loadStateDict: unexpected key ${JSON.stringify(key)}: this layer has no ${ours} (${why})`);
       }
-      arrays.push([ours, this.#checkStateArray(key, value)]);
+      arrays.push([ours, this.#copyStateArray(key, value)]);
     }
     return { arrays, numBatchesTracked };
   }
 
-  #checkStateArray(key: string, value: unknown): FloatArray | readonly number[] {
-    const expected = this.dtype === 'float32' ? Float32Array : Float64Array;
-    if (isFloatArray(value)) {
-      if (!(value instanceof expected)) {
+  /** A private copy of one state array: a float array of the layer's dtype (any realm), or
+   *  an array of numbers without holes, each element read once. */
+  #copyStateArray(key: string, value: unknown): FloatArray {
+    const expected = this.dtype === 'float32' ? 'Float32Array' : 'Float64Array';
+    const dtype = floatDtype(value);
+    let copy: FloatArray;
+    if (dtype !== null) {
+      if (dtype !== this.dtype) {
         throw new TypeError(
-          `loadStateDict: ${key} must be a ${expected.name} (the layer's dtype '${this.dtype}') or an array of numbers, got ${describe(value)}`,
+          `loadStateDict: ${key} must be a ${expected} (the layer's dtype '${this.dtype}') or an array of numbers, got ${describe(value)}`,
         );
       }
-    } else if (!Array.isArray(value) || !value.every((v) => typeof v === 'number')) {
-      throw new TypeError(
-        `loadStateDict: ${key} must be a ${expected.name} or an array of numbers, got ${describe(value)}`,
-      );
+      copy = plainView(value as FloatArray, dtype).slice();
+    } else {
+      if (!Array.isArray(value)) {
+        throw new TypeError(
+          `loadStateDict: ${key} must be a ${expected} or an array of numbers, got ${describe(value)}`,
+        );
+      }
+      // The length is checked before anything is allocated: a sparse array can claim 2^32 - 1.
+      const length = value.length;
+      if (length !== this.numFeatures) {
+        throw new RangeError(`loadStateDict: ${key} must have length ${this.numFeatures} (numFeatures), got ${length}`);
+      }
+      copy = this.#newArray(length);
+      for (let i = 0; i < length; i++) {
+        const v = value[i];
+        if (typeof v !== 'number') {
+          const what = i in value ? describe(v) : 'a hole';
+          throw new TypeError(`loadStateDict: ${key}[${i}] must be a number, got ${what}`);
+        }
+        copy[i] = v;
+      }
     }
-    const values = value as FloatArray | readonly number[];
-    if (values.length !== this.numFeatures) {
+    if (copy.length !== this.numFeatures) {
       throw new RangeError(
-        `loadStateDict: ${key} must have length ${this.numFeatures} (numFeatures), got ${values.length}`,
+        `loadStateDict: ${key} must have length ${this.numFeatures} (numFeatures), got ${copy.length}`,
       );
     }
-    return values;
+    return copy;
   }
 }
 

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import type * as Binding from '../native/binding';
 import { type AsyncKernels, createBackend, type Kernels, promisedKernels } from './backend';
+import { envInteger, envPath } from './env';
 import { recyclingAllocator } from './output-pool';
 import type { Backend, FloatArray } from './types';
 
@@ -76,7 +77,8 @@ export function loadBinding(): LoadResult {
   const root = packageRoot();
   const candidates: string[] = [];
   // Resolved against the working directory: require() alone would read a relative path from here.
-  const explicit = process.env.BATCHNORM_NATIVE_PATH ? resolve(process.env.BATCHNORM_NATIVE_PATH) : null;
+  const path = envPath('BATCHNORM_NATIVE_PATH');
+  const explicit = path === null ? null : resolve(path);
   if (explicit) candidates.push(explicit);
   candidates.push(join(root, 'native', `${PACKAGE_NAME}.${triple}.node`), `${PACKAGE_NAME}-${triple}`);
   const failures: string[] = [];
@@ -226,13 +228,7 @@ const DEFAULT_NATIVE_MIN_ELEMENTS = 4096;
  *  checks, more than the whole computation, and an Async call would also pay a thread hop.
  *  BATCHNORM_NATIVE_MIN_ELEMENTS overrides it (0: every call runs native code). */
 export function nativeMinElements(): number {
-  const v = process.env.BATCHNORM_NATIVE_MIN_ELEMENTS;
-  if (v === undefined || v.trim() === '') return DEFAULT_NATIVE_MIN_ELEMENTS;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) {
-    throw new TypeError(`BATCHNORM_NATIVE_MIN_ELEMENTS must be a non-negative integer, got ${JSON.stringify(v)}`);
-  }
-  return n;
+  return envInteger('BATCHNORM_NATIVE_MIN_ELEMENTS') ?? DEFAULT_NATIVE_MIN_ELEMENTS;
 }
 
 export function nativeBackend(b: NativeBinding, small: Kernels, min: number): Backend {

@@ -5,6 +5,7 @@
 // yields gets plain V8 memory once the lent cap is reached.
 import type * as Binding from '../native/binding';
 import { allocLike, type OutputAllocator } from './backend';
+import { envInteger } from './env';
 import type { FloatArray } from './types';
 import { describe } from './validate';
 
@@ -63,13 +64,7 @@ function checkBytes(bytes: unknown): number {
 
 /** BATCHNORM_OUTPUT_POOL_BYTES, when set: the pool's cap (0 turns recycling off). */
 export function outputPoolLimitFromEnv(): number | null {
-  const v = process.env.BATCHNORM_OUTPUT_POOL_BYTES;
-  if (v === undefined || v.trim() === '') return null;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) {
-    throw new TypeError(`BATCHNORM_OUTPUT_POOL_BYTES must be a non-negative integer, got ${JSON.stringify(v)}`);
-  }
-  return n;
+  return envInteger('BATCHNORM_OUTPUT_POOL_BYTES');
 }
 
 export function setOutputPoolLimit(b: NativeBinding | null, bytes: unknown): void {

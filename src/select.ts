@@ -1,15 +1,14 @@
 // Which backend the top-level functions use, decided once at import from the environment:
 // BATCHNORM_BACKEND=js forces the fallback, =native fails loudly without the binary.
+import { checkIntegerVariables, envChoice } from './env';
 import { js, jsKernels } from './js';
 import { loadBinding, nativeBackend, nativeMinElements } from './native';
 import { outputPoolLimitFromEnv } from './output-pool';
 // Without a binary the js backend serves every call; nativeLoadError says why.
 import type { Backend } from './types';
 
-const requested = process.env.BATCHNORM_BACKEND?.trim() || 'auto';
-if (!['auto', 'js', 'native'].includes(requested)) {
-  throw new TypeError(`BATCHNORM_BACKEND must be "js" or "native" (or unset), got ${JSON.stringify(requested)}`);
-}
+checkIntegerVariables();
+const requested = envChoice('BATCHNORM_BACKEND') ?? 'auto';
 
 const loaded =
   requested === 'js'

@@ -1,6 +1,7 @@
 // The one place arguments are checked. Both backends call it before any work, so a bad
 // call throws the same class and message everywhere and nothing has been written yet.
 import { type Layout, layoutOf } from './layout';
+import { floatDtype, isShared, isShrinkable, plainView, sharesSharedMemory } from './typed-arrays';
 import type { ChannelStats, FloatArray, GradSums, SavedStats } from './types';
 
 export const DEFAULT_AXIS = 1;
@@ -77,8 +78,9 @@ export interface BackwardWithSumsPlan extends BackwardPlan {
   sums: GradSums;
 }
 
+/** A real Float32Array / Float64Array, of any realm (see typed-arrays.ts). */
 export function isFloatArray(v: unknown): v is FloatArray {
-  return v instanceof Float32Array || v instanceof Float64Array;
+  return floatDtype(v) !== null;
 }
 
 /** A short description of a value for error messages. */
@@ -89,27 +91,35 @@ export function describe(v: unknown): string {
   if (ArrayBuffer.isView(v)) return v.constructor.name;
   if (typeof v === 'number') return String(v);
   if (typeof v === 'string') return JSON.stringify(v.length > 20 ? `${v.slice(0, 20)}...` : v);
-  if (typeof v === 'object') return (v as object).constructor?.name ?? 'an object';
+  if (typeof v === 'object') {
+    const name = (v as object).constructor?.name;
+    // An object given a typed array's prototype is not one: say so rather than echo its name.
+    if (typeof name === 'string' && name.endsWith('Array')) return `an object posing as ${name} (not a typed array)`;
+    return name ?? 'an object';
+  }
   return typeof v;
 }
 
 function dtypeName(a: FloatArray): string {
-  return a instanceof Float32Array ? 'Float32Array' : 'Float64Array';
+  return floatDtype(a) === 'float32' ? 'Float32Array' : 'Float64Array';
 }
 
+/** A float array, as a plain view of this realm (what every later check and kernel reads). */
 function checkData(name: string, v: unknown): FloatArray {
-  if (!isFloatArray(v)) {
+  const dtype = floatDtype(v);
+  if (dtype === null) {
     throw new TypeError(`${name} must be a Float32Array or Float64Array, got ${describe(v)}`);
   }
-  return v;
+  return plainView(v as FloatArray, dtype);
 }
 
-/** An array of x's dtype (all arrays of one call share it). */
+/** An array of x's dtype (all arrays of one call share it), as a plain view. */
 function checkSameDtype(name: string, v: unknown, like: FloatArray, likeName: string): FloatArray {
-  if (!isFloatArray(v) || v.constructor !== like.constructor) {
+  const dtype = floatDtype(v);
+  if (dtype === null || dtype !== floatDtype(like)) {
     throw new TypeError(`${name} must be a ${dtypeName(like)} like ${likeName}, got ${describe(v)}`);
   }
-  return v;
+  return plainView(v as FloatArray, dtype);
 }
 
 function checkLength(name: string, a: FloatArray, expected: number, what: string): void {
@@ -186,24 +196,28 @@ interface ShapeCheck {
   layout: Layout;
 }
 
+/** A shape's entries, each read once into a copy (a getter cannot answer differently later),
+ *  or null unless it is an array of non-negative safe integers. An index loop, not `every`:
+ *  `every` skips the holes of a sparse array like [2, , 3]. */
+export function readDims(shape: unknown): number[] | null {
+  if (!Array.isArray(shape)) return null;
+  const dims: number[] = [];
+  for (let i = 0; i < shape.length; i++) {
+    const d = shape[i];
+    if (!Number.isSafeInteger(d) || (d as number) < 0) return null;
+    dims.push(d as number);
+  }
+  return dims;
+}
+
 /** Shape, axis and x.length together: returns the [outer, C, inner] view. */
 function checkShape(x: FloatArray, xName: string, shape: unknown, axisOption: unknown): ShapeCheck {
-  // An index loop, not `every`: `every` skips the holes of a sparse array like [2, , 3]. Each
-  // entry is read once into a copy, so a getter cannot answer differently later.
-  let wellFormed = Array.isArray(shape);
-  const dims: number[] = [];
-  let size = 1;
-  for (let i = 0; wellFormed && i < (shape as unknown[]).length; i++) {
-    const d = (shape as unknown[])[i];
-    wellFormed = Number.isSafeInteger(d) && (d as number) >= 0;
-    if (wellFormed) {
-      dims.push(d as number);
-      size *= d as number;
-    }
-  }
-  if (!wellFormed) {
+  const dims = readDims(shape);
+  if (dims === null) {
     throw new TypeError(`shape must be an array of non-negative integers, got ${describe(shape)}`);
   }
+  let size = 1;
+  for (const d of dims) size *= d;
   if (dims.length < 2) {
     throw new RangeError(`shape must have rank >= 2, got rank ${dims.length}`);
   }
@@ -244,11 +258,12 @@ function checkActivation(v: unknown): boolean {
 
 /** A per-channel float64 buffer of merged statistics or sums. */
 function checkFloat64Channels(name: string, v: unknown, channels: number): Float64Array {
-  if (!(v instanceof Float64Array)) throw new TypeError(`${name} must be a Float64Array, got ${describe(v)}`);
-  if (v.length !== channels) {
-    throw new RangeError(`${name} must have length ${channels} (the number of channels), got ${v.length}`);
+  if (floatDtype(v) !== 'float64') throw new TypeError(`${name} must be a Float64Array, got ${describe(v)}`);
+  const a = plainView(v as Float64Array, 'float64') as Float64Array;
+  if (a.length !== channels) {
+    throw new RangeError(`${name} must have length ${channels} (the number of channels), got ${a.length}`);
   }
-  return v;
+  return a;
 }
 
 function checkCount(name: string, v: unknown): number {
@@ -303,13 +318,23 @@ function checkCountPerChannel(layout: Layout, shape: number[], axis: number): vo
   }
 }
 
-function overlaps(a: FloatArray, b: FloatArray): boolean {
-  if (a.buffer !== b.buffer || a.byteLength === 0 || b.byteLength === 0) return false;
+/** Whether two arrays' memory is one block: the same buffer object, or two clones of one
+ *  SharedArrayBuffer (structuredClone, postMessage), probed through `written`. */
+function sameBlock(written: FloatArray, other: FloatArray): boolean {
+  if (written.buffer === other.buffer) return true;
+  return isShared(written.buffer) && isShared(other.buffer) && sharesSharedMemory(written, other.buffer);
+}
+
+/** `written` is an array the call writes (the probe in sameBlock may flip and restore it). */
+function overlaps(written: FloatArray, other: FloatArray): boolean {
+  if (written.byteLength === 0 || other.byteLength === 0 || !sameBlock(written, other)) return false;
+  const a = written;
+  const b = other;
   return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
 function sameMemory(a: FloatArray, b: FloatArray): boolean {
-  return a.buffer === b.buffer && a.byteOffset === b.byteOffset && a.length === b.length;
+  return a.byteOffset === b.byteOffset && a.length === b.length;
 }
 
 type Named = [string, FloatArray | null];
@@ -322,7 +347,8 @@ function checkNoAliasing(arrays: Named[], written: ReadonlySet<string>, inPlace:
     if (!a) continue;
     for (let j = i + 1; j < arrays.length; j++) {
       const [nb, b] = arrays[j];
-      if (!b || !(written.has(na) || written.has(nb)) || !overlaps(a, b)) continue;
+      if (!b || !(written.has(na) || written.has(nb))) continue;
+      if (!(written.has(na) ? overlaps(a, b) : overlaps(b, a))) continue;
       const isInPlacePair = (na === inPlace[0] && nb === inPlace[1]) || (na === inPlace[1] && nb === inPlace[0]);
       if (isInPlacePair && sameMemory(a, b)) continue;
       throw new RangeError(`${nb} must not share memory with ${na}`);
@@ -334,7 +360,13 @@ function bufferOf(a: FloatArray | null): ArrayBufferLike | null {
   return a === null ? null : a.buffer;
 }
 
-/** Whether the buffer of a written array is also one of the others': only then can two
+/** Whether `other` may be the memory of `written`: the same object, or both shared (two
+ *  SharedArrayBuffer objects can be clones of one block; checkNoAliasing probes them). */
+function mayShare(written: ArrayBufferLike, other: ArrayBufferLike | null): boolean {
+  return other === written || (other !== null && isShared(written) && isShared(other));
+}
+
+/** Whether the buffer of a written array may also be one of the others': only then can two
  *  arrays overlap, and checkNoAliasing (which names them) runs. Buffers, each read once
  *  (the getter costs ~20 ns), positionally, so the common call allocates nothing. */
 function sharesBuffer(
@@ -348,7 +380,12 @@ function sharesBuffer(
 ): boolean {
   return (
     written !== null &&
-    (a === written || b === written || c === written || d === written || e === written || f === written)
+    (mayShare(written, a) ||
+      mayShare(written, b) ||
+      mayShare(written, c) ||
+      mayShare(written, d) ||
+      mayShare(written, e) ||
+      mayShare(written, f))
   );
 }
 
@@ -660,4 +697,23 @@ export function validateBackwardSums(
 /** fingerprint's one argument. */
 export function validateFingerprint(x: unknown): { x: FloatArray } {
   return { x: checkData('x', x) };
+}
+
+/** The names a plan's arrays have in the call (the plan shortens saved.mean / saved.invStd). */
+const PLAN_ARRAY_NAMES: Readonly<Record<string, string>> = { mean: 'saved.mean', invStd: 'saved.invStd' };
+
+/** An Async call reads and writes its arrays off the JS thread after returning, and Node-API
+ *  cannot pin a resizable ArrayBuffer: shrinking one meanwhile would leave the work on memory
+ *  that is gone. So every array of an Async call must be over a fixed-length buffer. */
+export function checkFixedLength(plan: object): void {
+  for (const [key, value] of Object.entries(plan)) {
+    const inner = key === 'stats' || key === 'sums' ? Object.entries(value as object) : [['', value]];
+    for (const [innerKey, v] of inner as Array<[string, unknown]>) {
+      if (!ArrayBuffer.isView(v) || !isShrinkable(v.buffer)) continue;
+      const name = innerKey ? `${key}.${innerKey}` : (PLAN_ARRAY_NAMES[key] ?? key);
+      throw new TypeError(
+        `${name} is over a resizable ArrayBuffer, which an Async call cannot use (the buffer could shrink under the work off the JS thread): use the sync form, or copy it into a fixed-length array`,
+      );
+    }
+  }
 }

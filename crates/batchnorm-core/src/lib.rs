@@ -28,6 +28,6 @@ pub use fingerprint::fingerprint;
 pub use forward::{channel_moments, eval, train, train_with_moments, Activation, Norm, RunningStats, SavedStats};
 pub use io::Io;
 pub use layout::Layout;
-pub use pool::{num_threads, set_num_threads, PARALLEL_MIN_ELEMENTS};
+pub use pool::{num_threads, set_num_threads, MAX_THREADS, PARALLEL_MIN_ELEMENTS};
 pub use stats::Moments;
 pub use store::STREAM_MIN_BYTES;

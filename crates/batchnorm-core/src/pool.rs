@@ -26,6 +26,10 @@ pub(crate) fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().and_then(|v| v.trim().parse::<usize>().ok())
 }
 
+/// The most threads the pool may start, from `set_num_threads` or `BATCHNORM_NUM_THREADS` (the
+/// JS side holds every `BATCHNORM_*` variable to the same limits and rejects others at import).
+pub const MAX_THREADS: usize = 1024;
+
 static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
 
 /// How a kernel runs its chunks: on the pool (inside `install`) or one after another.
@@ -36,7 +40,7 @@ pub(crate) struct Exec {
 
 fn default_num_threads() -> usize {
     env_usize("BATCHNORM_NUM_THREADS")
-        .filter(|&n| n >= 1)
+        .filter(|n| (1..=MAX_THREADS).contains(n))
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
@@ -62,8 +66,8 @@ fn current_pool() -> Arc<ThreadPool> {
 
 /// Resizes the pool. Work already running keeps the old pool until it finishes.
 pub fn set_num_threads(threads: usize) -> Result<()> {
-    if threads == 0 {
-        return Err(Error::range("threads must be an integer >= 1, got 0"));
+    if !(1..=MAX_THREADS).contains(&threads) {
+        return Err(Error::range(format!("threads must be in [1, {MAX_THREADS}], got {threads}")));
     }
     let pool = build_pool(threads)?;
     *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(pool);
