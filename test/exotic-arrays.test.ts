@@ -41,10 +41,14 @@ describe.each(backends)('arrays judged by the engine ($name)', (b) => {
   it('an object with a typed array prototype is refused as not a typed array', () => {
     const impostor = Object.setPrototypeOf({ length: n }, Float32Array.prototype);
     expect(() => b.batchNormTrain(impostor, shape)).toThrow(
-      new TypeError('x must be a Float32Array or Float64Array, got an object posing as Float32Array (not a typed array)'),
+      new TypeError(
+        'x must be a Float32Array or Float64Array, got an object posing as Float32Array (not a typed array)',
+      ),
     );
     const gamma = Object.setPrototypeOf({ length: 3 }, Float32Array.prototype);
-    expect(() => b.batchNormTrain(data(), shape, { gamma })).toThrow(/^gamma must be a Float32Array like x, got an object posing/);
+    expect(() => b.batchNormTrain(data(), shape, { gamma })).toThrow(
+      /^gamma must be a Float32Array like x, got an object posing/,
+    );
   });
 
   it('a Float64Array given a Float32Array prototype is still a Float64Array', () => {
@@ -58,12 +62,14 @@ describe.each(backends)('arrays judged by the engine ($name)', (b) => {
     expect(Array.from(b.batchNormTrain(x, shape).y)).toEqual(Array.from(b.batchNormTrain(data(), shape).y));
     const out = new LyingArray(n);
     b.batchNormTrain(data(), shape, { out });
-    expect(Array.from(new Float32Array(out.buffer === undefined ? [] : Float32Array.prototype.slice.call(out)))).toEqual(
-      Array.from(b.batchNormTrain(data(), shape).y),
-    );
+    expect(
+      Array.from(new Float32Array(out.buffer === undefined ? [] : Float32Array.prototype.slice.call(out))),
+    ).toEqual(Array.from(b.batchNormTrain(data(), shape).y));
     // Its real length is checked, not the one it claims.
     const short = new LyingArray(59);
-    expect(() => b.batchNormTrain(short, shape)).toThrow(new RangeError('shape [4, 3, 5] has 60 elements but x has length 59'));
+    expect(() => b.batchNormTrain(short, shape)).toThrow(
+      new RangeError('shape [4, 3, 5] has 60 elements but x has length 59'),
+    );
   });
 
   it('clones of one SharedArrayBuffer are one memory: overlaps are refused, nothing is written', () => {
@@ -74,7 +80,9 @@ describe.each(backends)('arrays judged by the engine ($name)', (b) => {
     const clone = structuredClone(sab);
     expect(clone).not.toBe(sab);
     const outOverX = new Float32Array(clone, 8, n);
-    expect(() => b.batchNormTrain(x, shape, { out: outOverX })).toThrow(new RangeError('out must not share memory with x'));
+    expect(() => b.batchNormTrain(x, shape, { out: outOverX })).toThrow(
+      new RangeError('out must not share memory with x'),
+    );
     const stats = new Float32Array(clone, n * 4, 3);
     const runningMean = new Float32Array(sab, n * 4, 3);
     expect(() => b.batchNormTrain(x, shape, { runningMean, runningVar: stats })).toThrow(
@@ -128,7 +136,9 @@ describe.each(backends)('arrays judged by the engine ($name)', (b) => {
     // A growable SharedArrayBuffer can only grow, which moves nothing: allowed.
     const sx = new Float32Array(new SharedArrayBuffer(n * 4, { maxByteLength: n * 8 }), 0, n);
     sx.set(data());
-    expect(Array.from((await b.batchNormTrainAsync(sx, shape)).y)).toEqual(Array.from(b.batchNormTrain(data(), shape).y));
+    expect(Array.from((await b.batchNormTrainAsync(sx, shape)).y)).toEqual(
+      Array.from(b.batchNormTrain(data(), shape).y),
+    );
   });
 });
 
@@ -177,7 +187,7 @@ describe.each(backends)('the layer and the fold read their inputs once ($name)',
     expect(Array.from(bn.runningMean as Float32Array)).toEqual([0, 0, 0]);
   });
 
-  it('loadStateDict takes another realm\'s arrays and refuses impostors', () => {
+  it("loadStateDict takes another realm's arrays and refuses impostors", () => {
     const bn = layer();
     const foreign = runInNewContext('new Float32Array([4, 5, 6])') as Float32Array;
     bn.loadStateDict({ gamma: foreign, beta: [0, 0, 0], runningMean: [0, 0, 0], runningVar: [1, 1, 1] });
@@ -189,10 +199,16 @@ describe.each(backends)('the layer and the fold read their inputs once ($name)',
   });
 
   it('foldBatchNorm refuses a hole in shape instead of folding half', () => {
-    const bn = { runningMean: new Float32Array(2), runningVar: new Float32Array([4, 4]), gamma: new Float32Array([1, 1]) };
+    const bn = {
+      runningMean: new Float32Array(2),
+      runningVar: new Float32Array([4, 4]),
+      gamma: new Float32Array([1, 1]),
+    };
     const weight = new Float32Array(8).fill(1);
     // biome-ignore lint/suspicious/noSparseArray: the hole is the point
     const target = { weight, bias: new Float32Array(2), outAxis: 1, shape: [2, , 2] as number[] };
-    expect(() => foldBatchNorm(target, bn)).toThrow(/^foldBatchNorm: layer.shape must be an array of non-negative integers/);
+    expect(() => foldBatchNorm(target, bn)).toThrow(
+      /^foldBatchNorm: layer.shape must be an array of non-negative integers/,
+    );
   });
 });
