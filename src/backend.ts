@@ -80,6 +80,20 @@ export function allocLike(like: FloatArray, length: number): FloatArray {
  *  element is written by the kernel, so the memory may come uninitialized. */
 export type OutputAllocator = (like: FloatArray, length: number) => FloatArray;
 
+/** A training batch with no samples (m = 0). PyTorch gives an empty output and leaves the
+ *  running statistics alone; there are no batch statistics (NaN, as the mean of nothing) and
+ *  nothing for a kernel to do, so no kernel runs. Backward of it: empty dx, zero dGamma/dBeta. */
+function isEmptyBatch(plan: { layout: { outer: number; inner: number } }): boolean {
+  return plan.layout.outer * plan.layout.inner === 0;
+}
+
+/** The result of an empty training batch: no statistics (NaN), running statistics untouched. */
+function emptyTrain(r: TrainResult, print: Float64Array | null): TrainResult {
+  r.mean.fill(Number.NaN);
+  r.invStd.fill(Number.NaN);
+  return withPrint(r, print);
+}
+
 function trainOutputs(plan: TrainPlan, allocate: OutputAllocator): TrainResult {
   const c = plan.layout.channels;
   return { y: plan.out ?? allocate(plan.x, plan.x.length), mean: allocLike(plan.x, c), invStd: allocLike(plan.x, c) };
@@ -149,6 +163,7 @@ export function createBackend(
       const plan = validateTrain(x, shape, options);
       const r = trainOutputs(plan, allocate);
       const print = printFor(plan);
+      if (isEmptyBatch(plan)) return emptyTrain(r, print);
       sync(plan).train(plan, r.y, r.mean, r.invStd, print);
       return withPrint(r, print);
     },
@@ -157,6 +172,7 @@ export function createBackend(
       checkFixedLength(plan);
       const r = trainOutputs(plan, allocate);
       const print = printFor(plan);
+      if (isEmptyBatch(plan)) return emptyTrain(r, print);
       await async(plan).train(plan, r.y, r.mean, r.invStd, print);
       return withPrint(r, print);
     },
@@ -177,6 +193,7 @@ export function createBackend(
       const plan = validateBackward(dy, x, shape, saved, options);
       const r = backwardOutputs(plan, allocate);
       const print = printFor(plan);
+      if (isEmptyBatch(plan)) return withPrint(r, print);
       sync(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
       return withPrint(r, print);
     },
@@ -185,6 +202,7 @@ export function createBackend(
       checkFixedLength(plan);
       const r = backwardOutputs(plan, allocate);
       const print = printFor(plan);
+      if (isEmptyBatch(plan)) return withPrint(r, print);
       await async(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
       return withPrint(r, print);
     },

@@ -309,9 +309,11 @@ function checkFlag(name: string, v: unknown): boolean {
   return v;
 }
 
+/** Training needs two values per channel for a variance, except a batch of none (m = 0),
+ *  which gives an empty output as in PyTorch (see isEmptyBatch in backend.ts). */
 function checkCountPerChannel(layout: Layout, shape: number[], axis: number): void {
   const m = layout.outer * layout.inner;
-  if (m < 2) {
+  if (m === 1) {
     throw new RangeError(
       `x must have more than 1 value per channel when training, got ${m} (shape [${shape.join(', ')}], axis ${axis})`,
     );
