@@ -71,6 +71,26 @@ function withPrint<R extends { fingerprint?: number }>(r: R, print: Float64Array
   return r;
 }
 
+/** The gradients of frozen statistics, from the sums the backward already made: with
+ *  y = gamma·(x − mean)·invStd + beta and invStd = (var + eps)^(-1/2),
+ *  dMean = −gamma·invStd·Σdy = −gamma·invStd·dBeta and
+ *  dVar = −½·gamma·invStd³·Σdy·(x − mean) = −½·gamma·invStd²·dGamma (dy masked by a ReLU). */
+function withStatsGrad(r: BackwardResult, plan: BackwardPlan): BackwardResult {
+  if (!plan.statsGrad) return r;
+  const c = plan.layout.channels;
+  const dMean = allocLike(plan.x, c);
+  const dVar = allocLike(plan.x, c);
+  for (let i = 0; i < c; i++) {
+    const g = plan.gamma ? plan.gamma[i] : 1;
+    const s = plan.invStd[i];
+    dMean[i] = -g * s * r.dBeta[i];
+    dVar[i] = -0.5 * g * s * s * r.dGamma[i];
+  }
+  r.dMean = dMean;
+  r.dVar = dVar;
+  return r;
+}
+
 /** A new zero-filled array of `like`'s dtype. */
 export function allocLike(like: FloatArray, length: number): FloatArray {
   return like instanceof Float32Array ? new Float32Array(length) : new Float64Array(length);
@@ -193,18 +213,16 @@ export function createBackend(
       const plan = validateBackward(dy, x, shape, saved, options);
       const r = backwardOutputs(plan, allocate);
       const print = printFor(plan);
-      if (isEmptyBatch(plan)) return withPrint(r, print);
-      sync(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
-      return withPrint(r, print);
+      if (!isEmptyBatch(plan)) sync(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
+      return withStatsGrad(withPrint(r, print), plan);
     },
     async batchNormBackwardAsync(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);
       checkFixedLength(plan);
       const r = backwardOutputs(plan, allocate);
       const print = printFor(plan);
-      if (isEmptyBatch(plan)) return withPrint(r, print);
-      await async(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
-      return withPrint(r, print);
+      if (!isEmptyBatch(plan)) await async(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
+      return withStatsGrad(withPrint(r, print), plan);
     },
     batchNormStats(x, shape, options) {
       const plan = validateStats(x, shape, options);
@@ -252,7 +270,7 @@ export function createBackend(
       const r = backwardOutputs(plan, allocate);
       const print = printFor(plan);
       sync(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
-      return withPrint(r, print);
+      return withStatsGrad(withPrint(r, print), plan);
     },
     async batchNormBackwardWithSumsAsync(dy, x, shape, saved, sums, options) {
       const plan = validateBackwardWithSums(dy, x, shape, saved, sums, options);
@@ -260,7 +278,7 @@ export function createBackend(
       const r = backwardOutputs(plan, allocate);
       const print = printFor(plan);
       await async(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
-      return withPrint(r, print);
+      return withStatsGrad(withPrint(r, print), plan);
     },
     fingerprint(x) {
       const plan = validateFingerprint(x);

@@ -74,6 +74,9 @@ export interface BackwardOptions {
   residual?: boolean;
   /** Where dResidual is written (length of x); only with residual: true. */
   outResidual?: FloatArray;
+  /** With training: false, also return dMean and dVar: the gradients with respect to the
+   *  mean and variance that normalized x (as TensorFlow.js's batchNorm gives). Default false. */
+  statsGrad?: boolean;
   /** Also return x's fingerprint as the backward read it (native: in the sums sweep). */
   fingerprint?: boolean;
 }
@@ -100,6 +103,9 @@ export interface BackwardResult {
   dBeta: FloatArray;
   /** With residual: true, what flows to the residual; `=== outResidual` when given. */
   dResidual?: FloatArray;
+  /** With statsGrad: true, the gradients with respect to the given mean and variance. */
+  dMean?: FloatArray;
+  dVar?: FloatArray;
   /** With fingerprint: true, x's fingerprint as the backward read it. */
   fingerprint?: number;
 }

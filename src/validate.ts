@@ -72,6 +72,8 @@ export interface BackwardPlan {
   outResidual: FloatArray | null;
   /** Also give x's fingerprint as the backward read it. */
   fingerprint: boolean;
+  /** Frozen statistics only: also give dMean and dVar, the gradients of the given statistics. */
+  statsGrad: boolean;
 }
 
 export interface BackwardWithSumsPlan extends BackwardPlan {
@@ -144,6 +146,7 @@ const BACKWARD_KEYS = new Set([
   'residual',
   'outResidual',
   'fingerprint',
+  'statsGrad',
 ]);
 const STATS_KEYS = new Set(['axis']);
 
@@ -570,6 +573,12 @@ export function validateBackward(
   if (typeof training !== 'boolean') {
     throw new TypeError(`training must be a boolean, got ${describe(training)}`);
   }
+  const statsGrad = checkFlag('statsGrad', o.statsGrad);
+  if (statsGrad && training) {
+    throw new TypeError(
+      'statsGrad needs training: false (the gradients of given, frozen statistics; batch statistics are a function of x)',
+    );
+  }
   const relu = checkActivation(o.activation);
   let y: FloatArray | null = null;
   if (relu) {
@@ -625,6 +634,7 @@ export function validateBackward(
     residual,
     outResidual,
     fingerprint: checkFlag('fingerprint', o.fingerprint),
+    statsGrad,
   };
 }
 
@@ -693,6 +703,7 @@ export function validateBackwardSums(
 ): BackwardPlan {
   const plan = validateBackward(dy, x, shape, saved, options, true);
   if (plan.outResidual !== null) throw new TypeError('outResidual is not written by the backward sums (no dx pass)');
+  if (plan.statsGrad) throw new TypeError('statsGrad is given by batchNormBackward, not by the backward sums');
   return plan;
 }
 

@@ -41,7 +41,7 @@ describe.each(backends)('unknown option keys ($name)', (b) => {
     const saved = b.batchNormTrain(xs, shape);
     expect(() => b.batchNormBackward(xs, xs, shape, saved, { trainng: false } as never)).toThrow(
       new TypeError(
-        'unknown option "trainng" (expected one of axis, gamma, training, out, activation, y, residual, outResidual, fingerprint)',
+        'unknown option "trainng" (expected one of axis, gamma, training, out, activation, y, residual, outResidual, fingerprint, statsGrad)',
       ),
     );
     await expect(b.batchNormTrainAsync(xs, shape, { weight: channels() } as never)).rejects.toThrow(TypeError);
