@@ -7,12 +7,14 @@ import { backend as selectedBackend } from '../select';
 import type { Activation, Backend, FloatArray } from '../types';
 import { describe } from '../validate';
 import type { AllReduce } from './all-reduce';
-import { StatsShift, synchronizedBackend } from './sync-backend';
+import { StatsShift } from './stats-shift';
+import { synchronizedBackend } from './sync-backend';
 
 export interface SyncBatchNormOptions extends BatchNormOptions {
   /** Elementwise SUM of `buffer` over every worker, resolving to the same values on each (an
    *  MPI/NCCL all-reduce, sharedAllReduce for worker_threads, ...). Called once per training
-   *  forward and once per backward, by every worker in the same order. */
+   *  forward (twice when the batch mean is far from the last one: every worker decides alike)
+   *  and once per backward, by every worker in the same order. */
   allReduce: AllReduce;
 }
 
