@@ -1,6 +1,8 @@
 // Synchronized batch norm in one process: mergeStats against the statistics of the
 // concatenated batch, the all-reduced buffers against the exact moments (offset data), and
 // SyncBatchNorm with K simulated workers against single-process batch norm on the whole batch.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   type AllReduce,
@@ -371,5 +373,63 @@ describe('SyncBatchNorm arguments', () => {
   it('needs the whole batch to hold 2 values per channel when training', async () => {
     const layer = new SyncBatchNorm(2, { allReduce: async (buffer) => buffer });
     await expect(layer.forward(new Float32Array(2), [1, 2])).rejects.toThrow(/stats\.count must be >= 2/);
+  });
+});
+
+describe('SyncBatchNorm timeoutMs', () => {
+  /** World size 1 (the sum is the buffer), except that the calls listed in `hang` never settle. */
+  function stallingAllReduce(hang: number[]): AllReduce {
+    let call = 0;
+    return (buffer) => (hang.includes(call++) ? new Promise<Float64Array>(() => {}) : Promise.resolve(buffer.slice()));
+  }
+
+  it('validates the option like the other layer options', () => {
+    const allReduce: AllReduce = async (buffer) => buffer;
+    expect(new SyncBatchNorm(2, { allReduce, timeoutMs: 10 }).timeoutMs).toBe(10);
+    expect(new SyncBatchNorm(2, { allReduce }).timeoutMs).toBe(Number.POSITIVE_INFINITY);
+    expect(() => new SyncBatchNorm(2, { allReduce, timeoutMs: -1 })).toThrow(
+      /SyncBatchNorm: timeoutMs must be a number >= 0/,
+    );
+    expect(() => new SyncBatchNorm(2, { allReduce, timeoutMs: '10' as never })).toThrow(TypeError);
+    expect(() => new SyncBatchNorm(2, { allReduce, timeout: 10 } as never)).toThrow(/unknown option "timeout"/);
+  });
+
+  it('rejects a forward whose allReduce never settles and leaves the layer as it was, usable', async () => {
+    const layer = new SyncBatchNorm(2, { allReduce: stallingAllReduce([1]), timeoutMs: 30, dtype: 'float64' });
+    const reference = new BatchNorm(2, { dtype: 'float64' });
+    const shape = [4, 2];
+    for (const l of [layer, reference]) await l.forwardAsync(data(8, 1), shape);
+    const before = layer.stateDict();
+    await expect(layer.forward(data(8, 2), shape)).rejects.toThrow(
+      /SyncBatchNorm: allReduce did not settle within 30 ms/,
+    );
+    expect(layer.stateDict()).toEqual(before);
+    // The next step runs as if the failed one never happened.
+    const x = data(8, 3);
+    expectClose(await layer.forward(x, shape), reference.forward(x, shape), 1e-12, 'y after the timeout');
+    expect(layer.stateDict()).toEqual(reference.stateDict());
+  });
+
+  it('rejects a backward whose allReduce never settles without touching the gradients', async () => {
+    const layer = new SyncBatchNorm(2, { allReduce: stallingAllReduce([1]), timeoutMs: 30, dtype: 'float64' });
+    await layer.forward(data(8, 1), [4, 2]);
+    await expect(layer.backward(data(8, 2))).rejects.toThrow(/did not settle within 30 ms/);
+    expect(Array.from(layer.gammaGrad!)).toEqual([0, 0]);
+    expect(Array.from(layer.betaGrad!)).toEqual([0, 0]);
+    await expect(layer.backward(data(8, 2))).resolves.toHaveLength(8);
+  });
+
+  it('keeps Node alive until the timeout, so a hung step fails loudly instead of exiting 0', () => {
+    const script = `
+      const { SyncBatchNorm } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))});
+      const bn = new SyncBatchNorm(2, { allReduce: () => new Promise(() => {}), timeoutMs: Number(process.argv[1]) });
+      bn.forward(new Float32Array(4), [2, 2]).then(() => console.log('settled'));`;
+    const withTimeout = spawnSync(process.execPath, ['-e', script, '50'], { encoding: 'utf8' });
+    expect(withTimeout.status).toBe(1);
+    expect(withTimeout.stderr).toMatch(/SyncBatchNorm: allReduce did not settle within 50 ms/);
+    // Without one, the pending collective does not keep Node alive (documented in the README).
+    const without = spawnSync(process.execPath, ['-e', script, 'Infinity'], { encoding: 'utf8' });
+    expect(without.status).toBe(0);
+    expect(without.stdout).toBe('');
   });
 });
