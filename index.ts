@@ -56,6 +56,12 @@ export {
 
 // Synchronized batch norm across workers: exact merge of shard statistics, the layer, and
 // an all-reduce over shared memory for worker_threads.
-export { type AllReduce, createSharedAllReduceMemory, sharedAllReduce } from './src/sync/all-reduce';
+export {
+  type AllReduce,
+  abortSharedAllReduce,
+  createSharedAllReduceMemory,
+  type SharedAllReduceOptions,
+  sharedAllReduce,
+} from './src/sync/all-reduce';
 export { mergeStats } from './src/sync/merge';
 export { SyncBatchNorm, type SyncBatchNormOptions } from './src/sync/sync-layer';

@@ -6,6 +6,7 @@ import batchnorm from '../dist/index.js';
 export const {
   BatchNorm,
   SyncBatchNorm,
+  abortSharedAllReduce,
   backend,
   batchNormBackward,
   batchNormBackwardAsync,

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import type * as Example from '../examples/sync-workers';
-import { createSharedAllReduceMemory } from '../index';
+import { abortSharedAllReduce, createSharedAllReduceMemory } from '../index';
 import { backends } from './backends';
 
 const root = join(__dirname, '..');
@@ -94,5 +94,92 @@ describe('the example', () => {
     expect(child.status).toBe(0);
     expect(child.stdout).toMatch(/3 workers, shards of 2 \+ 3 \+ 1 rows/);
     expect(child.stdout).toMatch(/largest \|difference\| from one BatchNorm on the whole batch/);
+  });
+});
+
+const failingWorker = join(__dirname, 'helpers', 'failing-all-reduce-worker.cjs');
+
+interface Failure {
+  rank: number;
+  round: number;
+  how: 'throw' | 'exit' | 'crash';
+}
+
+/** What each rank ended with: its message, or how it ended without one; 'hung' past `guardMs`.
+ *  With `abortOnExit`, the main thread poisons the memory when a worker dies, as a pool would. */
+async function runFailing(
+  workers: number,
+  fail: Failure,
+  options: { timeoutMs?: number } | undefined,
+  abortOnExit = false,
+  guardMs = 8000,
+): Promise<unknown[]> {
+  compiled(compiledAllReduce);
+  const memory = createSharedAllReduceMemory(workers, 2);
+  const threads = Array.from(
+    { length: workers },
+    (_, rank) =>
+      new Worker(failingWorker, { workerData: { allReduceModule: compiledAllReduce, memory, rank, options, fail } }),
+  );
+  const ends = threads.map(
+    (worker) =>
+      new Promise<unknown>((resolve) => {
+        let result: unknown = null;
+        worker.on('message', (m) => {
+          result = m;
+        });
+        worker.on('error', (e) => {
+          result = { crashed: e.message };
+        });
+        worker.on('exit', (code) => {
+          if (result === null) result = { exit: code };
+          if (abortOnExit && code !== 0) abortSharedAllReduce(memory);
+          resolve(result);
+        });
+      }),
+  );
+  let guard: NodeJS.Timeout | undefined;
+  const hung = new Promise<'hung'>((resolve) => {
+    guard = setTimeout(() => resolve('hung'), guardMs);
+  });
+  const results = await Promise.all(ends.map((end) => Promise.race([end, hung])));
+  clearTimeout(guard);
+  await Promise.all(threads.map((t) => t.terminate()));
+  return results;
+}
+
+describe('sharedAllReduce when a worker fails', () => {
+  it('a rank whose all-reduce throws before the barrier fails every other rank too (no timeout needed)', async () => {
+    const results = await runFailing(3, { rank: 1, round: 2, how: 'throw' }, undefined);
+    expect(results[1]).toEqual({ error: expect.stringMatching(/RangeError: buffer must have length <= 2/) });
+    for (const r of [results[0], results[2]]) {
+      expect(r).toEqual({ error: expect.stringMatching(/Error: sharedAllReduce: .*rank 1 failed/) });
+    }
+  });
+
+  it('a rank that exits makes the others time out with timeoutMs, and the timeout reaches every rank', async () => {
+    const started = Date.now();
+    const results = await runFailing(3, { rank: 2, round: 1, how: 'exit' }, { timeoutMs: 300 });
+    expect(results[2]).toEqual({ exit: 3 });
+    // One survivor times out; the other learns it from the poisoned barrier (or times out too).
+    for (const r of results.slice(0, 2)) {
+      expect(r).toEqual({
+        error: expect.stringMatching(
+          /Error: sharedAllReduce: .*(rank [0-2] timed out after 300 ms|rank [0-2] timed out waiting)/,
+        ),
+      });
+    }
+    expect(Date.now() - started).toBeLessThan(6000);
+  });
+
+  it('a rank that crashes outside the library: the main thread aborts the memory and the others fail', async () => {
+    const results = await runFailing(2, { rank: 0, round: 1, how: 'crash' }, undefined, true);
+    expect(results[0]).toEqual({ crashed: 'the worker crashed' });
+    expect(results[1]).toEqual({ error: expect.stringMatching(/Error: sharedAllReduce: .*aborted/) });
+  });
+
+  it('without a failure, timeoutMs changes nothing', async () => {
+    const results = await runFailing(3, { rank: -1, round: 0, how: 'throw' }, { timeoutMs: 5000 });
+    expect(results).toEqual(new Array(3).fill({ ok: true }));
   });
 });

@@ -1,6 +1,8 @@
 // Synchronized batch norm in one process: mergeStats against the statistics of the
 // concatenated batch, the all-reduced buffers against the exact moments (offset data), and
 // SyncBatchNorm with K simulated workers against single-process batch norm on the whole batch.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   type AllReduce,
@@ -282,7 +284,7 @@ describe.each(backends.map((b) => [b.name, b] as [string, Backend]))('SyncBatchN
     }
   }
 
-  it('keeps offset data (mean 1e4, std 1) as precise as one process once the shift follows the mean', async () => {
+  it('keeps offset data (mean 1e4, std 1) as precise as one process from the first step', async () => {
     const shape = [9, 4, 3, 3];
     const sizes = [5, 1, 3];
     const reference = new BatchNorm(4, { dtype: 'float64', backend: b });
@@ -293,13 +295,43 @@ describe.each(backends.map((b) => [b.name, b] as [string, Backend]))('SyncBatchN
       const y = reference.forward(x, shape);
       const xs = shard(x, shape, sizes);
       const ys = await Promise.all(layers.map((l, k) => l.forward(xs[k][0], xs[k][1])));
-      // Step 0 takes moments about the running mean (0): ~2^-52 * 1e8 of the variance is lost;
-      // later steps take them about the last global mean and lose nothing visible.
-      expectClose(concat(ys), y, step === 0 ? 1e-7 : 1e-11, `step ${step}: y`);
+      // Step 0's moments about the running mean (0) would lose ~2^-52 * 1e8 of the variance:
+      // they are taken again about the batch mean; later steps follow the last global mean.
+      expectClose(concat(ys), y, 1e-11, `step ${step}: y`);
     }
-    // The running variance keeps step 0's share (momentum 0.1 of it) of that first loss.
-    expectClose(layers[0].runningVar!, reference.runningVar!, 1e-8, 'runningVar');
+    expectClose(layers[0].runningVar!, reference.runningVar!, 1e-11, 'runningVar');
   });
+
+  // A bad batch must cost only its own step, as in BatchNorm: the shift the next step's moments
+  // are taken about must not keep a non-finite mean, nor a mean ~1e8 std away from the data.
+  // finite: the bad step itself has finite y, which must match too (its moments are retaken).
+  // (Shape [6, 3, 4]: x[4] is in channel 1, x[0] in channel 0.)
+  const BAD_BATCHES: { name: string; spoil: (x: Float64Array) => void; finite: boolean }[] = [
+    { name: 'a NaN in channel 1', spoil: (x) => x.fill(Number.NaN, 4, 5), finite: false },
+    { name: 'an Infinity in channel 0', spoil: (x) => x.fill(Number.POSITIVE_INFINITY, 0, 1), finite: false },
+    { name: 'a mean 1e8 std away', spoil: (x) => x.set(x.map((v) => v + 1e8)), finite: true },
+  ];
+  for (const workers of [1, 2]) {
+    for (const { name, spoil, finite } of BAD_BATCHES) {
+      it(`K = ${workers}: after a batch with ${name}, the next clean step matches BatchNorm`, async () => {
+        const shape = [6, 3, 4];
+        const sizes = workers === 1 ? [6] : [4, 2];
+        const reference = new BatchNorm(3, { dtype: 'float64', backend: b });
+        const { allReduces } = inMemoryAllReduce(workers);
+        const layers = allReduces.map((allReduce) => new SyncBatchNorm(3, { dtype: 'float64', backend: b, allReduce }));
+        for (let step = 0; step < 3; step++) {
+          const x = data(72, 60 + step);
+          if (step === 1) spoil(x);
+          const y = reference.forward(x, shape);
+          const xs = shard(x, shape, sizes);
+          const ys = await Promise.all(layers.map((l, k) => l.forward(xs[k][0], xs[k][1])));
+          // The jump step's mean (~1e8) is exact to its own rounding, 1e8 * 2^-52 ~ 2e-8.
+          if (step !== 1 || finite) expectClose(concat(ys), y, step === 1 ? 1e-7 : 1e-11, `step ${step}: y`);
+          if (step === 1 && !finite) expect(concat(ys).map(Number.isNaN)).toEqual(Array.from(y, Number.isNaN));
+        }
+      });
+    }
+  }
 
   it('loads the same state on every worker and continues in step', async () => {
     const { allReduces } = inMemoryAllReduce(2);
@@ -341,5 +373,63 @@ describe('SyncBatchNorm arguments', () => {
   it('needs the whole batch to hold 2 values per channel when training', async () => {
     const layer = new SyncBatchNorm(2, { allReduce: async (buffer) => buffer });
     await expect(layer.forward(new Float32Array(2), [1, 2])).rejects.toThrow(/stats\.count must be >= 2/);
+  });
+});
+
+describe('SyncBatchNorm timeoutMs', () => {
+  /** World size 1 (the sum is the buffer), except that the calls listed in `hang` never settle. */
+  function stallingAllReduce(hang: number[]): AllReduce {
+    let call = 0;
+    return (buffer) => (hang.includes(call++) ? new Promise<Float64Array>(() => {}) : Promise.resolve(buffer.slice()));
+  }
+
+  it('validates the option like the other layer options', () => {
+    const allReduce: AllReduce = async (buffer) => buffer;
+    expect(new SyncBatchNorm(2, { allReduce, timeoutMs: 10 }).timeoutMs).toBe(10);
+    expect(new SyncBatchNorm(2, { allReduce }).timeoutMs).toBe(Number.POSITIVE_INFINITY);
+    expect(() => new SyncBatchNorm(2, { allReduce, timeoutMs: -1 })).toThrow(
+      /SyncBatchNorm: timeoutMs must be a number >= 0/,
+    );
+    expect(() => new SyncBatchNorm(2, { allReduce, timeoutMs: '10' as never })).toThrow(TypeError);
+    expect(() => new SyncBatchNorm(2, { allReduce, timeout: 10 } as never)).toThrow(/unknown option "timeout"/);
+  });
+
+  it('rejects a forward whose allReduce never settles and leaves the layer as it was, usable', async () => {
+    const layer = new SyncBatchNorm(2, { allReduce: stallingAllReduce([1]), timeoutMs: 30, dtype: 'float64' });
+    const reference = new BatchNorm(2, { dtype: 'float64' });
+    const shape = [4, 2];
+    for (const l of [layer, reference]) await l.forwardAsync(data(8, 1), shape);
+    const before = layer.stateDict();
+    await expect(layer.forward(data(8, 2), shape)).rejects.toThrow(
+      /SyncBatchNorm: allReduce did not settle within 30 ms/,
+    );
+    expect(layer.stateDict()).toEqual(before);
+    // The next step runs as if the failed one never happened.
+    const x = data(8, 3);
+    expectClose(await layer.forward(x, shape), reference.forward(x, shape), 1e-12, 'y after the timeout');
+    expect(layer.stateDict()).toEqual(reference.stateDict());
+  });
+
+  it('rejects a backward whose allReduce never settles without touching the gradients', async () => {
+    const layer = new SyncBatchNorm(2, { allReduce: stallingAllReduce([1]), timeoutMs: 30, dtype: 'float64' });
+    await layer.forward(data(8, 1), [4, 2]);
+    await expect(layer.backward(data(8, 2))).rejects.toThrow(/did not settle within 30 ms/);
+    expect(Array.from(layer.gammaGrad!)).toEqual([0, 0]);
+    expect(Array.from(layer.betaGrad!)).toEqual([0, 0]);
+    await expect(layer.backward(data(8, 2))).resolves.toHaveLength(8);
+  });
+
+  it('keeps Node alive until the timeout, so a hung step fails loudly instead of exiting 0', () => {
+    const script = `
+      const { SyncBatchNorm } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))});
+      const bn = new SyncBatchNorm(2, { allReduce: () => new Promise(() => {}), timeoutMs: Number(process.argv[1]) });
+      bn.forward(new Float32Array(4), [2, 2]).then(() => console.log('settled'));`;
+    const withTimeout = spawnSync(process.execPath, ['-e', script, '50'], { encoding: 'utf8' });
+    expect(withTimeout.status).toBe(1);
+    expect(withTimeout.stderr).toMatch(/SyncBatchNorm: allReduce did not settle within 50 ms/);
+    // Without one, the pending collective does not keep Node alive (documented in the README).
+    const without = spawnSync(process.execPath, ['-e', script, 'Infinity'], { encoding: 'utf8' });
+    expect(without.status).toBe(0);
+    expect(without.stdout).toBe('');
   });
 });

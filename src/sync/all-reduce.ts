@@ -1,23 +1,19 @@
 // An elementwise-sum all-reduce among worker_threads over one SharedArrayBuffer: each
 // worker writes its buffer into its own slot, waits at a barrier, then sums every slot in
 // rank order, so every worker gets bit-identical results (what keeps running statistics
-// identical across workers).
+// identical across workers). A failure on one rank poisons the memory (shared-barrier.ts),
+// so it reaches every rank as an error instead of leaving them waiting.
 import type { FloatArray } from '../types';
 import { describe } from '../validate';
+import { CAPACITY, Cause, headerInts, SharedHeader, WORKERS } from './shared-barrier';
 
 /** The all-reduce SyncBatchNorm takes: the elementwise sum of `buffer` over every worker. */
 export type AllReduce = (buffer: Float64Array) => Promise<Float64Array>;
 
-// Int32 header: barrier arrivals, barrier generation, workers, capacity (float64s per slot),
-// then each worker's buffer length, padded so the float64 slots start 8-byte aligned.
-const ARRIVED = 0;
-const GENERATION = 1;
-const WORKERS = 2;
-const CAPACITY = 3;
-const LENGTHS = 4;
-
-function headerInts(workers: number): number {
-  return (LENGTHS + workers + 1) & ~1;
+export interface SharedAllReduceOptions {
+  /** Longest a call may wait for the other workers, in ms (default Infinity: no limit). When
+   *  it passes, the call rejects and poisons the memory, so every other rank fails too. */
+  timeoutMs?: number;
 }
 
 /** Memory for an all-reduce among `workers` threads of buffers of up to `capacity` float64s;
@@ -36,67 +32,96 @@ export function createSharedAllReduceMemory(workers: number, capacity: number): 
   return memory;
 }
 
+/** Poisons `memory` from outside the ranks (e.g. the main thread when a worker exits or
+ *  errors): every waiting and later all-reduce on it rejects. */
+export function abortSharedAllReduce(memory: SharedArrayBuffer): void {
+  checkMemory(memory);
+  new SharedHeader(memory).poison(-1, Cause.Aborted);
+}
+
 /** The all-reduce of worker `rank` (0 <= rank < workers) over memory from
- *  createSharedAllReduceMemory. Every worker must call it the same number of times. */
-export function sharedAllReduce(memory: SharedArrayBuffer, rank: number): AllReduce {
-  if (!(memory instanceof SharedArrayBuffer)) {
-    throw new TypeError(`memory must be a SharedArrayBuffer, got ${describe(memory)}`);
-  }
-  const workers = new Int32Array(memory, 0, LENGTHS)[WORKERS];
+ *  createSharedAllReduceMemory. Every worker must call it the same number of times, one call
+ *  at a time per rank. Any call that fails poisons the memory for every rank. */
+export function sharedAllReduce(
+  memory: SharedArrayBuffer,
+  rank: number,
+  options: SharedAllReduceOptions = {},
+): AllReduce {
+  checkMemory(memory);
+  const header = new SharedHeader(memory);
+  const workers = header.workers;
   if (!Number.isSafeInteger(rank) || rank < 0 || rank >= workers) {
     throw new RangeError(`rank must be an integer in [0, ${workers - 1}], got ${describe(rank)}`);
   }
-  const header = new Int32Array(memory, 0, headerInts(workers));
-  const capacity = header[CAPACITY];
+  const timeoutMs = checkOptions(options);
+  const capacity = header.ints[CAPACITY];
   const slots = new Float64Array(memory, headerInts(workers) * 4, workers * capacity);
   return async (buffer) => {
-    if (!(buffer instanceof Float64Array))
-      throw new TypeError(`buffer must be a Float64Array, got ${describe(buffer)}`);
-    if (buffer.length > capacity) {
-      throw new RangeError(`buffer must have length <= ${capacity} (the shared capacity), got ${buffer.length}`);
+    if (header.isPoisoned()) throw header.poisonedError();
+    if (!header.enter(rank)) {
+      header.poison(rank, Cause.Reentered);
+      throw new Error(
+        `sharedAllReduce: rank ${rank} already has an all-reduce in flight on this memory: await it ` +
+          'before the next call (layers sharing one memory must not run under Promise.all); the memory is now poisoned',
+      );
     }
-    slots.set(buffer, rank * capacity);
-    header[LENGTHS + rank] = buffer.length;
-    await barrier(header, workers);
-    const lengths = Array.from(header.subarray(LENGTHS, LENGTHS + workers));
-    const sum = new Float64Array(buffer.length);
-    // Every worker sees the same lengths, so they all throw here together (none is left waiting).
-    if (lengths.some((n) => n !== buffer.length)) {
-      throw new RangeError(`every worker must all-reduce the same length, got lengths [${lengths.join(', ')}]`);
+    try {
+      const deadline = performance.now() + timeoutMs;
+      if (!(buffer instanceof Float64Array))
+        throw new TypeError(`buffer must be a Float64Array, got ${describe(buffer)}`);
+      if (buffer.length > capacity) {
+        throw new RangeError(`buffer must have length <= ${capacity} (the shared capacity), got ${buffer.length}`);
+      }
+      slots.set(buffer, rank * capacity);
+      header.setLength(rank, buffer.length);
+      await header.barrier(rank, deadline, timeoutMs);
+      const lengths = header.lengths();
+      // Every worker sees the same lengths, so they all throw here together.
+      if (lengths.some((n) => n !== buffer.length)) {
+        throw new RangeError(`every worker must all-reduce the same length, got lengths [${lengths.join(', ')}]`);
+      }
+      const sum = new Float64Array(buffer.length);
+      for (let r = 0; r < workers; r++) addInto(sum, slots.subarray(r * capacity, r * capacity + buffer.length));
+      // No worker may overwrite its slot for the next call before every worker has read this one.
+      await header.barrier(rank, deadline, timeoutMs);
+      return sum;
+    } catch (e) {
+      // Whatever failed here, the other ranks must not wait for this one (a no-op if poisoned).
+      header.poison(rank, Cause.Failed);
+      throw e;
+    } finally {
+      header.leave(rank);
     }
-    for (let r = 0; r < workers; r++) addInto(sum, slots.subarray(r * capacity, r * capacity + buffer.length));
-    // No worker may overwrite its slot for the next call before every worker has read this one.
-    await barrier(header, workers);
-    return sum;
   };
+}
+
+function checkMemory(memory: unknown): asserts memory is SharedArrayBuffer {
+  if (!(memory instanceof SharedArrayBuffer)) {
+    throw new TypeError(`memory must be a SharedArrayBuffer, got ${describe(memory)}`);
+  }
+}
+
+/** The options object, validated like the rest of the API; returns timeoutMs. */
+function checkOptions(options: unknown): number {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new TypeError(`sharedAllReduce: options must be an object, got ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== 'timeoutMs') {
+      throw new TypeError(`sharedAllReduce: unknown option ${JSON.stringify(key)} (expected timeoutMs)`);
+    }
+  }
+  return checkTimeoutMs('sharedAllReduce', (options as SharedAllReduceOptions).timeoutMs);
+}
+
+/** A timeout in ms: a number >= 0 (Infinity allowed), undefined meaning none. */
+export function checkTimeoutMs(owner: string, v: unknown): number {
+  if (v === undefined) return Number.POSITIVE_INFINITY;
+  if (typeof v !== 'number') throw new TypeError(`${owner}: timeoutMs must be a number, got ${describe(v)}`);
+  if (!(v >= 0)) throw new RangeError(`${owner}: timeoutMs must be a number >= 0 (ms), got ${v}`);
+  return v;
 }
 
 function addInto(sum: Float64Array, part: FloatArray): void {
   for (let i = 0; i < sum.length; i++) sum[i] += part[i];
-}
-
-// Atomics.waitAsync is in Node >= 16 but typed only from lib ES2024 (this project targets ES2022).
-type WaitAsync = (a: Int32Array, index: number, value: number) => { value: Promise<string> | string };
-const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
-
-/** Resolves once every worker has arrived; waits without blocking the worker's event loop. */
-async function barrier(header: Int32Array, workers: number): Promise<void> {
-  // Read the generation before arriving: the last arrival bumps it, releasing everyone.
-  const generation = Atomics.load(header, GENERATION);
-  if (Atomics.add(header, ARRIVED, 1) === workers - 1) {
-    Atomics.store(header, ARRIVED, 0);
-    Atomics.add(header, GENERATION, 1);
-    Atomics.notify(header, GENERATION);
-    return;
-  }
-  // A pending waitAsync does not keep Node's event loop alive: without this timer a worker
-  // with nothing else to do would exit in the middle of the barrier.
-  const keepAlive = setInterval(() => {}, 1 << 30);
-  try {
-    while (Atomics.load(header, GENERATION) === generation) {
-      await waitAsync(header, GENERATION, generation).value;
-    }
-  } finally {
-    clearInterval(keepAlive);
-  }
 }

@@ -1,32 +1,12 @@
 // A Backend whose training forward and whose backward are synchronized across workers:
 // each computes this shard's per-channel partials, all-reduces them (one call of the
-// user's allReduce), and finishes with the global values. SyncBatchNorm hands it to an
+// user's allReduce; two in the rare forward whose batch mean is far from the shift), and finishes with the global values. SyncBatchNorm hands it to an
 // ordinary BatchNorm layer, so the layer's behaviour (running statistics, momentum or
 // cumulative average, caching for backward, gradient accumulation) is the same code.
 import type { Backend, FloatArray, TrainOptions } from '../types';
 import type { AllReduce } from './all-reduce';
 import { statsBuffer, statsFromBuffer, sumsBuffer, sumsFromBuffer } from './reduce-buffers';
-
-/** The per-channel point the forward moments are taken about. It must be identical on every
- *  worker: it starts at the running mean (or zero) and then follows the global batch mean,
- *  which every worker decodes from the same reduced buffer. */
-export class StatsShift {
-  #mean: Float64Array | null = null;
-
-  /** Forget the followed mean (e.g. after loading state): start again from the running mean. */
-  reset(): void {
-    this.#mean = null;
-  }
-
-  current(channels: number, runningMean: FloatArray | undefined): Float64Array {
-    this.#mean ??= runningMean ? Float64Array.from(runningMean) : new Float64Array(channels);
-    return this.#mean;
-  }
-
-  follow(globalMean: Float64Array): void {
-    this.#mean = globalMean;
-  }
-}
+import { isFarFrom, type StatsShift } from './stats-shift';
 
 export function synchronizedBackend(kernels: Backend, allReduce: AllReduce, shift: StatsShift): Backend {
   // A synchronous call cannot wait for the other workers: refuse rather than normalize unsynchronized.
@@ -41,7 +21,13 @@ export function synchronizedBackend(kernels: Backend, allReduce: AllReduce, shif
     async batchNormTrainAsync(x: FloatArray, shape: readonly number[], options: TrainOptions = {}) {
       const local = await kernels.batchNormStatsAsync(x, shape, { axis: options.axis });
       const about = shift.current(local.mean.length, options.runningMean);
-      const global = statsFromBuffer(await allReduce(statsBuffer(local, about)), about);
+      let global = statsFromBuffer(await allReduce(statsBuffer(local, about)), about);
+      // A shift far from the data cost the variance its precision: take the moments again
+      // about the batch's own mean (exact to rounding whatever the shift). Rare: a second call.
+      if (isFarFrom(global, about)) {
+        const near = about.map((k, c) => (Number.isFinite(global.mean[c]) ? global.mean[c] : k));
+        global = statsFromBuffer(await allReduce(statsBuffer(local, near)), near);
+      }
       const result = await kernels.batchNormTrainWithStatsAsync(x, shape, global, options);
       shift.follow(global.mean);
       return result;

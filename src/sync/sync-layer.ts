@@ -6,14 +6,23 @@ import { BatchNorm, type BatchNormOptions, type BatchNormState, type BatchNormSt
 import { backend as selectedBackend } from '../select';
 import type { Activation, Backend, FloatArray } from '../types';
 import { describe } from '../validate';
-import type { AllReduce } from './all-reduce';
-import { StatsShift, synchronizedBackend } from './sync-backend';
+import { type AllReduce, checkTimeoutMs } from './all-reduce';
+import { StatsShift } from './stats-shift';
+import { synchronizedBackend } from './sync-backend';
+import { timedAllReduce } from './timed-all-reduce';
 
 export interface SyncBatchNormOptions extends BatchNormOptions {
   /** Elementwise SUM of `buffer` over every worker, resolving to the same values on each (an
    *  MPI/NCCL all-reduce, sharedAllReduce for worker_threads, ...). Called once per training
-   *  forward and once per backward, by every worker in the same order. */
+   *  forward (twice when the batch mean is far from the last one: every worker decides alike)
+   *  and once per backward, by every worker in the same order. */
   allReduce: AllReduce;
+  /** Longest one allReduce call may take, in ms (default Infinity: no limit). Past it the
+   *  forward or backward rejects with an Error and leaves the layer as before the call
+   *  (running statistics, numBatchesTracked, gradients untouched); the workers are then out of
+   *  step. Without it, an allReduce that never settles leaves the step pending for good, and
+   *  Node exits (code 0) once nothing else keeps it alive. */
+  timeoutMs?: number;
 }
 
 export class SyncBatchNorm {
@@ -28,6 +37,8 @@ export class SyncBatchNorm {
   readonly backend: Backend;
   readonly activation: Activation;
   readonly allReduce: AllReduce;
+  /** The limit on one allReduce call, in ms (Infinity: none). */
+  readonly timeoutMs: number;
 
   /** The layer's arrays: the same objects for the layer's life, updated in place. */
   readonly gamma: FloatArray | null;
@@ -46,19 +57,21 @@ export class SyncBatchNorm {
     if (typeof options !== 'object' || options === null || Array.isArray(options)) {
       throw new TypeError(`SyncBatchNorm: options must be an object with allReduce, got ${describe(options)}`);
     }
-    const { allReduce, ...layerOptions } = options;
+    const { allReduce, timeoutMs, ...layerOptions } = options;
     if (typeof allReduce !== 'function') {
       throw new TypeError(
         `SyncBatchNorm: allReduce must be a function (buffer: Float64Array) => Promise<Float64Array>, got ${describe(allReduce)}`,
       );
     }
+    const limit = checkTimeoutMs('SyncBatchNorm', timeoutMs);
     const kernels = layerOptions.backend ?? selectedBackend;
     const layer = new BatchNorm(numFeatures, {
       ...layerOptions,
-      backend: synchronizedBackend(kernels, allReduce, this.#shift),
+      backend: synchronizedBackend(kernels, timedAllReduce(allReduce, limit), this.#shift),
     });
     this.#layer = layer;
     this.allReduce = allReduce;
+    this.timeoutMs = limit;
     this.backend = kernels;
     this.numFeatures = layer.numFeatures;
     this.axis = layer.axis;
