@@ -14,6 +14,9 @@ export interface BatchNormOptions {
   /** Weight of each batch in the running statistics, in [0, 1]. null = cumulative moving
    *  average (factor 1 / numBatchesTracked), as PyTorch's momentum=None. Default 0.1. */
   momentum?: number | null;
+  /** Bessel's correction of the batch variance entering runningVar: 1 (default, PyTorch's
+   *  unbiased) or 0 (biased, as Keras, TensorFlow and ONNX keep it). Not in the state dict. */
+  runningVarCorrection?: 0 | 1;
   /** Learnable gamma (ones) and beta (zeros). Default true. */
   affine?: boolean;
   /** Keep runningMean (zeros) / runningVar (ones) and use them in eval mode. Default true. */
@@ -65,6 +68,7 @@ const OPTION_NAMES = new Set([
   'axis',
   'eps',
   'momentum',
+  'runningVarCorrection',
   'affine',
   'trackRunningStats',
   'dtype',
@@ -116,6 +120,7 @@ export class BatchNorm {
   readonly axis: number;
   readonly eps: number;
   readonly momentum: number | null;
+  readonly runningVarCorrection: 0 | 1;
   readonly affine: boolean;
   readonly trackRunningStats: boolean;
   readonly dtype: 'float32' | 'float64';
@@ -150,6 +155,7 @@ export class BatchNorm {
     this.axis = o.axis;
     this.eps = o.eps;
     this.momentum = o.momentum;
+    this.runningVarCorrection = o.runningVarCorrection;
     this.affine = o.affine;
     this.trackRunningStats = o.trackRunningStats;
     this.dtype = o.dtype;
@@ -400,6 +406,7 @@ export class BatchNorm {
       runningMean: this.runningMean as FloatArray,
       runningVar: this.runningVar as FloatArray,
       momentum,
+      runningVarCorrection: this.runningVarCorrection,
     };
   }
 
@@ -579,6 +586,7 @@ interface LayerSettings {
   axis: number;
   eps: number;
   momentum: number | null;
+  runningVarCorrection: 0 | 1;
   affine: boolean;
   trackRunningStats: boolean;
   dtype: 'float32' | 'float64';
@@ -616,6 +624,15 @@ function checkLayerOptions(options: unknown): LayerSettings {
       throw new RangeError(`BatchNorm: momentum must be in [0, 1] or null, got ${momentum}`);
     }
   }
+  const correction = option('runningVarCorrection', 1);
+  if (typeof correction !== 'number') {
+    throw new TypeError(`BatchNorm: runningVarCorrection must be 0 or 1, got ${describe(correction)}`);
+  }
+  if (correction !== 0 && correction !== 1) {
+    throw new RangeError(
+      `BatchNorm: runningVarCorrection must be 0 (biased, as Keras) or 1 (unbiased, as PyTorch), got ${correction}`,
+    );
+  }
   const flag = (name: string, fallback: boolean): boolean => {
     const v = option(name, fallback);
     if (typeof v !== 'boolean') throw new TypeError(`BatchNorm: ${name} must be a boolean, got ${describe(v)}`);
@@ -637,6 +654,7 @@ function checkLayerOptions(options: unknown): LayerSettings {
     axis,
     eps,
     momentum,
+    runningVarCorrection: correction,
     affine: flag('affine', true),
     trackRunningStats: flag('trackRunningStats', true),
     dtype,

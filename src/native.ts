@@ -47,7 +47,7 @@ function packageRoot(): string {
 }
 
 /** The calling convention this loader passes arguments in (the addon's bindingInterface()). */
-const BINDING_INTERFACE = 2;
+const BINDING_INTERFACE = 3;
 
 /** Why a loaded module is not this package's addon of this version, or null when it is:
  *  BATCHNORM_NATIVE_PATH may name anything require() can load (a folder's index.js, JSON,
@@ -145,6 +145,7 @@ function bindingCalls(b: NativeBinding, async: boolean) {
         p.runningMean,
         p.runningVar,
         p.momentum,
+        p.runningVarCorrection,
         p.residual,
         p.relu,
         y,
@@ -163,6 +164,7 @@ function bindingCalls(b: NativeBinding, async: boolean) {
         p.runningMean,
         p.runningVar,
         p.momentum,
+        p.runningVarCorrection,
         p.residual,
         p.relu,
         p.stats.count,

@@ -27,6 +27,9 @@ export interface TrainOptions extends NormOptions {
   runningVar?: FloatArray;
   /** running = (1 - momentum) * running + momentum * batch. In [0, 1]. Default 0.1. */
   momentum?: number;
+  /** Bessel's correction of the batch variance that enters runningVar, as torch.var's
+   *  `correction`: 1 (default) divides M2 by m - 1 (PyTorch); 0 by m (Keras, TensorFlow, ONNX). */
+  runningVarCorrection?: 0 | 1;
   /** Where y is written (length of x); may be x itself. */
   out?: FloatArray;
   /** Also return x's fingerprint (see Backend.fingerprint) as the step read it, taken in

@@ -19,6 +19,8 @@ export interface TrainPlan {
   runningMean: FloatArray | null;
   runningVar: FloatArray | null;
   momentum: number;
+  /** 1: the running variance takes the unbiased batch variance (PyTorch); 0: the biased one. */
+  runningVarCorrection: number;
   /** Added to the normalized value before the activation (a ResNet block's `+ z`). */
   residual: FloatArray | null;
   relu: boolean;
@@ -134,7 +136,15 @@ const NO_OPTIONS: Record<string, unknown> = Object.freeze({});
 
 /** The option names each kind of call takes. */
 const NORM_KEYS = ['axis', 'eps', 'gamma', 'beta', 'activation', 'residual'];
-const TRAIN_KEYS = new Set([...NORM_KEYS, 'runningMean', 'runningVar', 'momentum', 'out', 'fingerprint']);
+const TRAIN_KEYS = new Set([
+  ...NORM_KEYS,
+  'runningMean',
+  'runningVar',
+  'momentum',
+  'runningVarCorrection',
+  'out',
+  'fingerprint',
+]);
 const EVAL_KEYS = new Set([...NORM_KEYS, 'runningMean', 'runningVar', 'out']);
 const BACKWARD_KEYS = new Set([
   'axis',
@@ -251,6 +261,20 @@ function checkMomentum(v: unknown): number {
   if (typeof momentum !== 'number') throw new TypeError(`momentum must be a number, got ${describe(momentum)}`);
   if (!(momentum >= 0 && momentum <= 1)) throw new RangeError(`momentum must be in [0, 1], got ${momentum}`);
   return momentum;
+}
+
+/** Bessel's correction of the batch variance the running one takes, as torch.var's. */
+export function checkVarCorrection(v: unknown): number {
+  const correction = v === undefined ? 1 : v;
+  if (typeof correction !== 'number') {
+    throw new TypeError(`runningVarCorrection must be a number (0 or 1), got ${describe(correction)}`);
+  }
+  if (correction !== 0 && correction !== 1) {
+    throw new RangeError(
+      `runningVarCorrection must be 0 (biased, as Keras) or 1 (unbiased, as PyTorch), got ${correction}`,
+    );
+  }
+  return correction;
 }
 
 function checkActivation(v: unknown): boolean {
@@ -472,6 +496,7 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown, shar
     runningMean,
     runningVar,
     momentum,
+    runningVarCorrection: checkVarCorrection(o.runningVarCorrection),
     residual,
     relu,
     out,

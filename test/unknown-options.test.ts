@@ -25,7 +25,7 @@ describe.each(backends)('unknown option keys ($name)', (b) => {
     const runningVar = new Float32Array(3).fill(1);
     expect(() => b.batchNormTrain(x(), shape, { runningMean, runningVar, momentun: 0.2 } as never)).toThrow(
       new TypeError(
-        'unknown option "momentun" (expected one of axis, eps, gamma, beta, activation, residual, runningMean, runningVar, momentum, out, fingerprint)',
+        'unknown option "momentun" (expected one of axis, eps, gamma, beta, activation, residual, runningMean, runningVar, momentum, runningVarCorrection, out, fingerprint)',
       ),
     );
     expect(Array.from(runningMean)).toEqual([0, 0, 0]);

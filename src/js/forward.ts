@@ -81,7 +81,16 @@ function setChannel(
   mean[c] = channelMean;
   invStd[c] = inv;
   if (plan.runningMean && plan.runningVar) {
-    updateRunningChannel(plan.runningMean, plan.runningVar, c, count, channelMean, m2, plan.momentum);
+    updateRunningChannel(
+      plan.runningMean,
+      plan.runningVar,
+      c,
+      count,
+      channelMean,
+      m2,
+      plan.momentum,
+      plan.runningVarCorrection,
+    );
   }
 }
 

@@ -225,8 +225,8 @@ export function channelMoments(x: FloatArray, layout: Layout): ChannelMoments {
   return acc;
 }
 
-/** running = (1 - momentum) * running + momentum * batch for channel c, with the unbiased
- *  batch variance. */
+/** running = (1 - momentum) * running + momentum * batch for channel c, with the batch
+ *  variance M2 / (count - varCorrection) (1: unbiased, PyTorch; 0: biased, Keras/TF/ONNX). */
 export function updateRunningChannel(
   runningMean: FloatArray,
   runningVar: FloatArray,
@@ -235,8 +235,9 @@ export function updateRunningChannel(
   mean: number,
   m2: number,
   momentum: number,
+  varCorrection: number,
 ): void {
-  const unbiased = m2 / (count - 1);
+  const batchVar = m2 / (count - varCorrection);
   runningMean[c] = (1 - momentum) * runningMean[c] + momentum * mean;
-  runningVar[c] = (1 - momentum) * runningVar[c] + momentum * unbiased;
+  runningVar[c] = (1 - momentum) * runningVar[c] + momentum * batchVar;
 }

@@ -30,6 +30,7 @@ export class SyncBatchNorm {
   readonly axis: number;
   readonly eps: number;
   readonly momentum: number | null;
+  readonly runningVarCorrection: 0 | 1;
   readonly affine: boolean;
   readonly trackRunningStats: boolean;
   readonly dtype: 'float32' | 'float64';
@@ -77,6 +78,7 @@ export class SyncBatchNorm {
     this.axis = layer.axis;
     this.eps = layer.eps;
     this.momentum = layer.momentum;
+    this.runningVarCorrection = layer.runningVarCorrection;
     this.affine = layer.affine;
     this.trackRunningStats = layer.trackRunningStats;
     this.dtype = layer.dtype;

@@ -164,6 +164,13 @@ const SCALAR_SPOILERS = {
     ['momentum a string', '0.1'],
     ['momentum null', null],
   ],
+  correction: [
+    ['runningVarCorrection 0.5', 0.5],
+    ['runningVarCorrection 2', 2],
+    ['runningVarCorrection NaN', NaN],
+    ['runningVarCorrection a string', '1'],
+    ['runningVarCorrection null', null],
+  ],
   count: [
     ['count NaN', NaN],
     ['count negative', -4],

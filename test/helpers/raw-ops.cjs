@@ -39,6 +39,7 @@ const OPS = {
     param('runningMean', 'channel', { optional: true, written: true }),
     param('runningVar', 'channel', { optional: true, written: true }),
     param('momentum', 'momentum'),
+    param('varCorrection', 'correction'),
     residual,
     relu,
     param('out', 'data', { written: true }),
@@ -56,6 +57,7 @@ const OPS = {
     param('runningMean', 'channel', { optional: true, written: true }),
     param('runningVar', 'channel', { optional: true, written: true }),
     param('momentum', 'momentum'),
+    param('varCorrection', 'correction'),
     residual,
     relu,
     count,
@@ -177,6 +179,8 @@ function makeCall(
         return 1e-5;
       case 'momentum':
         return 0.1;
+      case 'correction':
+        return 1;
       case 'flag':
         return p.name === 'training';
       case 'count':

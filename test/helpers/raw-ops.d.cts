@@ -1,7 +1,17 @@
 // Types for raw-ops.cjs (plain CommonJS so that child processes and workers can load it).
 export type OpName = 'train' | 'trainWithStats' | 'eval' | 'backward' | 'backwardWithSums' | 'moments' | 'gradSums';
 export type DType = 'f32' | 'f64';
-export type ParamKind = 'data' | 'channel' | 'channel64' | 'shape' | 'axis' | 'eps' | 'momentum' | 'count' | 'flag';
+export type ParamKind =
+  | 'data'
+  | 'channel'
+  | 'channel64'
+  | 'shape'
+  | 'axis'
+  | 'eps'
+  | 'momentum'
+  | 'correction'
+  | 'count'
+  | 'flag';
 
 export interface Param {
   name: string;

@@ -40,6 +40,9 @@ pub struct RunningStats<'a, T> {
     pub mean: &'a mut [T],
     pub var: &'a mut [T],
     pub momentum: f64,
+    /// Subtracted from the count when the batch variance enters the running one: 1 is
+    /// Bessel's correction (PyTorch), 0 the population variance (Keras, TensorFlow, ONNX).
+    pub var_correction: f64,
 }
 
 /// Where a training step writes the statistics it normalized with (saved for backward),
@@ -56,6 +59,14 @@ fn check_eps(eps: f64) -> Result<()> {
         Ok(())
     } else {
         Err(Error::range(format!("eps must be a finite number > 0, got {eps}")))
+    }
+}
+
+fn check_var_correction(correction: f64) -> Result<()> {
+    if correction == 0.0 || correction == 1.0 {
+        Ok(())
+    } else {
+        Err(Error::range(format!("runningVarCorrection must be 0 or 1, got {correction}")))
     }
 }
 
@@ -104,6 +115,7 @@ fn check_train_outputs<T>(
         check_len("runningMean", r.mean.len(), channels)?;
         check_len("runningVar", r.var.len(), channels)?;
         check_momentum(r.momentum)?;
+        check_var_correction(r.var_correction)?;
     }
     Ok(())
 }
@@ -215,7 +227,7 @@ fn save_stats<T: Element>(
         saved.inv_std[c] = T::from_f64(norm.inv_std(m));
     }
     if let Some(r) = running {
-        update_running_stats(r.mean, r.var, moments, r.momentum);
+        update_running_stats(r.mean, r.var, moments, r.momentum, r.var_correction);
     }
 }
 

@@ -55,7 +55,12 @@ impl Moments {
 
     /// Sample variance: what the running estimate tracks (PyTorch's convention).
     pub fn unbiased_var(&self) -> f64 {
-        self.m2 / (self.count - 1.0)
+        self.corrected_var(1.0)
+    }
+
+    /// `M2 / (count - correction)`: 1 gives the sample variance, 0 the population one.
+    pub fn corrected_var(&self, correction: f64) -> f64 {
+        self.m2 / (self.count - correction)
     }
 }
 
@@ -103,16 +108,18 @@ pub(crate) fn channel_moments_in<T: Element>(
     sums.into_iter().zip(&shifts).map(|(s, &k)| Moments::from_shifted_sums(count, k, s)).collect()
 }
 
-/// `running = (1 - momentum) * running + momentum * batch`, with the unbiased batch variance.
+/// `running = (1 - momentum) * running + momentum * batch`, with the batch variance taken as
+/// `M2 / (count - var_correction)` (1: unbiased, PyTorch; 0: biased, Keras/TF/ONNX).
 pub fn update_running_stats<T: Element>(
     running_mean: &mut [T],
     running_var: &mut [T],
     moments: &[Moments],
     momentum: f64,
+    var_correction: f64,
 ) {
     for ((rm, rv), m) in running_mean.iter_mut().zip(running_var.iter_mut()).zip(moments) {
         *rm = T::from_f64((1.0 - momentum) * rm.to_f64() + momentum * m.mean);
-        *rv = T::from_f64((1.0 - momentum) * rv.to_f64() + momentum * m.unbiased_var());
+        *rv = T::from_f64((1.0 - momentum) * rv.to_f64() + momentum * m.corrected_var(var_correction));
     }
 }
 

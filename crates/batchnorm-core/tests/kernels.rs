@@ -101,7 +101,7 @@ fn train_matches_reference_on_every_path() {
         let (mut rm, mut rv) = (vec![0.5; l.channels], vec![2.0; l.channels]);
         let eps = 1e-3;
         let n = norm(Some(&gamma), Some(&beta), eps, Activation::None);
-        let running = Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: 0.25 });
+        let running = Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: 0.25, var_correction: 1.0 });
         let saved = SavedStats { mean: &mut mean, inv_std: &mut inv_std, x_fingerprint: None };
         train(Io::Separate { src: &x, dst: &mut y }, &l, n, running, saved).unwrap();
         let (want_mean, want_var) = reference_stats(&x, &l);
@@ -354,7 +354,7 @@ fn bad_arguments_are_errors_and_write_nothing() {
         Io::Separate { src: &x, dst: &mut y },
         &l,
         norm(Some(&bad_gamma), None, 1e-5, Activation::None),
-        Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: 0.1 }),
+        Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: 0.1, var_correction: 1.0 }),
         SavedStats { mean: &mut m, inv_std: &mut s, x_fingerprint: None },
     )
     .unwrap_err();
@@ -363,7 +363,7 @@ fn bad_arguments_are_errors_and_write_nothing() {
         Io::Separate { src: &x, dst: &mut y },
         &l,
         plain,
-        Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: 1.5 }),
+        Some(RunningStats { mean: &mut rm, var: &mut rv, momentum: 1.5, var_correction: 1.0 }),
         SavedStats { mean: &mut m, inv_std: &mut s, x_fingerprint: None },
     )
     .unwrap_err();

@@ -34,6 +34,8 @@ pub struct TrainJob<A, F> {
     pub running_mean: Option<A>,
     pub running_var: Option<A>,
     pub momentum: f64,
+    /// 1: the running variance takes the unbiased batch variance; 0: the biased one.
+    pub var_correction: f64,
     pub residual: Option<A>,
     pub relu: bool,
     pub given: Option<GivenStats<F>>,
@@ -197,7 +199,12 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
         unsafe {
             let running = match (running_mean, running_var) {
                 (Some(m), Some(v)) => {
-                    Some(RunningStats { mean: m.slice_mut(), var: v.slice_mut(), momentum: self.momentum })
+                    Some(RunningStats {
+                        mean: m.slice_mut(),
+                        var: v.slice_mut(),
+                        momentum: self.momentum,
+                        var_correction: self.var_correction,
+                    })
                 }
                 _ => None,
             };

@@ -46,19 +46,22 @@ macro_rules! ops {
      $backward_with_sums:ident, $moments:ident, $grad_sums:ident) => {
         binding_fn!($mode $train, TrainJob<$a, $f>, (
             x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
-            running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, residual: Option<$arg_a>,
+            running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, var_correction: f64,
+            residual: Option<$arg_a>,
             relu: bool, out: $arg_a, mean: $arg_a, inv_std: $arg_a, x_fingerprint: Option<$arg_f>
         ) => TrainJob::<$a, $f> {
-            x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, residual, relu, given: None, out,
+            x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, var_correction, residual, relu,
+            given: None, out,
             mean, inv_std, x_fingerprint,
         });
         binding_fn!($mode $train_with_stats, TrainJob<$a, $f>, (
             x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
-            running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, residual: Option<$arg_a>,
+            running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, var_correction: f64,
+            residual: Option<$arg_a>,
             relu: bool, count: f64, stats_mean: $arg_f, stats_m2: $arg_f, out: $arg_a, mean: $arg_a, inv_std: $arg_a,
             x_fingerprint: Option<$arg_f>
         ) => TrainJob {
-            x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, residual, relu,
+            x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, var_correction, residual, relu,
             given: Some(GivenStats { count, mean: stats_mean, m2: stats_m2 }), out, mean, inv_std, x_fingerprint,
         });
         binding_fn!($mode $eval, EvalJob<$a>, (
@@ -105,7 +108,7 @@ ops!(async, Float64ArraySlice => Float64Array, Float64ArraySlice => Float64Array
 /// binary would read arguments in the wrong places.
 #[napi]
 pub fn binding_interface() -> u32 {
-    2
+    3
 }
 
 /// Resizes the native thread pool (work already running finishes on the old one).
