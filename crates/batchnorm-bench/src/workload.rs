@@ -100,7 +100,12 @@ impl<T: Element> Workload<T> {
             Io::Separate { src: &self.x, dst: &mut self.out },
             &self.layout,
             norm(&self.gamma, &self.beta),
-            Some(RunningStats { mean: &mut self.running_mean, var: &mut self.running_var, momentum: MOMENTUM, var_correction: 1.0 }),
+            Some(RunningStats {
+                mean: &mut self.running_mean,
+                var: &mut self.running_var,
+                momentum: MOMENTUM,
+                var_correction: 1.0,
+            }),
             SavedStats { mean: &mut self.mean, inv_std: &mut self.inv_std, x_fingerprint: None },
         )
         .map_err(|e| e.to_string())

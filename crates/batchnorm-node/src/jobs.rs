@@ -198,14 +198,12 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
         // that written regions overlap nothing (out may equal x: handled by `io`).
         unsafe {
             let running = match (running_mean, running_var) {
-                (Some(m), Some(v)) => {
-                    Some(RunningStats {
-                        mean: m.slice_mut(),
-                        var: v.slice_mut(),
-                        momentum: self.momentum,
-                        var_correction: self.var_correction,
-                    })
-                }
+                (Some(m), Some(v)) => Some(RunningStats {
+                    mean: m.slice_mut(),
+                    var: v.slice_mut(),
+                    momentum: self.momentum,
+                    var_correction: self.var_correction,
+                }),
                 _ => None,
             };
             let norm = Norm {
