@@ -53,6 +53,8 @@ export {
   type BatchNormStateInput,
   type ForwardOptions,
 } from './src/layer';
+// The layer whose channel count comes from its first input (PyTorch's LazyBatchNorm*d).
+export { LazyBatchNorm } from './src/lazy-layer';
 
 // Synchronized batch norm across workers: exact merge of shard statistics, the layer, and
 // an all-reduce over shared memory for worker_threads.

@@ -5,6 +5,7 @@ import batchnorm from '../dist/index.js';
 
 export const {
   BatchNorm,
+  LazyBatchNorm,
   SyncBatchNorm,
   abortSharedAllReduce,
   backend,
