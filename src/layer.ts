@@ -1,6 +1,8 @@
 // The BatchNorm layer: parameters, running statistics and gradients around the functional
 // API, with PyTorch's nn.BatchNorm semantics (train/eval, momentum or cumulative average,
 // affine, trackRunningStats) and its state_dict names.
+
+import { ghostBackend } from './ghost-backend';
 import { backend as selectedBackend } from './select';
 import { floatDtype, plainView } from './typed-arrays';
 import type { Activation, Backend, BackwardOptions, FloatArray, SavedStats } from './types';
@@ -17,6 +19,10 @@ export interface BatchNormOptions {
   /** Bessel's correction of the batch variance entering runningVar: 1 (default, PyTorch's
    *  unbiased) or 0 (biased, as Keras, TensorFlow and ONNX keep it). Not in the state dict. */
   runningVarCorrection?: 0 | 1;
+  /** Ghost batch normalization (Keras `virtual_batch_size`): in training, each group of this
+   *  many consecutive samples along axis 0 is normalized with its own statistics; the batch
+   *  must be a multiple of it. Default null (the whole batch). */
+  virtualBatchSize?: number | null;
   /** Learnable gamma (ones) and beta (zeros). Default true. */
   affine?: boolean;
   /** Keep runningMean (zeros) / runningVar (ones) and use them in eval mode. Default true. */
@@ -69,6 +75,7 @@ const OPTION_NAMES = new Set([
   'eps',
   'momentum',
   'runningVarCorrection',
+  'virtualBatchSize',
   'affine',
   'trackRunningStats',
   'dtype',
@@ -121,10 +128,13 @@ export class BatchNorm {
   readonly eps: number;
   readonly momentum: number | null;
   readonly runningVarCorrection: 0 | 1;
+  readonly virtualBatchSize: number | null;
   readonly affine: boolean;
   readonly trackRunningStats: boolean;
   readonly dtype: 'float32' | 'float64';
   readonly backend: Backend;
+  /** What the layer calls: the backend, or with virtualBatchSize its ghost-batch form. */
+  readonly #kernels: Backend;
   readonly activation: Activation;
 
   /** Learnable scale (length numFeatures); null without affine. Updated in place by training code. */
@@ -156,6 +166,8 @@ export class BatchNorm {
     this.eps = o.eps;
     this.momentum = o.momentum;
     this.runningVarCorrection = o.runningVarCorrection;
+    this.virtualBatchSize = o.virtualBatchSize;
+    this.#kernels = o.virtualBatchSize === null ? o.backend : ghostBackend(o.backend, o.virtualBatchSize);
     this.affine = o.affine;
     this.trackRunningStats = o.trackRunningStats;
     this.dtype = o.dtype;
@@ -203,10 +215,10 @@ export class BatchNorm {
     this.#checkIdle('forward');
     const plan = this.#planForward(x, shape, options);
     if (!plan.batchStats) {
-      const y = this.backend.batchNormEval(x, plan.shape, this.#evalOptions(plan));
+      const y = this.#kernels.batchNormEval(x, plan.shape, this.#evalOptions(plan));
       return this.#finishForward(plan, y, plan.frozen as SavedStats, this.#fingerprints(x, y, undefined));
     }
-    const r = this.backend.batchNormTrain(x, plan.shape, this.#trainOptions(plan));
+    const r = this.#kernels.batchNormTrain(x, plan.shape, this.#trainOptions(plan));
     return this.#finishForward(plan, r.y, r, this.#fingerprints(x, r.y, r.fingerprint));
   }
 
@@ -217,10 +229,10 @@ export class BatchNorm {
     this.#busy = 'forwardAsync';
     try {
       if (!plan.batchStats) {
-        const y = await this.backend.batchNormEvalAsync(x, plan.shape, this.#evalOptions(plan));
+        const y = await this.#kernels.batchNormEvalAsync(x, plan.shape, this.#evalOptions(plan));
         return this.#finishForward(plan, y, plan.frozen as SavedStats, await this.#fingerprintsAsync(x, y, undefined));
       }
-      const r = await this.backend.batchNormTrainAsync(x, plan.shape, this.#trainOptions(plan));
+      const r = await this.#kernels.batchNormTrainAsync(x, plan.shape, this.#trainOptions(plan));
       return this.#finishForward(plan, r.y, r, await this.#fingerprintsAsync(x, r.y, r.fingerprint));
     } finally {
       this.#busy = null;
@@ -233,7 +245,7 @@ export class BatchNorm {
     this.#checkIdle('backward');
     const cache = this.#lastForward('backward');
     this.#checkLength('backward', cache);
-    const r = this.backend.batchNormBackward(dy, cache.x, cache.shape, cache.saved, this.#backwardOptions(cache));
+    const r = this.#kernels.batchNormBackward(dy, cache.x, cache.shape, cache.saved, this.#backwardOptions(cache));
     this.#checkUnchanged('backward', cache, this.#fingerprints(cache.x, cache.y, r.fingerprint));
     this.#accumulate(r.dGamma, r.dBeta);
     this.#residualGrad = r.dResidual ?? null;
@@ -247,7 +259,7 @@ export class BatchNorm {
     this.#busy = 'backwardAsync';
     try {
       this.#checkLength('backwardAsync', cache);
-      const r = await this.backend.batchNormBackwardAsync(
+      const r = await this.#kernels.batchNormBackwardAsync(
         dy,
         cache.x,
         cache.shape,
@@ -305,7 +317,7 @@ export class BatchNorm {
    *  a fused ReLU, of the output (0 without one). */
   #fingerprints(x: FloatArray, y: FloatArray | null, fromKernel: number | undefined): [number, number] {
     const withMask = this.activation === 'relu' && y !== null;
-    return [fromKernel ?? this.backend.fingerprint(x), withMask ? this.backend.fingerprint(y) : 0];
+    return [fromKernel ?? this.#kernels.fingerprint(x), withMask ? this.#kernels.fingerprint(y) : 0];
   }
 
   async #fingerprintsAsync(
@@ -315,8 +327,8 @@ export class BatchNorm {
   ): Promise<[number, number]> {
     const withMask = this.activation === 'relu' && y !== null;
     return [
-      fromKernel ?? (await this.backend.fingerprintAsync(x)),
-      withMask ? await this.backend.fingerprintAsync(y) : 0,
+      fromKernel ?? (await this.#kernels.fingerprintAsync(x)),
+      withMask ? await this.#kernels.fingerprintAsync(y) : 0,
     ];
   }
 
@@ -587,6 +599,7 @@ interface LayerSettings {
   eps: number;
   momentum: number | null;
   runningVarCorrection: 0 | 1;
+  virtualBatchSize: number | null;
   affine: boolean;
   trackRunningStats: boolean;
   dtype: 'float32' | 'float64';
@@ -633,6 +646,13 @@ function checkLayerOptions(options: unknown): LayerSettings {
       `BatchNorm: runningVarCorrection must be 0 (biased, as Keras) or 1 (unbiased, as PyTorch), got ${correction}`,
     );
   }
+  const virtualBatchSize = option('virtualBatchSize', null);
+  if (virtualBatchSize !== null) {
+    if (typeof virtualBatchSize !== 'number' || !Number.isSafeInteger(virtualBatchSize)) {
+      throw new TypeError(`BatchNorm: virtualBatchSize must be an integer or null, got ${describe(virtualBatchSize)}`);
+    }
+    if (virtualBatchSize < 1) throw new RangeError(`BatchNorm: virtualBatchSize must be >= 1, got ${virtualBatchSize}`);
+  }
   const flag = (name: string, fallback: boolean): boolean => {
     const v = option(name, fallback);
     if (typeof v !== 'boolean') throw new TypeError(`BatchNorm: ${name} must be a boolean, got ${describe(v)}`);
@@ -655,6 +675,7 @@ function checkLayerOptions(options: unknown): LayerSettings {
     eps,
     momentum,
     runningVarCorrection: correction,
+    virtualBatchSize,
     affine: flag('affine', true),
     trackRunningStats: flag('trackRunningStats', true),
     dtype,

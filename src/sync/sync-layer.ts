@@ -64,6 +64,11 @@ export class SyncBatchNorm {
         `SyncBatchNorm: allReduce must be a function (buffer: Float64Array) => Promise<Float64Array>, got ${describe(allReduce)}`,
       );
     }
+    if (layerOptions.virtualBatchSize !== undefined && layerOptions.virtualBatchSize !== null) {
+      throw new TypeError(
+        'SyncBatchNorm: virtualBatchSize is not supported (ghost batches are per worker: use BatchNorm)',
+      );
+    }
     const limit = checkTimeoutMs('SyncBatchNorm', timeoutMs);
     const kernels = layerOptions.backend ?? selectedBackend;
     const layer = new BatchNorm(numFeatures, {
