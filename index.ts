@@ -55,6 +55,7 @@ export {
 } from './src/layer';
 // The layer whose channel count comes from its first input (PyTorch's LazyBatchNorm*d).
 export { LazyBatchNorm } from './src/lazy-layer';
+export type { RenormOptions } from './src/renorm-backend';
 
 // Synchronized batch norm across workers: exact merge of shard statistics, the layer, and
 // an all-reduce over shared memory for worker_threads.

@@ -8,6 +8,7 @@
 // The running statistics follow the groups' average, as Keras keeps them: the mean of the
 // group means and of the group variances (each M2 / (count - runningVarCorrection)).
 import { allocLike } from './backend';
+import { runAsync, runSync, type Steps } from './kernel-steps';
 import type {
   Backend,
   BackwardOptions,
@@ -18,13 +19,6 @@ import type {
   TrainResult,
 } from './types';
 import { validateBackward, validateStats, validateTrain } from './validate';
-
-/** One kernel call the steps below need: a Backend method (sync name) and its arguments. */
-type Call = [
-  method: 'batchNormStats' | 'batchNormTrainWithStats' | 'batchNormBackward' | 'fingerprint',
-  args: unknown[],
-];
-type Steps<R> = Generator<Call, R, unknown>;
 
 /** The groups of a ghost batch: k samples each, `elements` values per group. */
 interface Groups {
@@ -169,24 +163,6 @@ function* backwardSteps(
   if (dResidual) result.dResidual = dResidual;
   if (fingerprint !== undefined) result.fingerprint = fingerprint;
   return result;
-}
-
-function runSync<R>(kernels: Backend, steps: Steps<R>): R {
-  let step = steps.next();
-  while (!step.done) {
-    const [method, args] = step.value;
-    step = steps.next((kernels[method] as (...a: unknown[]) => unknown)(...args));
-  }
-  return step.value;
-}
-
-async function runAsync<R>(kernels: Backend, steps: Steps<R>): Promise<R> {
-  let step = steps.next();
-  while (!step.done) {
-    const [method, args] = step.value;
-    step = steps.next(await (kernels[`${method}Async`] as (...a: unknown[]) => Promise<unknown>)(...args));
-  }
-  return step.value;
 }
 
 export function ghostBackend(kernels: Backend, virtualBatchSize: number): Backend {

@@ -3,6 +3,7 @@
 // affine, trackRunningStats) and its state_dict names.
 
 import { ghostBackend } from './ghost-backend';
+import { checkRenorm, type RenormOptions, renormBackend } from './renorm-backend';
 import { backend as selectedBackend } from './select';
 import { floatDtype, plainView } from './typed-arrays';
 import type { Activation, Backend, BackwardOptions, FloatArray, SavedStats } from './types';
@@ -23,6 +24,10 @@ export interface BatchNormOptions {
    *  many consecutive samples along axis 0 is normalized with its own statistics; the batch
    *  must be a multiple of it. Default null (the whole batch). */
   virtualBatchSize?: number | null;
+  /** Batch Renormalization (Ioffe 2017; Keras `renorm`): training steps correct the batch
+   *  statistics towards the running ones by r and d, clipped to rMax / dMax (see
+   *  renorm-backend.ts). Needs trackRunningStats. Default null (plain batch norm). */
+  renorm?: RenormOptions | null;
   /** Learnable gamma (ones) and beta (zeros). Default true. */
   affine?: boolean;
   /** Keep runningMean (zeros) / runningVar (ones) and use them in eval mode. Default true. */
@@ -76,6 +81,7 @@ const OPTION_NAMES = new Set([
   'momentum',
   'runningVarCorrection',
   'virtualBatchSize',
+  'renorm',
   'affine',
   'trackRunningStats',
   'dtype',
@@ -129,6 +135,7 @@ export class BatchNorm {
   readonly momentum: number | null;
   readonly runningVarCorrection: 0 | 1;
   readonly virtualBatchSize: number | null;
+  readonly renorm: RenormOptions | null;
   readonly affine: boolean;
   readonly trackRunningStats: boolean;
   readonly dtype: 'float32' | 'float64';
@@ -167,7 +174,8 @@ export class BatchNorm {
     this.momentum = o.momentum;
     this.runningVarCorrection = o.runningVarCorrection;
     this.virtualBatchSize = o.virtualBatchSize;
-    this.#kernels = o.virtualBatchSize === null ? o.backend : ghostBackend(o.backend, o.virtualBatchSize);
+    this.renorm = o.renorm;
+    this.#kernels = kernelsFor(o);
     this.affine = o.affine;
     this.trackRunningStats = o.trackRunningStats;
     this.dtype = o.dtype;
@@ -600,6 +608,7 @@ interface LayerSettings {
   momentum: number | null;
   runningVarCorrection: 0 | 1;
   virtualBatchSize: number | null;
+  renorm: RenormOptions | null;
   affine: boolean;
   trackRunningStats: boolean;
   dtype: 'float32' | 'float64';
@@ -653,6 +662,7 @@ function checkLayerOptions(options: unknown): LayerSettings {
     }
     if (virtualBatchSize < 1) throw new RangeError(`BatchNorm: virtualBatchSize must be >= 1, got ${virtualBatchSize}`);
   }
+  const renorm = checkRenorm(o.renorm);
   const flag = (name: string, fallback: boolean): boolean => {
     const v = option(name, fallback);
     if (typeof v !== 'boolean') throw new TypeError(`BatchNorm: ${name} must be a boolean, got ${describe(v)}`);
@@ -676,10 +686,23 @@ function checkLayerOptions(options: unknown): LayerSettings {
     momentum,
     runningVarCorrection: correction,
     virtualBatchSize,
+    renorm,
     affine: flag('affine', true),
     trackRunningStats: flag('trackRunningStats', true),
     dtype,
     backend: backend as Backend,
     activation,
   };
+}
+
+/** What a layer calls: its backend, or the ghost-batch or renormalizing form of it. */
+function kernelsFor(o: LayerSettings): Backend {
+  if (o.renorm !== null) {
+    if (!o.trackRunningStats) {
+      throw new TypeError('BatchNorm: renorm needs trackRunningStats: it corrects towards the running statistics');
+    }
+    if (o.virtualBatchSize !== null) throw new TypeError('BatchNorm: renorm and virtualBatchSize cannot be combined');
+    return renormBackend(o.backend, o.renorm);
+  }
+  return o.virtualBatchSize === null ? o.backend : ghostBackend(o.backend, o.virtualBatchSize);
 }

@@ -69,6 +69,9 @@ export class SyncBatchNorm {
         'SyncBatchNorm: virtualBatchSize is not supported (ghost batches are per worker: use BatchNorm)',
       );
     }
+    if (layerOptions.renorm !== undefined && layerOptions.renorm !== null) {
+      throw new TypeError('SyncBatchNorm: renorm is not supported yet (its r and d need the all-reduced statistics)');
+    }
     const limit = checkTimeoutMs('SyncBatchNorm', timeoutMs);
     const kernels = layerOptions.backend ?? selectedBackend;
     const layer = new BatchNorm(numFeatures, {
