@@ -214,7 +214,8 @@ function finishBackward(
   const k = coefficients(channels);
   for (let c = 0; c < channels; c++) setChannel(plan, c, count, sumDy[c], sumDyXhat[c], dGamma, dBeta, k);
   if (!plan.training) {
-    applyScale(plan.dy, plan.y, dx, plan.layout, k.scale, k.offset, false);
+    // Frozen statistics: dx = dy * scale + offset, so nothing to center.
+    applyScale(plan.dy, plan.y, dx, plan.layout, k.scale, scratch(channels).fill(0), k.offset, false);
     return;
   }
   const means = scratch(channels);

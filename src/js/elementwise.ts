@@ -1,6 +1,7 @@
 // The elementwise passes every op ends with, mirroring elementwise.rs, in memory order with
-// per-channel coefficients computed once (PyTorch's form): forward y = x * scale + offset
-// (offset = beta - mean * scale), backward dx = g * scale + (x - mean) * xScale + offset.
+// per-channel coefficients computed once: forward y = (x - mean) * scale + beta (the mean
+// subtracted first, as the core does: PyTorch's x * scale + (beta - mean * scale) loses
+// digits on offset data), backward dx = g * scale + (x - mean) * xScale + offset.
 // dst may be src itself (in place). With `relu` the result is clamped at 0 in the same pass
 // (`v < 0 ? 0 : v` keeps NaN, like PyTorch); with a `mask` (the forward output of a fused
 // ReLU), g = src only where mask > 0, else 0.
@@ -14,7 +15,8 @@ import { byDtype } from './specialize';
 import { MIN_RUN } from './stats';
 import { scratch } from './workspace';
 
-/** dst = g * scale[c] + offset[c] over every (outer, channel) run of `inner` values. */
+/** dst = (g - center[c]) * scale[c] + offset[c] over every (outer, channel) run of `inner`
+ *  values. */
 function scaleRuns(
   src: FloatArray,
   mask: FloatArray | null,
@@ -23,49 +25,51 @@ function scaleRuns(
   channels: number,
   inner: number,
   scale: Float64Array,
+  center: Float64Array,
   offset: Float64Array,
   relu: boolean,
 ): void {
   for (let o = 0, begin = 0; o < outer; o++) {
     for (let c = 0; c < channels; c++, begin += inner) {
       const a = scale[c];
+      const m = center[c];
       const b = offset[c];
       const end = begin + inner;
       let i = begin;
       if (mask !== null) {
-        for (; i < end; i++) dst[i] = (mask[i] > 0 ? src[i] : 0) * a + b;
+        for (; i < end; i++) dst[i] = ((mask[i] > 0 ? src[i] : 0) - m) * a + b;
       } else if (relu) {
         for (; i < end; i++) {
-          const v = src[i] * a + b;
+          const v = (src[i] - m) * a + b;
           dst[i] = v < 0 ? 0 : v;
         }
       } else {
         for (const end16 = end - 15; i < end16; i += 16) {
-          dst[i] = src[i] * a + b;
-          dst[i + 1] = src[i + 1] * a + b;
-          dst[i + 2] = src[i + 2] * a + b;
-          dst[i + 3] = src[i + 3] * a + b;
-          dst[i + 4] = src[i + 4] * a + b;
-          dst[i + 5] = src[i + 5] * a + b;
-          dst[i + 6] = src[i + 6] * a + b;
-          dst[i + 7] = src[i + 7] * a + b;
-          dst[i + 8] = src[i + 8] * a + b;
-          dst[i + 9] = src[i + 9] * a + b;
-          dst[i + 10] = src[i + 10] * a + b;
-          dst[i + 11] = src[i + 11] * a + b;
-          dst[i + 12] = src[i + 12] * a + b;
-          dst[i + 13] = src[i + 13] * a + b;
-          dst[i + 14] = src[i + 14] * a + b;
-          dst[i + 15] = src[i + 15] * a + b;
+          dst[i] = (src[i] - m) * a + b;
+          dst[i + 1] = (src[i + 1] - m) * a + b;
+          dst[i + 2] = (src[i + 2] - m) * a + b;
+          dst[i + 3] = (src[i + 3] - m) * a + b;
+          dst[i + 4] = (src[i + 4] - m) * a + b;
+          dst[i + 5] = (src[i + 5] - m) * a + b;
+          dst[i + 6] = (src[i + 6] - m) * a + b;
+          dst[i + 7] = (src[i + 7] - m) * a + b;
+          dst[i + 8] = (src[i + 8] - m) * a + b;
+          dst[i + 9] = (src[i + 9] - m) * a + b;
+          dst[i + 10] = (src[i + 10] - m) * a + b;
+          dst[i + 11] = (src[i + 11] - m) * a + b;
+          dst[i + 12] = (src[i + 12] - m) * a + b;
+          dst[i + 13] = (src[i + 13] - m) * a + b;
+          dst[i + 14] = (src[i + 14] - m) * a + b;
+          dst[i + 15] = (src[i + 15] - m) * a + b;
         }
-        for (; i < end; i++) dst[i] = src[i] * a + b;
+        for (; i < end; i++) dst[i] = (src[i] - m) * a + b;
       }
     }
   }
 }
 
-/** The same over `rows` rows of `width` columns, column j with scale k[2j] and offset
- *  k[2j + 1]: one coefficient array, so one type check less per step than two. */
+/** The same over `rows` rows of `width` columns, column j with scale k[3j], center k[3j + 1]
+ *  and offset k[3j + 2]: one coefficient array, so one type check less per step than three. */
 function scaleColumns(
   src: FloatArray,
   mask: FloatArray | null,
@@ -80,35 +84,35 @@ function scaleColumns(
     if (mask !== null) {
       for (; j < width; j++) {
         const i = base + j;
-        dst[i] = (mask[i] > 0 ? src[i] : 0) * k[2 * j] + k[2 * j + 1];
+        dst[i] = ((mask[i] > 0 ? src[i] : 0) - k[3 * j + 1]) * k[3 * j] + k[3 * j + 2];
       }
     } else if (relu) {
       for (; j < width; j++) {
-        const v = src[base + j] * k[2 * j] + k[2 * j + 1];
+        const v = (src[base + j] - k[3 * j + 1]) * k[3 * j] + k[3 * j + 2];
         dst[base + j] = v < 0 ? 0 : v;
       }
     } else {
       for (const width16 = width - 15; j < width16; j += 16) {
         const i = base + j;
-        const q = 2 * j;
-        dst[i] = src[i] * k[q] + k[q + 1];
-        dst[i + 1] = src[i + 1] * k[q + 2] + k[q + 3];
-        dst[i + 2] = src[i + 2] * k[q + 4] + k[q + 5];
-        dst[i + 3] = src[i + 3] * k[q + 6] + k[q + 7];
-        dst[i + 4] = src[i + 4] * k[q + 8] + k[q + 9];
-        dst[i + 5] = src[i + 5] * k[q + 10] + k[q + 11];
-        dst[i + 6] = src[i + 6] * k[q + 12] + k[q + 13];
-        dst[i + 7] = src[i + 7] * k[q + 14] + k[q + 15];
-        dst[i + 8] = src[i + 8] * k[q + 16] + k[q + 17];
-        dst[i + 9] = src[i + 9] * k[q + 18] + k[q + 19];
-        dst[i + 10] = src[i + 10] * k[q + 20] + k[q + 21];
-        dst[i + 11] = src[i + 11] * k[q + 22] + k[q + 23];
-        dst[i + 12] = src[i + 12] * k[q + 24] + k[q + 25];
-        dst[i + 13] = src[i + 13] * k[q + 26] + k[q + 27];
-        dst[i + 14] = src[i + 14] * k[q + 28] + k[q + 29];
-        dst[i + 15] = src[i + 15] * k[q + 30] + k[q + 31];
+        const q = 3 * j;
+        dst[i] = (src[i] - k[q + 1]) * k[q] + k[q + 2];
+        dst[i + 1] = (src[i + 1] - k[q + 4]) * k[q + 3] + k[q + 5];
+        dst[i + 2] = (src[i + 2] - k[q + 7]) * k[q + 6] + k[q + 8];
+        dst[i + 3] = (src[i + 3] - k[q + 10]) * k[q + 9] + k[q + 11];
+        dst[i + 4] = (src[i + 4] - k[q + 13]) * k[q + 12] + k[q + 14];
+        dst[i + 5] = (src[i + 5] - k[q + 16]) * k[q + 15] + k[q + 17];
+        dst[i + 6] = (src[i + 6] - k[q + 19]) * k[q + 18] + k[q + 20];
+        dst[i + 7] = (src[i + 7] - k[q + 22]) * k[q + 21] + k[q + 23];
+        dst[i + 8] = (src[i + 8] - k[q + 25]) * k[q + 24] + k[q + 26];
+        dst[i + 9] = (src[i + 9] - k[q + 28]) * k[q + 27] + k[q + 29];
+        dst[i + 10] = (src[i + 10] - k[q + 31]) * k[q + 30] + k[q + 32];
+        dst[i + 11] = (src[i + 11] - k[q + 34]) * k[q + 33] + k[q + 35];
+        dst[i + 12] = (src[i + 12] - k[q + 37]) * k[q + 36] + k[q + 38];
+        dst[i + 13] = (src[i + 13] - k[q + 40]) * k[q + 39] + k[q + 41];
+        dst[i + 14] = (src[i + 14] - k[q + 43]) * k[q + 42] + k[q + 44];
+        dst[i + 15] = (src[i + 15] - k[q + 46]) * k[q + 45] + k[q + 47];
       }
-      for (; j < width; j++) dst[base + j] = src[base + j] * k[2 * j] + k[2 * j + 1];
+      for (; j < width; j++) dst[base + j] = (src[base + j] - k[3 * j + 1]) * k[3 * j] + k[3 * j + 2];
     }
   }
 }
@@ -228,13 +232,14 @@ function interleaveColumns(
   return into;
 }
 
-/** dst = g * scale[c] + offset[c] over the whole tensor, g as in scaleRuns. */
+/** dst = (g - center[c]) * scale[c] + offset[c] over the whole tensor, g as in scaleRuns. */
 export function applyScale(
   src: FloatArray,
   mask: FloatArray | null,
   dst: FloatArray,
   layout: Layout,
   scale: Float64Array,
+  center: Float64Array,
   offset: Float64Array,
   relu: boolean,
 ): void {
@@ -242,11 +247,11 @@ export function applyScale(
   if (dst.length === 0) return;
   const { outer, channels, inner } = layout;
   if (inner >= MIN_RUN) {
-    scaleRunsFor(src)(src, mask, dst, outer, channels, inner, scale, offset, relu);
+    scaleRunsFor(src)(src, mask, dst, outer, channels, inner, scale, center, offset, relu);
     return;
   }
   const width = channels * inner;
-  const k = interleaveColumns(channels, inner, scratch(2 * width), scale, offset);
+  const k = interleaveColumns(channels, inner, scratch(3 * width), scale, center, offset);
   scaleColumnsFor(src)(src, mask, dst, outer, width, k, relu);
 }
 
@@ -273,14 +278,15 @@ export function applyGrad(
   gradColumnsFor(dy)(dy, x, mask, dx, outer, width, k);
 }
 
-/** y = act(x * scale[c] + offset[c] + residual) over the whole tensor: the fused tail of a
- *  ResNet block, in one pass like the native one. */
+/** y = act((x - center[c]) * scale[c] + offset[c] + residual) over the whole tensor: the
+ *  fused tail of a ResNet block, in one pass like the native one. */
 export function applyScaleResidual(
   x: FloatArray,
   residual: FloatArray,
   y: FloatArray,
   layout: Layout,
   scale: Float64Array,
+  center: Float64Array,
   offset: Float64Array,
   relu: boolean,
 ): void {
@@ -289,9 +295,10 @@ export function applyScaleResidual(
   for (let o = 0, begin = 0; o < outer; o++) {
     for (let c = 0; c < channels; c++, begin += inner) {
       const a = scale[c];
+      const m = center[c];
       const b = offset[c];
       for (let i = begin, end = begin + inner; i < end; i++) {
-        const v = x[i] * a + b + residual[i];
+        const v = (x[i] - m) * a + b + residual[i];
         y[i] = relu && v < 0 ? 0 : v;
       }
     }

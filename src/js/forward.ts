@@ -1,5 +1,7 @@
 // Forward kernels of the fallback, mirroring forward.rs: statistics, then one pass of
-// y = x * scale + offset with scale = gamma * invStd and offset = beta - mean * scale.
+// y = (x - center) * scale + offset with center = mean, scale = gamma * invStd, offset = beta:
+// the mean is subtracted before the multiply, as the core does, so offset data keep their
+// digits and the backends agree to rounding.
 import type { FloatArray } from '../types';
 import type { EvalPlan, TrainPlan, TrainWithStatsPlan } from '../validate';
 import { applyScale, applyScaleResidual } from './elementwise';
@@ -29,19 +31,32 @@ export function train(
   const s1 = scratch(channels);
   const s2 = scratch(channels);
   channelSums(x, layout, shifts, s1, s2);
-  const scale = scratch(channels);
-  const offset = scratch(channels);
+  const k = coefficients(channels);
   for (let c = 0; c < channels; c++) {
     const channelMean = shiftedMean(count, shifts[c], s1[c]);
-    setChannel(plan, c, count, channelMean, shiftedM2(count, s1[c], s2[c]), mean, invStd, scale, offset);
+    setChannel(plan, c, count, channelMean, shiftedM2(count, s1[c], s2[c]), mean, invStd, k);
   }
-  normalizeInto(plan, y, scale, offset);
+  normalizeInto(plan, y, k);
 }
 
-/** The one elementwise pass of every forward: y = act(x * scale + offset (+ residual)). */
-function normalizeInto(plan: TrainPlan | EvalPlan, y: FloatArray, scale: Float64Array, offset: Float64Array): void {
-  if (plan.residual) applyScaleResidual(plan.x, plan.residual, y, plan.layout, scale, offset, plan.relu);
-  else applyScale(plan.x, null, y, plan.layout, scale, offset, plan.relu);
+/** Per-channel coefficients of the pass: y = (x - center) * scale + offset. */
+interface Coefficients {
+  scale: Float64Array;
+  center: Float64Array;
+  offset: Float64Array;
+}
+
+function coefficients(channels: number): Coefficients {
+  return { scale: scratch(channels), center: scratch(channels), offset: scratch(channels) };
+}
+
+/** The one elementwise pass of every forward: y = act((x - center) * scale + offset (+ residual)). */
+function normalizeInto(plan: TrainPlan | EvalPlan, y: FloatArray, k: Coefficients): void {
+  if (plan.residual) {
+    applyScaleResidual(plan.x, plan.residual, y, plan.layout, k.scale, k.center, k.offset, plan.relu);
+  } else {
+    applyScale(plan.x, null, y, plan.layout, k.scale, k.center, k.offset, plan.relu);
+  }
 }
 
 /** Normalizes with statistics the caller merged (every shard of a synchronized batch). */
@@ -56,10 +71,9 @@ export function trainWithStats(
   beginScratch();
   const { channels } = plan.layout;
   const { count, mean: merged, m2 } = plan.stats;
-  const scale = scratch(channels);
-  const offset = scratch(channels);
-  for (let c = 0; c < channels; c++) setChannel(plan, c, count, merged[c], m2[c], mean, invStd, scale, offset);
-  normalizeInto(plan, y, scale, offset);
+  const k = coefficients(channels);
+  for (let c = 0; c < channels; c++) setChannel(plan, c, count, merged[c], m2[c], mean, invStd, k);
+  normalizeInto(plan, y, k);
 }
 
 /** Channel c's batch statistics: its outputs (mean, invStd, running stats) and coefficients. */
@@ -71,13 +85,12 @@ function setChannel(
   m2: number,
   mean: FloatArray,
   invStd: FloatArray,
-  scale: Float64Array,
-  offset: Float64Array,
+  k: Coefficients,
 ): void {
   const inv = 1 / Math.sqrt(m2 / count + plan.eps);
-  const s = (plan.gamma ? plan.gamma[c] : 1) * inv;
-  scale[c] = s;
-  offset[c] = (plan.beta ? plan.beta[c] : 0) - channelMean * s;
+  k.scale[c] = (plan.gamma ? plan.gamma[c] : 1) * inv;
+  k.center[c] = channelMean;
+  k.offset[c] = plan.beta ? plan.beta[c] : 0;
   mean[c] = channelMean;
   invStd[c] = inv;
   if (plan.runningMean && plan.runningVar) {
@@ -97,12 +110,11 @@ function setChannel(
 export function evaluate(plan: EvalPlan, y: FloatArray): void {
   beginScratch();
   const { channels } = plan.layout;
-  const scale = scratch(channels);
-  const offset = scratch(channels);
+  const k = coefficients(channels);
   for (let c = 0; c < channels; c++) {
-    const s = (plan.gamma ? plan.gamma[c] : 1) / Math.sqrt(plan.runningVar[c] + plan.eps);
-    scale[c] = s;
-    offset[c] = (plan.beta ? plan.beta[c] : 0) - plan.runningMean[c] * s;
+    k.scale[c] = (plan.gamma ? plan.gamma[c] : 1) / Math.sqrt(plan.runningVar[c] + plan.eps);
+    k.center[c] = plan.runningMean[c];
+    k.offset[c] = plan.beta ? plan.beta[c] : 0;
   }
-  normalizeInto(plan, y, scale, offset);
+  normalizeInto(plan, y, k);
 }
