@@ -130,7 +130,7 @@ describe('package manifests', () => {
     );
     expect(unwanted).toEqual([]);
     const shipped =
-      /^(package\.json|README\.md|LICENSE|esm\/index\.mjs|dist\/index\.(js|d\.ts)|dist\/src\/.+\.(js|d\.ts)|dist\/native\/binding\.d\.ts)$/;
+      /^(package\.json|README\.md|docs\/[a-z-]+\.md|LICENSE|esm\/index\.mjs|dist\/index\.(js|d\.ts)|dist\/src\/.+\.(js|d\.ts)|dist\/native\/binding\.d\.ts)$/;
     expect(files.filter((file) => !shipped.test(file))).toEqual([]);
   });
 });
