@@ -9,7 +9,7 @@ export default defineConfig({
     // default routes tiny tensors to the TypeScript kernels (test/routing.test.ts covers it).
     // And the rayon pool takes tensors from 2^15 elements (default 2^18), so the suites reach
     // the parallel paths without tensors large enough to slow them down. Likewise outputs
-    // from 64 KiB are written with non-temporal stores (default 16 MiB), so both store paths
+    // from 64 KiB are written with non-temporal stores (default 20 MiB), so both store paths
     // are checked against the fallback and the fixtures.
     env: {
       BATCHNORM_NATIVE_MIN_ELEMENTS: '0',

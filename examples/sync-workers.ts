@@ -161,7 +161,15 @@ export function largestDifferences(workers: LayerResult[], whole: LayerResult): 
 }
 
 async function main(): Promise<void> {
-  const workers = Number(process.argv[2] ?? 4);
+  const arg = process.argv[2] ?? '4';
+  const workers = Number(arg);
+  if (!/^\d+$/.test(arg) || workers < 2 || workers > 64) {
+    console.error(
+      `usage: node dist/examples/sync-workers.js [workers]: a whole number from 2 to 64, got ${JSON.stringify(arg)}`,
+    );
+    process.exitCode = 2;
+    return;
+  }
   // Unequal shards, the last of a single row: 2 + 3 + ... rows, then 1.
   const sizes = Array.from({ length: workers }, (_, k) => (k === workers - 1 ? 1 : k + 2));
   const job: Job = { shape: [sizes.reduce((p, n) => p + n, 0), 8, 16, 16], sizes, steps: 5 };

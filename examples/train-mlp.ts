@@ -240,7 +240,17 @@ function main(): void {
   const model = new Mlp();
 
   if (args[0] === '--from') {
-    model.loadStateDict(JSON.parse(readFileSync(args[1], 'utf8')));
+    let state: unknown;
+    try {
+      state = JSON.parse(readFileSync(args[1] ?? '', 'utf8'));
+    } catch (e) {
+      console.error(
+        `train-mlp --from: cannot read a JSON state from ${JSON.stringify(args[1] ?? '')}: ${(e as Error).message}`,
+      );
+      process.exitCode = 2;
+      return;
+    }
+    model.loadStateDict(state as Parameters<Mlp['loadStateDict']>[0]);
     model.bn.eval();
     const r = evaluate(model, test);
     console.log(`loaded ${args[1]}: test loss ${r.loss.toFixed(4)}, accuracy ${(100 * r.accuracy).toFixed(1)}%`);

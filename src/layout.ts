@@ -5,11 +5,6 @@ export interface Layout {
   inner: number;
 }
 
-/** Number of elements of the whole tensor. */
-export function layoutLength(l: Layout): number {
-  return l.outer * l.channels * l.inner;
-}
-
 /** Folds the axes before `axis` into outer and those after it into inner (axis already in range). */
 export function layoutOf(shape: readonly number[], axis: number): Layout {
   const a = axis < 0 ? axis + shape.length : axis;
