@@ -44,7 +44,13 @@ export const batchNormBackwardSumsAsync = backend.batchNormBackwardSumsAsync;
 export const batchNormBackwardWithSums = backend.batchNormBackwardWithSums;
 export const batchNormBackwardWithSumsAsync = backend.batchNormBackwardWithSumsAsync;
 
-export { type FoldableBatchNorm, type FoldedLayer, type FoldTarget, foldBatchNorm } from './src/fold';
+export {
+  type FoldableBatchNorm,
+  type FoldableLayer,
+  type FoldedLayer,
+  type FoldTarget,
+  foldBatchNorm,
+} from './src/fold';
 // The layer (nn.BatchNorm semantics, PyTorch state names) and folding it into the layer before.
 export {
   BatchNorm,

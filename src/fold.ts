@@ -21,6 +21,17 @@ export interface FoldTarget {
   shape?: readonly number[];
 }
 
+/** A layer whose eval mode can be folded: BatchNorm, SyncBatchNorm, LazyBatchNorm (once it has
+ *  seen an input). Its mode is checked: a training-mode layer normalizes with batch statistics. */
+export interface FoldableLayer {
+  readonly training: boolean;
+  readonly eps: number;
+  readonly gamma: FloatArray | null;
+  readonly beta: FloatArray | null;
+  readonly runningMean: FloatArray | null;
+  readonly runningVar: FloatArray | null;
+}
+
 /** Eval-mode batch-norm parameters (a BatchNorm's, or loaded from elsewhere). */
 export interface FoldableBatchNorm {
   gamma?: FloatArray | null;
@@ -40,7 +51,7 @@ export interface FoldedLayer {
 
 /** Weight and bias such that the layer with them equals BatchNorm-in-eval of the layer's
  *  output. A fused ReLU of the BatchNorm is not part of the fold: apply it after. */
-export function foldBatchNorm(layer: FoldTarget, bn: BatchNorm | FoldableBatchNorm): FoldedLayer {
+export function foldBatchNorm(layer: FoldTarget, bn: FoldableLayer | FoldableBatchNorm): FoldedLayer {
   const norm = checkBatchNorm(bn);
   const channels = norm.runningMean.length;
   const { weight, bias, outer, inner } = checkTarget(layer, channels);
@@ -63,11 +74,19 @@ export function foldBatchNorm(layer: FoldTarget, bn: BatchNorm | FoldableBatchNo
   return folded;
 }
 
+/** A layer (anything with a boolean `training`, as every layer class here has) or plain parameters. */
+function isLayer(bn: unknown): bn is FoldableLayer {
+  return (
+    bn instanceof BatchNorm ||
+    (typeof bn === 'object' && bn !== null && typeof (bn as FoldableLayer).training === 'boolean')
+  );
+}
+
 function checkBatchNorm(bn: unknown): Required<FoldableBatchNorm> {
-  if (bn instanceof BatchNorm) {
+  if (isLayer(bn)) {
     if (!bn.runningMean || !bn.runningVar) {
       throw new TypeError(
-        'foldBatchNorm: bn has no running statistics (trackRunningStats: false), so it normalizes with batch statistics, which no fixed weight can reproduce',
+        'foldBatchNorm: bn has no running statistics (trackRunningStats: false, or a LazyBatchNorm before its first input), so it normalizes with batch statistics, which no fixed weight can reproduce',
       );
     }
     // As PyTorch's fuse_conv_bn_eval: a training-mode layer normalizes with batch statistics.

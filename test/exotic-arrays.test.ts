@@ -12,6 +12,16 @@ const shape = [4, 3, 5];
 const n = 60;
 const data = (seed = 1) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * seed + 0.3) * 2 + 0.5);
 
+/** Resizable buffers (ES2024; this project's lib is ES2022). */
+const resizable = (bytes: number, maxByteLength: number) =>
+  new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer)(bytes, {
+    maxByteLength,
+  });
+const growableShared = (bytes: number, maxByteLength: number) =>
+  new (SharedArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => SharedArrayBuffer)(bytes, {
+    maxByteLength,
+  });
+
 /** A subclass whose own view of itself is wrong in every way the checks could read. */
 class LyingArray extends Float32Array {
   override get length(): number {
@@ -23,7 +33,7 @@ class LyingArray extends Float32Array {
   override get byteOffset(): number {
     return 4;
   }
-  override subarray(): Float32Array {
+  override subarray(): Float32Array<ArrayBuffer> {
     return new Float32Array(1);
   }
 }
@@ -117,16 +127,16 @@ describe.each(backends)('arrays judged by the engine ($name)', (b) => {
   });
 
   it('an Async call refuses a resizable ArrayBuffer, naming the array; the sync call takes it', async () => {
-    const growable = new ArrayBuffer(n * 4, { maxByteLength: 2 * n * 4 });
+    const growable = resizable(n * 4, 2 * n * 4);
     const x = new Float32Array(growable, 0, n);
     x.set(data());
     await expect(b.batchNormTrainAsync(x, shape)).rejects.toThrow(
       /^x is over a resizable ArrayBuffer, which an Async call cannot use/,
     );
-    const out = new Float32Array(new ArrayBuffer(n * 4, { maxByteLength: n * 8 }));
+    const out = new Float32Array(resizable(n * 4, n * 8));
     await expect(b.batchNormTrainAsync(data(), shape, { out })).rejects.toThrow(/^out is over a resizable/);
     const { mean, invStd } = b.batchNormTrain(data(), shape);
-    const savedMean = new Float32Array(new ArrayBuffer(12, { maxByteLength: 24 }));
+    const savedMean = new Float32Array(resizable(12, 24));
     savedMean.set(mean);
     await expect(b.batchNormBackwardAsync(data(2), data(), shape, { mean: savedMean, invStd })).rejects.toThrow(
       /^saved\.mean is over a resizable/,
@@ -134,7 +144,7 @@ describe.each(backends)('arrays judged by the engine ($name)', (b) => {
     expect(Array.from(out)).toEqual(new Array(n).fill(0));
     expect(Array.from(b.batchNormTrain(x, shape).y)).toEqual(Array.from(b.batchNormTrain(data(), shape).y));
     // A growable SharedArrayBuffer can only grow, which moves nothing: allowed.
-    const sx = new Float32Array(new SharedArrayBuffer(n * 4, { maxByteLength: n * 8 }), 0, n);
+    const sx = new Float32Array(growableShared(n * 4, n * 8), 0, n);
     sx.set(data());
     expect(Array.from((await b.batchNormTrainAsync(sx, shape)).y)).toEqual(
       Array.from(b.batchNormTrain(data(), shape).y),
@@ -149,7 +159,7 @@ describe.each(backends)('the layer and the fold read their inputs once ($name)',
     const bn = layer();
     const state = { gamma: [1, 2, 3], beta: [0, 0, 0], runningMean: [0, 0, 0], runningVar: [1, 1, 1] };
     // biome-ignore lint/suspicious/noSparseArray: the hole is the point
-    expect(() => bn.loadStateDict({ ...state, weight: undefined, gamma: [1, , 3] })).toThrow(
+    expect(() => bn.loadStateDict({ ...state, weight: undefined, gamma: [1, , 3] as number[] })).toThrow(
       new TypeError('loadStateDict: gamma[1] must be a number, got a hole'),
     );
     expect(Array.from(bn.gamma as Float32Array)).toEqual([1, 1, 1]);

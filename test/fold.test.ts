@@ -2,7 +2,7 @@
 // equals the BatchNorm layer in eval mode applied to the convolution's output; the same for a
 // linear layer ([out, in], PyTorch's layout) and for a weight whose output axis is not first.
 import { describe, expect, it } from 'vitest';
-import { type Backend, BatchNorm, type FloatArray, foldBatchNorm } from '../index';
+import { type Backend, BatchNorm, type FloatArray, foldBatchNorm, LazyBatchNorm, SyncBatchNorm } from '../index';
 import { backends } from './backends';
 import { generator } from './helpers/random.cjs';
 
@@ -180,6 +180,24 @@ describe('foldBatchNorm arguments', () => {
     const s = [1 / Math.sqrt(3 + 1e-5), 1 / Math.sqrt(1e-5)];
     expect(Array.from(folded.weight)).toEqual([s[0], s[0], 2 * s[1], 2 * s[1]]);
     expect(Array.from(folded.bias)).toEqual([0, s[1]]);
+  });
+
+  it('SyncBatchNorm and LazyBatchNorm fold like BatchNorm, and their training mode is refused too', () => {
+    const allReduce = async (a: Float64Array) => a;
+    const sync = new SyncBatchNorm(3, { allReduce });
+    const lazy = new LazyBatchNorm();
+    expect(() => foldBatchNorm({ weight: new Float32Array(6) }, sync)).toThrow(/training mode; call bn.eval\(\)/);
+    expect(() => foldBatchNorm({ weight: new Float32Array(6) }, lazy.eval())).toThrow(
+      /or a LazyBatchNorm before its first input/,
+    );
+    const plain = new BatchNorm(3).eval();
+    for (const layer of [sync, plain]) {
+      layer.runningMean?.set([1, 2, 3]);
+      layer.runningVar?.set([4, 5, 6]);
+      layer.gamma?.set([0.5, 1, 2]);
+    }
+    const w = Float32Array.from({ length: 6 }, (_, i) => i + 1);
+    expect(foldBatchNorm({ weight: w }, sync.eval())).toEqual(foldBatchNorm({ weight: w }, plain));
   });
 
   const bad: Array<[string, () => unknown, ErrorConstructor, RegExp]> = [

@@ -21,7 +21,9 @@ describe.each(backends)('statsGrad ($name)', (b) => {
   /** Σ dy·y of the eval forward with these statistics. */
   const loss = (m: Float64Array, v: Float64Array, activation: 'relu' | 'none') => {
     const y = b.batchNormEval(x, shape, { runningMean: m, runningVar: v, gamma, beta, eps, activation });
-    return y.reduce((s, yi, i) => s + yi * dy[i], 0);
+    let sum = 0;
+    for (let i = 0; i < y.length; i++) sum += y[i] * dy[i];
+    return sum;
   };
 
   it.each(['none', 'relu'] as const)('dMean and dVar match finite differences (activation %s)', (activation) => {
