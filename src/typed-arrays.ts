@@ -38,6 +38,23 @@ export function plainView(v: FloatArray, dtype: FloatDtype): FloatArray {
   return dtype === 'float32' ? new Float32Array(buffer, offset, length) : new Float64Array(buffer, offset, length);
 }
 
+/** `v` as a plain Float32Array / Float64Array of this realm (see plainView), or null when it
+ *  is not a real one: the one engine check and the view in one step, for the hot path. */
+export function plainFloatArray(v: unknown): FloatArray | null {
+  const tag = typedArrayTag.call(v);
+  if (tag === 'Float32Array') {
+    return Object.getPrototypeOf(v) === Float32Array.prototype
+      ? (v as Float32Array)
+      : plainView(v as Float32Array, 'float32');
+  }
+  if (tag === 'Float64Array') {
+    return Object.getPrototypeOf(v) === Float64Array.prototype
+      ? (v as Float64Array)
+      : plainView(v as Float64Array, 'float64');
+  }
+  return null;
+}
+
 /** A resizable, non-shared ArrayBuffer: it can shrink under a call that runs off the JS
  *  thread (a growable SharedArrayBuffer can only grow, which moves nothing). */
 export function isShrinkable(buffer: ArrayBufferLike): boolean {

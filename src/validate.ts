@@ -1,7 +1,7 @@
 // The one place arguments are checked. Both backends call it before any work, so a bad
 // call throws the same class and message everywhere and nothing has been written yet.
 import { type Layout, layoutOf } from './layout';
-import { floatDtype, isShared, isShrinkable, plainView, sharesSharedMemory } from './typed-arrays';
+import { floatDtype, isShared, isShrinkable, plainFloatArray, plainView, sharesSharedMemory } from './typed-arrays';
 import type { ChannelStats, FloatArray, GradSums, SavedStats } from './types';
 
 export const DEFAULT_AXIS = 1;
@@ -104,26 +104,25 @@ export function describe(v: unknown): string {
   return typeof v;
 }
 
+/** `like` is a plain view (checkData made it one), so instanceof is the engine's answer. */
 function dtypeName(a: FloatArray): string {
-  return floatDtype(a) === 'float32' ? 'Float32Array' : 'Float64Array';
+  return a instanceof Float32Array ? 'Float32Array' : 'Float64Array';
 }
 
 /** A float array, as a plain view of this realm (what every later check and kernel reads). */
 function checkData(name: string, v: unknown): FloatArray {
-  const dtype = floatDtype(v);
-  if (dtype === null) {
-    throw new TypeError(`${name} must be a Float32Array or Float64Array, got ${describe(v)}`);
-  }
-  return plainView(v as FloatArray, dtype);
+  const a = plainFloatArray(v);
+  if (a === null) throw new TypeError(`${name} must be a Float32Array or Float64Array, got ${describe(v)}`);
+  return a;
 }
 
 /** An array of x's dtype (all arrays of one call share it), as a plain view. */
 function checkSameDtype(name: string, v: unknown, like: FloatArray, likeName: string): FloatArray {
-  const dtype = floatDtype(v);
-  if (dtype === null || dtype !== floatDtype(like)) {
+  const a = plainFloatArray(v);
+  if (a === null || a instanceof Float32Array !== like instanceof Float32Array) {
     throw new TypeError(`${name} must be a ${dtypeName(like)} like ${likeName}, got ${describe(v)}`);
   }
-  return plainView(v as FloatArray, dtype);
+  return a;
 }
 
 function checkLength(name: string, a: FloatArray, expected: number, what: string): void {
@@ -389,10 +388,11 @@ function bufferOf(a: FloatArray | null): ArrayBufferLike | null {
   return a === null ? null : a.buffer;
 }
 
-/** Whether `other` may be the memory of `written`: the same object, or both shared (two
- *  SharedArrayBuffer objects can be clones of one block; checkNoAliasing probes them). */
-function mayShare(written: ArrayBufferLike, other: ArrayBufferLike | null): boolean {
-  return other === written || (other !== null && isShared(written) && isShared(other));
+/** Whether `other` may be the memory of `written`, a SharedArrayBuffer: the same object, or
+ *  another shared one (two SharedArrayBuffer objects can be clones of one block, which
+ *  checkNoAliasing probes). */
+function mayShareShared(written: ArrayBufferLike, other: ArrayBufferLike | null): boolean {
+  return other === written || (other !== null && isShared(other));
 }
 
 /** Whether the buffer of a written array may also be one of the others': only then can two
@@ -407,14 +407,17 @@ function sharesBuffer(
   e: ArrayBufferLike | null,
   f: ArrayBufferLike | null,
 ): boolean {
+  if (written === null) return false;
+  if (!isShared(written)) {
+    return a === written || b === written || c === written || d === written || e === written || f === written;
+  }
   return (
-    written !== null &&
-    (mayShare(written, a) ||
-      mayShare(written, b) ||
-      mayShare(written, c) ||
-      mayShare(written, d) ||
-      mayShare(written, e) ||
-      mayShare(written, f))
+    mayShareShared(written, a) ||
+    mayShareShared(written, b) ||
+    mayShareShared(written, c) ||
+    mayShareShared(written, d) ||
+    mayShareShared(written, e) ||
+    mayShareShared(written, f)
   );
 }
 
