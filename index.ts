@@ -81,6 +81,7 @@ export {
   type BatchNormState,
   type BatchNormStateInput,
   type ForwardOptions,
+  type LayerBackwardOptions,
 } from './src/layer';
 // The layer whose channel count comes from its first input (PyTorch's LazyBatchNorm*d).
 export { LazyBatchNorm } from './src/lazy-layer';

@@ -7,7 +7,7 @@ import { checkRenorm, type RenormOptions, renormBackend } from './renorm-backend
 import { backend as selectedBackend } from './select';
 import { floatDtype, plainView } from './typed-arrays';
 import type { Activation, Backend, BackwardOptions, FloatArray, SavedStats } from './types';
-import { DEFAULT_AXIS, DEFAULT_EPS, DEFAULT_MOMENTUM, describe, validateStats } from './validate';
+import { DEFAULT_AXIS, DEFAULT_EPS, DEFAULT_MOMENTUM, describe, sharesMemory, validateStats } from './validate';
 
 export interface BatchNormOptions {
   /** The channel axis of the inputs; negative counts from the end. Default 1. */
@@ -119,6 +119,7 @@ interface ForwardPlan {
   /** Frozen statistics for backward (eval with running statistics), taken before the call. */
   frozen: SavedStats | null;
   residual: FloatArray | null;
+  out: FloatArray | null;
 }
 
 /** What a forward call takes besides x and its shape. */
@@ -126,6 +127,17 @@ export interface ForwardOptions {
   /** Added before the activation in the same pass: activation(BN(x) + residual), the tail of
    *  a ResNet block. x's dtype and length. backward then sets residualGrad. */
   residual?: FloatArray | null;
+  /** Where y goes (x's dtype and length, not x's memory) instead of a new array: a loop that
+   *  reuses one runs at the kernel's speed, with no output memory to reclaim. The caller owns
+   *  it; with a fused ReLU it is the mask backward reads, so it must not change before then. */
+  out?: FloatArray | null;
+}
+
+/** What a backward call takes besides dy. */
+export interface LayerBackwardOptions {
+  /** Where dx goes (x's dtype and length) instead of a new array; dy itself is allowed
+   *  (dx then overwrites dy, after residualGrad is written). */
+  out?: FloatArray | null;
 }
 
 export class BatchNorm {
@@ -249,11 +261,12 @@ export class BatchNorm {
 
   /** dx for the last forward; adds dGamma/dBeta to gammaGrad/betaGrad. May be called again
    *  for the same forward (each call accumulates again). */
-  backward(dy: FloatArray): FloatArray {
+  backward(dy: FloatArray, options?: LayerBackwardOptions): FloatArray {
     this.#checkIdle('backward');
+    const out = checkBackwardOptions('backward', options);
     const cache = this.#lastForward('backward');
     this.#checkLength('backward', cache);
-    const r = this.#kernels.batchNormBackward(dy, cache.x, cache.shape, cache.saved, this.#backwardOptions(cache));
+    const r = this.#kernels.batchNormBackward(dy, cache.x, cache.shape, cache.saved, this.#backwardOptions(cache, out));
     this.#checkUnchanged('backward', cache, this.#fingerprints(cache.x, cache.y, r.fingerprint));
     this.#accumulate(r.dGamma, r.dBeta);
     this.#residualGrad = r.dResidual ?? null;
@@ -261,8 +274,9 @@ export class BatchNorm {
   }
 
   /** backward off the JS thread (native backend). Do not modify dy, or use the layer, until it settles. */
-  async backwardAsync(dy: FloatArray): Promise<FloatArray> {
+  async backwardAsync(dy: FloatArray, options?: LayerBackwardOptions): Promise<FloatArray> {
     this.#checkIdle('backwardAsync');
+    const out = checkBackwardOptions('backwardAsync', options);
     const cache = this.#lastForward('backwardAsync');
     this.#busy = 'backwardAsync';
     try {
@@ -272,7 +286,7 @@ export class BatchNorm {
         cache.x,
         cache.shape,
         cache.saved,
-        this.#backwardOptions(cache),
+        this.#backwardOptions(cache, out),
       );
       this.#checkUnchanged('backwardAsync', cache, await this.#fingerprintsAsync(cache.x, cache.y, r.fingerprint));
       this.#accumulate(r.dGamma, r.dBeta);
@@ -372,7 +386,7 @@ export class BatchNorm {
 
   /** The checks only the layer can make (dtype, channel count); the backend checks the rest. */
   #planForward(x: FloatArray, shape: readonly number[], options: unknown): ForwardPlan {
-    const residual = checkForwardOptions(options);
+    const { residual, out } = checkForwardOptions(options);
     const { shape: dims, layout } = validateStats(x, shape, { axis: this.axis });
     const expected = this.dtype === 'float32' ? Float32Array : Float64Array;
     if (!(x instanceof expected)) {
@@ -383,6 +397,10 @@ export class BatchNorm {
         `x has ${layout.channels} channels (shape [${dims.join(', ')}], axis ${this.axis}) but the layer has numFeatures ${this.numFeatures}`,
       );
     }
+    // The kernels accept out exactly over x (in place), but backward needs x as it was.
+    if (out !== null && floatDtype(out) !== null && sharesMemory(out, x)) {
+      throw new RangeError(`BatchNorm.forward: out must not share memory with x; backward needs x as forward saw it`);
+    }
     // PyTorch: batch statistics in training mode, and always when no running statistics exist.
     const batchStats = this.#training || !this.trackRunningStats;
     return {
@@ -392,6 +410,7 @@ export class BatchNorm {
       updatesRunning: this.#training && this.trackRunningStats,
       frozen: batchStats ? null : this.#frozenStats(),
       residual,
+      out,
     };
   }
 
@@ -403,7 +422,7 @@ export class BatchNorm {
     return { mean, invStd };
   }
 
-  /** What every forward passes: the layer's settings and this call's residual. */
+  /** What every forward passes: the layer's settings and this call's residual and out. */
   #normOptions(plan: ForwardPlan) {
     return {
       axis: this.axis,
@@ -412,6 +431,7 @@ export class BatchNorm {
       beta: this.beta,
       activation: this.activation,
       residual: plan.residual,
+      ...(plan.out === null ? {} : { out: plan.out }),
     };
   }
 
@@ -457,13 +477,14 @@ export class BatchNorm {
     return y;
   }
 
-  #backwardOptions(cache: ForwardCache): BackwardOptions {
+  #backwardOptions(cache: ForwardCache, out: FloatArray | null): BackwardOptions {
     const options: BackwardOptions = {
       axis: this.axis,
       gamma: cache.gamma,
       training: cache.batchStats,
       fingerprint: true,
     };
+    if (out !== null) options.out = out;
     if (cache.y) {
       options.activation = 'relu';
       options.y = cache.y;
@@ -579,19 +600,30 @@ function copyInto(buffer: FloatArray | undefined, src: FloatArray): FloatArray {
   return src.slice();
 }
 
-/** forward's options: only `residual` (checked with x by the backend). */
-function checkForwardOptions(options: unknown): FloatArray | null {
-  if (options === undefined || options === null) return null;
+/** The keys a call's options object may have; its arrays are checked by the backend. */
+function checkCallOptions(method: string, options: unknown, keys: readonly string[]): Record<string, unknown> {
+  if (options === undefined || options === null) return {};
   if (typeof options !== 'object' || Array.isArray(options)) {
-    throw new TypeError(`BatchNorm.forward: options must be an object, got ${describe(options)}`);
+    throw new TypeError(`BatchNorm.${method}: options must be an object, got ${describe(options)}`);
   }
   for (const key of Object.keys(options)) {
-    if (key !== 'residual') {
-      throw new TypeError(`BatchNorm.forward: unknown option ${JSON.stringify(key)} (expected residual)`);
+    if (!keys.includes(key)) {
+      throw new TypeError(`BatchNorm.${method}: unknown option ${JSON.stringify(key)} (expected ${keys.join(' or ')})`);
     }
   }
-  const residual = (options as ForwardOptions).residual;
-  return residual === undefined ? null : residual;
+  return options as Record<string, unknown>;
+}
+
+/** forward's options: `residual` and `out` (checked with x by the backend). */
+function checkForwardOptions(options: unknown): { residual: FloatArray | null; out: FloatArray | null } {
+  const o = checkCallOptions('forward', options, ['residual', 'out']) as ForwardOptions;
+  return { residual: o.residual ?? null, out: o.out ?? null };
+}
+
+/** backward's options: `out` (checked with dy by the backend). */
+function checkBackwardOptions(method: string, options: unknown): FloatArray | null {
+  const o = checkCallOptions(method, options, ['out']) as LayerBackwardOptions;
+  return o.out ?? null;
 }
 
 function checkBatchCount(key: string, v: unknown): number {

@@ -7,6 +7,7 @@ import {
   type BatchNormState,
   type BatchNormStateInput,
   type ForwardOptions,
+  type LayerBackwardOptions,
 } from './layer';
 import type { Activation, Backend, FloatArray } from './types';
 import { describe, validateStats } from './validate';
@@ -120,13 +121,13 @@ export class LazyBatchNorm {
     }
   }
 
-  backward(dy: FloatArray): FloatArray {
-    return this.#existing('backward').backward(dy);
+  backward(dy: FloatArray, options?: LayerBackwardOptions): FloatArray {
+    return this.#existing('backward').backward(dy, options);
   }
 
-  backwardAsync(dy: FloatArray): Promise<FloatArray> {
+  backwardAsync(dy: FloatArray, options?: LayerBackwardOptions): Promise<FloatArray> {
     try {
-      return this.#existing('backwardAsync').backwardAsync(dy);
+      return this.#existing('backwardAsync').backwardAsync(dy, options);
     } catch (e) {
       return Promise.reject(e);
     }

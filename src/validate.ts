@@ -361,6 +361,11 @@ function overlaps(written: FloatArray, other: FloatArray): boolean {
   return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
+/** Whether two arrays share any byte of memory (SharedArrayBuffer clones included). */
+export function sharesMemory(a: FloatArray, b: FloatArray): boolean {
+  return overlaps(a, b);
+}
+
 function sameMemory(a: FloatArray, b: FloatArray): boolean {
   return a.byteOffset === b.byteOffset && a.length === b.length;
 }
