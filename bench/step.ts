@@ -48,6 +48,8 @@ export interface StepResults {
   rows: StepRow[];
   /** Peak RSS of a 20-step layer loop above what the caller holds (x, dy), in units of |x|. */
   layerPeakOverX: number;
+  /** The same with y and dx written into two arrays the caller holds (above x, dy, y, dx). */
+  layerOutPeakOverX: number;
   torch: TorchStep | null;
   /** Why there is no PyTorch row, when there is none. */
   torchNote: string | null;
@@ -86,6 +88,7 @@ function candidates(backend: Backend, s: StepShape): Candidate[] {
   const runningVar = new Float32Array(c).fill(1);
   const train = { axis, gamma, beta, runningMean, runningVar };
   const layer = new BatchNorm(c, { axis, backend });
+  const layerOut = new BatchNorm(c, { axis, backend });
   const list: Array<[string, () => void]> = [
     [
       'train + backward, out',
@@ -106,6 +109,13 @@ function candidates(backend: Backend, s: StepShape): Candidate[] {
       () => {
         layer.forward(x, dims);
         layer.backward(dy);
+      },
+    ],
+    [
+      'layer forward + backward, out',
+      () => {
+        layerOut.forward(x, dims, { out });
+        layerOut.backward(dy, { out: dx });
       },
     ],
     ['train, out', () => backend.batchNormTrain(x, dims, { ...train, out })],
@@ -131,10 +141,12 @@ const collectGarbage: () => void = (() => {
 /** Peak RSS of 20 layer steps (forward, backward, each result dropped) above the RSS with x
  *  and dy allocated, over |x|. Sampled after every forward and every backward. It starts
  *  with no recycled block kept free, so the blocks the loop itself takes are counted. */
-async function layerPeak(backend: Backend, s: StepShape): Promise<number> {
+async function layerPeak(backend: Backend, s: StepShape, withOut: boolean): Promise<number> {
   const n = s.dims.reduce((a, b) => a * b, 1);
   const x = filled(n, 4);
   const dy = filled(n, 5);
+  // With out, the caller holds y and dx too (touched, so counted in the RSS before the loop).
+  const out = withOut ? { y: new Float32Array(n).fill(1), dx: new Float32Array(n).fill(1) } : null;
   const layer = new BatchNorm(s.dims.at(s.axis) as number, { axis: s.axis, backend });
   collectGarbage();
   await turn();
@@ -144,9 +156,9 @@ async function layerPeak(backend: Backend, s: StepShape): Promise<number> {
   const before = rss();
   let peak = before;
   for (let i = 0; i < 20; i++) {
-    layer.forward(x, s.dims);
+    layer.forward(x, s.dims, out ? { out: out.y } : undefined);
     peak = Math.max(peak, rss());
-    layer.backward(dy);
+    layer.backward(dy, out ? { out: out.dx } : undefined);
     peak = Math.max(peak, rss());
     await turn();
   }
@@ -186,13 +198,15 @@ export async function measureSteps(backend: Backend, quick: boolean): Promise<St
     const list = candidates(backend, s);
     const measured = await measureInterleaved(list, budget);
     const rows = measured.map((m, i) => ({ shape: shapeText(s), what: list[i].name, medianMs: m.medianMs }));
-    const layerPeakOverX = await layerPeak(backend, s);
+    const layerPeakOverX = await layerPeak(backend, s, false);
+    const layerOutPeakOverX = await layerPeak(backend, s, true);
     const torch = quick ? { result: null, note: 'no PyTorch row in --quick' } : torchStep(s, 9);
     results.push({
       shape: shapeText(s),
       xBytes: s.dims.reduce((a, b) => a * b, 1) * Float32Array.BYTES_PER_ELEMENT,
       rows,
       layerPeakOverX,
+      layerOutPeakOverX,
       torch: torch.result,
       torchNote: torch.note,
     });
@@ -231,6 +245,12 @@ export function stepMarkdown(all: readonly StepResults[]): string {
     );
     lines.push(
       `| ${r.shape} | layer loop peak memory above x, dy | <= 2.5 \\|x\\| | ${r.layerPeakOverX.toFixed(2)} \\|x\\| |`,
+    );
+    lines.push(
+      `| ${r.shape} | layer fwd+bwd with out / train+backward with out | (for reference) | ${ratio('layer forward + backward, out', 'train + backward, out')} |`,
+    );
+    lines.push(
+      `| ${r.shape} | layer loop with out: peak above x, dy, y, dx | (for reference) | ${r.layerOutPeakOverX.toFixed(2)} \\|x\\| |`,
     );
     if (r.torch) {
       const t = r.torch;

@@ -10,6 +10,7 @@ Prints one JSON object: medians in ms and the loop's peak RSS above what the cal
 """
 
 import argparse
+import gc
 import json
 import resource
 import statistics
@@ -60,6 +61,11 @@ def main():
         residual = median_ms(lambda: F.relu(bn(x) + z), a.iters)
     step = median_ms(layer_step, a.iters)
 
+    # The timing loops leave the last step's x.grad alive: drop it first, so that "before"
+    # holds only x and dy (and the layer), as the Node side's does.
+    x.grad = None
+    bn.zero_grad()
+    gc.collect()
     before = rss_bytes()
     peak = before
     for _ in range(20):
