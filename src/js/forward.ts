@@ -6,7 +6,7 @@ import type { FloatArray } from '../types';
 import type { EvalPlan, TrainPlan, TrainWithStatsPlan } from '../validate';
 import { applyScale, applyScaleResidual } from './elementwise';
 import { fingerprint } from './fingerprint';
-import { channelSums, shiftedM2, shiftedMean, updateRunningChannel } from './stats';
+import { channelMomentsFromSums, channelSums, updateRunningChannel } from './stats';
 import { beginScratch, scratch } from './workspace';
 
 export function train(
@@ -33,8 +33,8 @@ export function train(
   channelSums(x, layout, shifts, s1, s2);
   const k = coefficients(channels);
   for (let c = 0; c < channels; c++) {
-    const channelMean = shiftedMean(count, shifts[c], s1[c]);
-    setChannel(plan, c, count, channelMean, shiftedM2(count, s1[c], s2[c]), mean, invStd, k);
+    const m = channelMomentsFromSums(x, layout, c, shifts[c], s1[c], s2[c]);
+    setChannel(plan, c, count, m.mean, m.m2, mean, invStd, k);
   }
   normalizeInto(plan, y, k);
 }

@@ -205,6 +205,57 @@ export function channelSums(
   foldColumns(acc, channels, inner, s1, s2);
 }
 
+/** Values are scaled by 2^-SCALE_BITS (exactly) when their shifted sums overflowed. */
+const SCALE_BITS = 600;
+
+/** Channel c's mean and M2 when its shifted sums overflowed although every value is finite
+ *  (float64 data near ±1.8e308, where x - K or its square leaves the range): again from the
+ *  values times 2^-600, exact, in two passes. The mean scales back finite; M2 scales back to
+ *  Infinity when it truly exceeds the range (then invStd is 0, as PyTorch's). null when a
+ *  value of the channel is not finite: NaN and Infinity propagate as before. Mirrors
+ *  `rescaled_moments` in stats.rs, in the same order, so the backends agree. */
+export function rescaledMoments(x: FloatArray, layout: Layout, c: number): { mean: number; m2: number } | null {
+  const { outer, channels, inner } = layout;
+  const down = 2 ** -SCALE_BITS;
+  let sum = 0;
+  for (let o = 0; o < outer; o++) {
+    const begin = (o * channels + c) * inner;
+    for (let i = begin; i < begin + inner; i++) {
+      const v = x[i];
+      if (v - v !== 0) return null;
+      sum += v * down;
+    }
+  }
+  const count = outer * inner;
+  const scaledMean = sum / count;
+  let m2 = 0;
+  for (let o = 0; o < outer; o++) {
+    const begin = (o * channels + c) * inner;
+    for (let i = begin; i < begin + inner; i++) {
+      const d = x[i] * down - scaledMean;
+      m2 += d * d;
+    }
+  }
+  const up = 2 ** SCALE_BITS;
+  return { mean: scaledMean * up, m2: m2 * up * up };
+}
+
+/** Channel c's mean and M2 from its shifted sums, rescaled when they overflowed. */
+export function channelMomentsFromSums(
+  x: FloatArray,
+  layout: Layout,
+  c: number,
+  shift: number,
+  s1: number,
+  s2: number,
+): { mean: number; m2: number } {
+  const count = layout.outer * layout.inner;
+  const mean = shiftedMean(count, shift, s1);
+  const m2 = shiftedM2(count, s1, s2);
+  if (mean - mean === 0 && m2 - m2 === 0) return { mean, m2 };
+  return rescaledMoments(x, layout, c) ?? { mean, m2 };
+}
+
 /** The moments of every channel (a kernel entry point: it starts a scratch call). */
 export function channelMoments(x: FloatArray, layout: Layout): ChannelMoments {
   const { outer, channels, inner } = layout;
@@ -218,9 +269,9 @@ export function channelMoments(x: FloatArray, layout: Layout): ChannelMoments {
   const shifts = scratch(channels);
   channelSums(x, layout, shifts, acc.mean, acc.m2);
   for (let c = 0; c < channels; c++) {
-    const s1 = acc.mean[c];
-    acc.mean[c] = shiftedMean(count, shifts[c], s1);
-    acc.m2[c] = shiftedM2(count, s1, acc.m2[c]);
+    const m = channelMomentsFromSums(x, layout, c, shifts[c], acc.mean[c], acc.m2[c]);
+    acc.mean[c] = m.mean;
+    acc.m2[c] = m.m2;
   }
   return acc;
 }

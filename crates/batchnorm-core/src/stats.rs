@@ -105,7 +105,53 @@ pub(crate) fn channel_moments_in<T: Element>(
         })
     };
     let count = layout.count_per_channel() as f64;
-    sums.into_iter().zip(&shifts).map(|(s, &k)| Moments::from_shifted_sums(count, k, s)).collect()
+    let moments = sums.into_iter().zip(&shifts).map(|(s, &k)| Moments::from_shifted_sums(count, k, s));
+    moments
+        .enumerate()
+        .map(
+            |(c, m)| {
+                if m.mean.is_finite() && m.m2.is_finite() {
+                    m
+                } else {
+                    rescaled_moments(x, layout, c).unwrap_or(m)
+                }
+            },
+        )
+        .collect()
+}
+
+/// Values are scaled by 2^-SCALE_BITS (exactly) when their shifted sums overflowed.
+const SCALE_BITS: i32 = 600;
+
+/// Channel c's moments when its shifted sums overflowed although every value is finite
+/// (f64 data near ±1.8e308, where x - K or its square leaves the range): again from the
+/// values times 2^-600, exact, in two passes. The mean scales back finite; M2 scales back to
+/// infinity when it truly exceeds the range (invStd is then 0, as PyTorch's). None when a
+/// value is not finite: NaN and infinity propagate as before. Rare, so one thread, in the
+/// order of `rescaledMoments` in src/js/stats.ts, so the backends agree.
+fn rescaled_moments<T: Element>(x: &[T], layout: &Layout, c: usize) -> Option<Moments> {
+    let rows = (0..layout.outer).map(|o| &x[(o * layout.channels + c) * layout.inner..][..layout.inner]);
+    let down = 2f64.powi(-SCALE_BITS);
+    let mut sum = 0.0;
+    for row in rows.clone() {
+        for v in row.iter().map(|v| v.to_f64()) {
+            if !v.is_finite() {
+                return None;
+            }
+            sum += v * down;
+        }
+    }
+    let count = layout.count_per_channel() as f64;
+    let scaled_mean = sum / count;
+    let mut m2 = 0.0;
+    for row in rows {
+        for v in row {
+            let d = v.to_f64() * down - scaled_mean;
+            m2 += d * d;
+        }
+    }
+    let up = 2f64.powi(SCALE_BITS);
+    Some(Moments { count, mean: scaled_mean * up, m2: m2 * up * up })
 }
 
 /// `running = (1 - momentum) * running + momentum * batch`, with the batch variance taken as
@@ -143,6 +189,21 @@ mod tests {
         assert_eq!(merged.count, 5.0);
         assert!((merged.mean - direct.mean).abs() < 1e-12);
         assert!((merged.m2 - direct.m2).abs() < 1e-10);
+    }
+
+    #[test]
+    fn finite_values_near_the_range_give_a_finite_mean() {
+        // ±1e308: x - K overflows the shifted sums; the rescaled pass gives PyTorch's mean 0
+        // and an infinite M2 (the variance ~1e616 is past the range). Both layouts.
+        for (outer, inner) in [(4, 16), (64, 1)] {
+            let layout = Layout { outer, channels: 1, inner };
+            let x: Vec<f64> = (0..outer * inner).map(|i| if i % 2 == 0 { 1e308 } else { -1e308 }).collect();
+            let m = moments_of(&x, &layout)[0];
+            assert_eq!((m.mean, m.m2), (0.0, f64::INFINITY), "inner {inner}");
+            let mut bad = x.clone();
+            bad[1] = f64::NAN;
+            assert!(moments_of(&bad, &layout)[0].mean.is_nan(), "NaN still propagates");
+        }
     }
 
     #[test]
