@@ -100,7 +100,7 @@ fn write_streaming<T: Element>(dst: &mut [T], stores: Stores, values: &impl Valu
 /// weakly ordered: a task that streamed must call this before it ends and another thread
 /// may read what it wrote. Once per task, not per row: the fence waits for the stores.
 pub(crate) fn fence(streaming: bool) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     if streaming {
         // SAFETY: SSE is part of the x86-64 baseline.
         unsafe { std::arch::x86_64::_mm_sfence() };
@@ -115,6 +115,27 @@ pub(crate) fn fence(streaming: bool) {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn stream_line(to: *mut u8, from: *const u8, bytes: usize, stores: Stores) {
+    // Miri runs no inline assembly, which the streaming intrinsics are: there a plain copy of
+    // the same line stands in, so the line-cutting and alignment logic around it stays checked.
+    #[cfg(miri)]
+    {
+        let _ = stores;
+        assert!(to.align_offset(64) == 0 && bytes.is_multiple_of(64), "a streamed line must be whole and aligned");
+        // SAFETY: the caller's contract (both ranges valid for `bytes`, and they are distinct
+        // buffers: a register-sized line copy and dst).
+        unsafe { std::ptr::copy_nonoverlapping(from, to, bytes) };
+    }
+    #[cfg(not(miri))]
+    stream_line_intrinsics(to, from, bytes, stores)
+}
+
+/// `stream_line` with the non-temporal store instructions.
+///
+/// # Safety
+/// As `stream_line`.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[inline(always)]
+unsafe fn stream_line_intrinsics(to: *mut u8, from: *const u8, bytes: usize, stores: Stores) {
     use std::arch::x86_64::*;
     match stores {
         Stores::StreamAvx512 => {
