@@ -299,7 +299,7 @@ describe.each(backends)('BatchNorm layer with a residual ($name)', (backend) => 
     layer.backward(dy);
     expect(layer.residualGrad).toBeNull();
     expect(() => layer.forward(x, shape, { residul: z } as never)).toThrow(
-      new TypeError('BatchNorm.forward: unknown option "residul" (expected residual)'),
+      new TypeError('BatchNorm.forward: unknown option "residul" (expected residual or out)'),
     );
   });
 });
