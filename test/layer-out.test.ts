@@ -2,8 +2,9 @@
 // every backend: the same numbers as without, the same running statistics and gradients, dx
 // in place over dy, and the arrays it refuses before anything changes.
 import { describe, expect, it } from 'vitest';
-import { type Backend, BatchNorm, type FloatArray, LazyBatchNorm } from '../index';
+import { type Backend, BatchNorm, type FloatArray, LazyBatchNorm, SyncBatchNorm } from '../index';
 import { backends } from './backends';
+import { maxAbsDiff } from './helpers/compare';
 import { generator } from './helpers/random.cjs';
 
 interface Setup {
@@ -160,5 +161,22 @@ describe.each(backends)('layer out arrays ($name)', (backend) => {
     expectSame(out, plain.forward(s.x, s.shape), 'y');
     expect(lazy.backward(s.dy, { out: dxOut })).toBe(dxOut);
     expectSame(dxOut, plain.backward(s.dy), 'dx');
+  });
+});
+
+describe.each(backends)('SyncBatchNorm out arrays and residual ($name)', (backend) => {
+  it('forward { out, residual } and backward { out } match a plain BatchNorm on one worker', async () => {
+    const s = setup([4, 3, 5, 5], 1, 31);
+    const sync = new SyncBatchNorm(3, { backend, activation: 'relu', allReduce: async (buffer) => buffer });
+    const plain = new BatchNorm(3, { backend, activation: 'relu' });
+    const out = new Float32Array(s.x.length);
+    const dxOut = new Float32Array(s.x.length);
+    expect(await sync.forward(s.x, s.shape, { out, residual: s.z })).toBe(out);
+    const y = plain.forward(s.x, s.shape, { residual: s.z });
+    expect(maxAbsDiff(out, y)).toBeLessThan(1e-6);
+    expect(await sync.backwardAsync(s.dy, { out: dxOut })).toBe(dxOut);
+    expect(maxAbsDiff(dxOut, plain.backward(s.dy))).toBeLessThan(1e-6);
+    // @ts-expect-error: a typo of out
+    await expect(sync.backward(s.dy, { dx: dxOut })).rejects.toThrow(/unknown option "dx"/);
   });
 });

@@ -2,7 +2,14 @@
 // shard of the batch and normalization must use the whole batch's statistics (PyTorch's
 // nn.SyncBatchNorm). It is a BatchNorm layer running on a synchronized backend, so train/eval,
 // running statistics, affine, activation, gradients and state behave exactly as BatchNorm's.
-import { BatchNorm, type BatchNormOptions, type BatchNormState, type BatchNormStateInput } from '../layer';
+import {
+  BatchNorm,
+  type BatchNormOptions,
+  type BatchNormState,
+  type BatchNormStateInput,
+  type ForwardOptions,
+  type LayerBackwardOptions,
+} from '../layer';
 import { backend as selectedBackend } from '../select';
 import type { Activation, Backend, FloatArray } from '../types';
 import { describe } from '../validate';
@@ -119,24 +126,24 @@ export class SyncBatchNorm {
   /** Normalizes this worker's shard x with the statistics of every worker's shard (training,
    *  or without running statistics: one all-reduce); eval with running statistics is local.
    *  Every worker must call it, in the same mode. */
-  forward(x: FloatArray, shape: readonly number[]): Promise<FloatArray> {
-    return this.#layer.forwardAsync(x, shape);
+  forward(x: FloatArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
+    return this.#layer.forwardAsync(x, shape, options);
   }
 
   /** dx of this worker's shard for the last forward; adds the whole batch's dGamma/dBeta to
    *  gammaGrad/betaGrad. One all-reduce; every worker must call it. */
-  backward(dy: FloatArray): Promise<FloatArray> {
-    return this.#layer.backwardAsync(dy);
+  backward(dy: FloatArray, options?: LayerBackwardOptions): Promise<FloatArray> {
+    return this.#layer.backwardAsync(dy, options);
   }
 
   /** The same as forward, under BatchNorm's name for the Promise form. */
-  forwardAsync(x: FloatArray, shape: readonly number[]): Promise<FloatArray> {
-    return this.forward(x, shape);
+  forwardAsync(x: FloatArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
+    return this.forward(x, shape, options);
   }
 
   /** The same as backward, under BatchNorm's name for the Promise form. */
-  backwardAsync(dy: FloatArray): Promise<FloatArray> {
-    return this.backward(dy);
+  backwardAsync(dy: FloatArray, options?: LayerBackwardOptions): Promise<FloatArray> {
+    return this.backward(dy, options);
   }
 
   zeroGrad(): void {
