@@ -15,11 +15,12 @@ function runChild(script: string, env: Record<string, string | undefined>) {
   return spawnSync(process.execPath, ['-e', script], { cwd: root, env: childEnv, encoding: 'utf8' });
 }
 
-// Counts calls into the raw binding (the same module object the loader gets from require's
+// Counts calls into the raw binding the loader took (BATCHNORM_NATIVE_PATH's under
+// scripts/asan.sh, else the local build: the same module object, from require's
 // cache), then makes one tiny and one large training call on the native backend.
 const probe = `
 const { platformTriple } = require('./dist/src/native.js');
-const raw = require('./native/batchnorm.' + platformTriple() + '.node');
+const raw = require(process.env.BATCHNORM_NATIVE_PATH || './native/batchnorm.' + platformTriple() + '.node');
 let calls = 0;
 const trainF32 = raw.trainF32;
 raw.trainF32 = (...args) => { calls++; return trainF32(...args); };
@@ -61,7 +62,7 @@ describe.skipIf(!built)('tiny tensors on the native backend', () => {
 // function and give js's exact answers; the large ones call into the binding.
 const everyOp = `
 const { platformTriple } = require('./dist/src/native.js');
-const raw = require('./native/batchnorm.' + platformTriple() + '.node');
+const raw = require(process.env.BATCHNORM_NATIVE_PATH || './native/batchnorm.' + platformTriple() + '.node');
 let calls = 0;
 for (const name of Object.keys(raw)) {
   const f = raw[name];
