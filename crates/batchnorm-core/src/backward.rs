@@ -113,7 +113,7 @@ fn grad_sums_in<T: Element>(
             }
         })
     } else {
-        let column_mean = spread_columns(mean.iter().copied(), layout.inner);
+        let column_mean = spread_columns(&mean, layout.inner);
         channels_last::reduce(exec, layout, |span, columns, s, sx| {
             let y = relu_output.map(|y| &y[span.clone()]);
             add_grad_columns(&dy[span.clone()], &x[span.clone()], y, &column_mean[columns], s, sx);

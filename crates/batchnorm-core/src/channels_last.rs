@@ -6,14 +6,22 @@ use std::ops::Range;
 
 use crate::element::Element;
 use crate::elementwise;
-use crate::io::Io;
+use crate::io::{Chunk, Io};
 use crate::layout::Layout;
 use crate::loops::{affine_columns, Coefficients, ColumnCoefficients, Output};
 use crate::pool::Exec;
+#[cfg(test)]
+use crate::store;
 use crate::tiles::{sum_by_channel, Tile};
 
 /// Elements per parallel chunk of the elementwise pass.
 const CHUNK_ELEMENTS: usize = 1 << 15;
+/// Rows at least this wide take `apply_wide`: spread over the whole row, their coefficients
+/// (40 bytes a column) no longer stay cached, and with millions of channels (`[2, 8388608]`)
+/// the spread was a fresh allocation of ~340 MB per call, page faults included.
+const WIDE_COLUMNS: usize = 1 << 15;
+/// Elements per task of `apply_wide`; each spreads only its own columns (~330 KB, kept per thread).
+const WIDE_SEGMENT: usize = 1 << 13;
 
 /// Per channel, the sums `add_row(flat_span, columns, a, b)` accumulates per column over
 /// every row (`columns` is the span's range within a row).
@@ -43,6 +51,9 @@ pub(crate) fn apply<T: Element>(
     if width == 0 || layout.outer == 0 {
         return;
     }
+    if width >= WIDE_COLUMNS {
+        return apply_wide(exec, io, layout, other, mask, output, k);
+    }
     let columns = ColumnCoefficients::spread(k, layout.inner);
     let rows_per_chunk = (CHUNK_ELEMENTS / width).max(1);
     elementwise::for_each_chunk(
@@ -54,4 +65,82 @@ pub(crate) fn apply<T: Element>(
         output.streaming,
         |_, chunk, other, mask| affine_columns(chunk, other, mask, &columns, output),
     );
+}
+
+/// The elementwise pass over very wide rows: tasks of `WIDE_SEGMENT` elements in memory order,
+/// each cut at row ends, each part with the coefficients of its own columns only.
+fn apply_wide<T: Element>(
+    exec: Exec,
+    io: Io<'_, T>,
+    layout: &Layout,
+    other: Option<&[T]>,
+    mask: Option<&[T]>,
+    output: Output,
+    k: &[Coefficients],
+) {
+    let width = layout.channels * layout.inner;
+    elementwise::for_each_chunk(exec, io, WIDE_SEGMENT, other, mask, output.streaming, |start, chunk, other, mask| {
+        let (src, mut dst) = chunk.into_parts();
+        let mut at = 0;
+        while !dst.is_empty() {
+            let column = (start + at) % width;
+            let len = (width - column).min(dst.len());
+            let (part, rest) = std::mem::take(&mut dst).split_at_mut(len);
+            let span = at..at + len;
+            let run = Chunk::from_parts(src.map(|s| &s[span.clone()]), part);
+            let columns = ColumnCoefficients::spread_range(k, layout.inner, column, len);
+            let (other, mask) = (other.map(|o| &o[span.clone()]), mask.map(|m| &m[span]));
+            affine_columns(run, other, mask, &columns, output);
+            dst = rest;
+            at += len;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The narrow form (one spread over the whole row), whatever the width: the reference.
+    fn narrow(layout: &Layout, x: &[f32], other: Option<&[f32]>, k: &[Coefficients], output: Output) -> Vec<f32> {
+        let mut y = vec![0.0f32; x.len()];
+        let width = layout.channels * layout.inner;
+        let columns = ColumnCoefficients::spread(k, layout.inner);
+        let io = Io::Separate { src: x, dst: &mut y };
+        elementwise::for_each_chunk(Exec::SEQUENTIAL, io, width, other, None, false, |_, chunk, other, mask| {
+            affine_columns(chunk, other, mask, &columns, output)
+        });
+        y
+    }
+
+    #[test]
+    fn wide_rows_match_one_spread_over_the_row() {
+        // Widths past WIDE_COLUMNS, not multiples of WIDE_SEGMENT (tasks straddle row ends),
+        // one column per channel and several (a channel's columns cut between tasks).
+        for layout in [Layout { outer: 3, channels: 40_001, inner: 1 }, Layout { outer: 2, channels: 5_000, inner: 7 }]
+        {
+            let n = layout.len();
+            let x: Vec<f32> = (0..n).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+            let z: Vec<f32> = (0..n).map(|i| ((i * 13) % 29) as f32 / 14.0 - 1.0).collect();
+            let k: Vec<Coefficients> = (0..layout.channels)
+                .map(|c| Coefficients {
+                    scale: 0.5 + (c % 7) as f64,
+                    center: (c % 5) as f64 * 0.1,
+                    scale_other: 1.0,
+                    center_other: 0.0,
+                    shift: (c % 3) as f64,
+                })
+                .collect();
+            for (other, relu, streaming) in [(None, false, false), (Some(&z[..]), true, true)] {
+                let output = Output { relu, streaming };
+                let want = narrow(&layout, &x, other, &k, Output { relu, streaming: false });
+                let mut got = vec![0.0f32; n];
+                crate::pool::run(n, |exec| {
+                    apply(exec, Io::Separate { src: &x, dst: &mut got }, &layout, other, None, output, &k)
+                });
+                store::fence(true);
+                assert!(got == want, "{layout:?} residual {} relu {relu}", other.is_some());
+            }
+        }
+    }
 }

@@ -508,14 +508,26 @@ thread_local! {
 
 impl ColumnCoefficients {
     pub(crate) fn spread(per_channel: &[Coefficients], inner: usize) -> Self {
-        let width = per_channel.len() * inner;
+        Self::spread_range(per_channel, inner, 0, per_channel.len() * inner)
+    }
+
+    /// The coefficients of the `len` columns from `first` on only (column j of the result is
+    /// column `first + j` of the row), for a task that covers part of a very wide row.
+    pub(crate) fn spread_range(per_channel: &[Coefficients], inner: usize, first: usize, len: usize) -> Self {
+        let width = len;
         let stride = width + FIELD_GAP;
         let mut values = KEPT.with(|kept| kept.take());
         values.clear();
         values.resize(5 * stride, 0.0);
-        for (c, k) in per_channel.iter().enumerate() {
-            for (i, v) in [k.scale, k.center, k.scale_other, k.center_other, k.shift].into_iter().enumerate() {
-                values[i * stride + c * inner..][..inner].fill(v);
+        if len > 0 {
+            let inner = inner.max(1);
+            let channels = first / inner..=(first + len - 1) / inner;
+            for (c, k) in per_channel.iter().enumerate().take(*channels.end() + 1).skip(*channels.start()) {
+                // The channel's columns, cut to the range, counted from `first`.
+                let run = (c * inner).max(first) - first..((c + 1) * inner).min(first + len) - first;
+                for (i, v) in [k.scale, k.center, k.scale_other, k.center_other, k.shift].into_iter().enumerate() {
+                    values[i * stride + run.start..i * stride + run.end].fill(v);
+                }
             }
         }
         ColumnCoefficients { values, width }
@@ -539,16 +551,18 @@ impl Drop for ColumnCoefficients {
 }
 
 /// A per-channel value spread out over every column of a row (`inner` columns per channel),
-/// in one allocation of the final size: this runs on every channels-last call.
-pub(crate) fn spread_columns(per_channel: impl ExactSizeIterator<Item = f64>, inner: usize) -> Vec<f64> {
+/// in one allocation of the final size: this runs on every channels-last call. With one column
+/// per channel it is the per-channel values themselves (no copy: with millions of channels the
+/// copy was a fresh allocation per call).
+pub(crate) fn spread_columns(per_channel: &[f64], inner: usize) -> std::borrow::Cow<'_, [f64]> {
     if inner == 1 {
-        return per_channel.collect();
+        return std::borrow::Cow::Borrowed(per_channel);
     }
     let mut columns = Vec::with_capacity(per_channel.len() * inner);
-    for v in per_channel {
+    for &v in per_channel {
         columns.extend(std::iter::repeat_n(v, inner));
     }
-    columns
+    std::borrow::Cow::Owned(columns)
 }
 
 #[cfg(test)]

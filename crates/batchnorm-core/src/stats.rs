@@ -96,7 +96,7 @@ pub(crate) fn channel_moments_in<T: Element>(
             }
         })
     } else {
-        let column_shifts = spread_columns(shifts.iter().copied(), layout.inner);
+        let column_shifts = spread_columns(&shifts, layout.inner);
         channels_last::reduce(exec, layout, |span, columns, s1, s2| {
             add_shifted_columns(&x[span.clone()], &column_shifts[columns], s1, s2);
             if let Some(f) = fold {
