@@ -123,6 +123,12 @@ pub(crate) fn channel_moments_in<T: Element>(
 /// Values are scaled by 2^-SCALE_BITS (exactly) when their shifted sums overflowed.
 const SCALE_BITS: i32 = 600;
 
+/// 2^e for a normal exponent, from its bits: exact on every target (and under Miri, which
+/// perturbs `powi`), so both backends scale by the very same number.
+fn power_of_two(e: i32) -> f64 {
+    f64::from_bits(((1023 + e) as u64) << 52)
+}
+
 /// Channel c's moments when its shifted sums overflowed although every value is finite
 /// (f64 data near ±1.8e308, where x - K or its square leaves the range): again from the
 /// values times 2^-600, exact, in two passes. The mean scales back finite; M2 scales back to
@@ -131,7 +137,7 @@ const SCALE_BITS: i32 = 600;
 /// order of `rescaledMoments` in src/js/stats.ts, so the backends agree.
 fn rescaled_moments<T: Element>(x: &[T], layout: &Layout, c: usize) -> Option<Moments> {
     let rows = (0..layout.outer).map(|o| &x[(o * layout.channels + c) * layout.inner..][..layout.inner]);
-    let down = 2f64.powi(-SCALE_BITS);
+    let down = power_of_two(-SCALE_BITS);
     let mut sum = 0.0;
     for row in rows.clone() {
         for v in row.iter().map(|v| v.to_f64()) {
@@ -150,7 +156,7 @@ fn rescaled_moments<T: Element>(x: &[T], layout: &Layout, c: usize) -> Option<Mo
             m2 += d * d;
         }
     }
-    let up = 2f64.powi(SCALE_BITS);
+    let up = power_of_two(SCALE_BITS);
     Some(Moments { count, mean: scaled_mean * up, m2: m2 * up * up })
 }
 
