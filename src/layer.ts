@@ -7,7 +7,7 @@ import { checkRenorm, type RenormOptions, renormBackend } from './renorm-backend
 import { backend as selectedBackend } from './select';
 import { floatDtype, plainView } from './typed-arrays';
 import type { Activation, Backend, BackwardOptions, FloatArray, SavedStats } from './types';
-import { DEFAULT_AXIS, DEFAULT_EPS, DEFAULT_MOMENTUM, describe, sharesMemory, validateStats } from './validate';
+import { DEFAULT_AXIS, DEFAULT_EPS, DEFAULT_MOMENTUM, describe, overlaps, validateStats } from './validate';
 
 export interface BatchNormOptions {
   /** The channel axis of the inputs; negative counts from the end. Default 1. */
@@ -398,7 +398,7 @@ export class BatchNorm {
       );
     }
     // The kernels accept out exactly over x (in place), but backward needs x as it was.
-    if (out !== null && floatDtype(out) !== null && sharesMemory(out, x)) {
+    if (out !== null && floatDtype(out) !== null && overlaps(out, x)) {
       throw new RangeError(`BatchNorm.forward: out must not share memory with x; backward needs x as forward saw it`);
     }
     // PyTorch: batch statistics in training mode, and always when no running statistics exist.

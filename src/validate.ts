@@ -353,17 +353,13 @@ function sameBlock(written: FloatArray, other: FloatArray): boolean {
   return isShared(written.buffer) && isShared(other.buffer) && sharesSharedMemory(written, other.buffer);
 }
 
-/** `written` is an array the call writes (the probe in sameBlock may flip and restore it). */
-function overlaps(written: FloatArray, other: FloatArray): boolean {
+/** Whether two arrays share any byte of memory (SharedArrayBuffer clones included).
+ *  `written` is an array the call writes (the probe in sameBlock may flip and restore it). */
+export function overlaps(written: FloatArray, other: FloatArray): boolean {
   if (written.byteLength === 0 || other.byteLength === 0 || !sameBlock(written, other)) return false;
   const a = written;
   const b = other;
   return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
-}
-
-/** Whether two arrays share any byte of memory (SharedArrayBuffer clones included). */
-export function sharesMemory(a: FloatArray, b: FloatArray): boolean {
-  return overlaps(a, b);
 }
 
 function sameMemory(a: FloatArray, b: FloatArray): boolean {

@@ -522,7 +522,7 @@ impl ColumnCoefficients {
         if len > 0 {
             let inner = inner.max(1);
             let channels = first / inner..=(first + len - 1) / inner;
-            for (c, k) in per_channel.iter().enumerate().take(*channels.end() + 1).skip(*channels.start()) {
+            for (c, k) in channels.clone().zip(&per_channel[channels]) {
                 // The channel's columns, cut to the range, counted from `first`.
                 let run = (c * inner).max(first) - first..((c + 1) * inner).min(first + len) - first;
                 for (i, v) in [k.scale, k.center, k.scale_other, k.center_other, k.shift].into_iter().enumerate() {

@@ -106,18 +106,16 @@ pub(crate) fn channel_moments_in<T: Element>(
     };
     let count = layout.count_per_channel() as f64;
     let moments = sums.into_iter().zip(&shifts).map(|(s, &k)| Moments::from_shifted_sums(count, k, s));
-    moments
-        .enumerate()
-        .map(
-            |(c, m)| {
-                if m.mean.is_finite() && m.m2.is_finite() {
-                    m
-                } else {
-                    rescaled_moments(x, layout, c).unwrap_or(m)
-                }
-            },
-        )
-        .collect()
+    moments.enumerate().map(|(c, m)| unless_overflowed(x, layout, c, m)).collect()
+}
+
+/// Channel c's moments `m`, or, when its shifted sums overflowed, its rescaled ones (as
+/// `channelMomentsFromSums` in src/js/stats.ts).
+fn unless_overflowed<T: Element>(x: &[T], layout: &Layout, c: usize, m: Moments) -> Moments {
+    if m.mean.is_finite() && m.m2.is_finite() {
+        return m;
+    }
+    rescaled_moments(x, layout, c).unwrap_or(m)
 }
 
 /// Values are scaled by 2^-SCALE_BITS (exactly) when their shifted sums overflowed.
