@@ -2,18 +2,16 @@
 //! either through the batch statistics (training) or with them frozen (inference),
 //! optionally through a fused ReLU (dy counts only where its output was > 0).
 
-use std::ops::Range;
-
-use crate::channel_major;
-use crate::channels_last;
+use crate::checks::{check_count, check_len};
+use crate::coefficients::Coefficients;
 use crate::element::Element;
-use crate::elementwise::{apply, Inputs};
-use crate::error::{check_len, Result};
-use crate::fingerprint::{cached_row_runs, fingerprint, Fold};
-use crate::forward::check_count;
+use crate::error::Result;
+use crate::fingerprint::{fingerprint, Fold};
 use crate::io::Io;
+use crate::kernels::through_relu;
 use crate::layout::Layout;
-use crate::loops::{add_grad_columns, grad_sums_rows, spread_columns, through_relu, Coefficients};
+use crate::pass::Inputs;
+use crate::path::Path;
 use crate::pool::{self, Exec};
 
 /// Per-channel sums the backward pass needs: sum(dy) and sum(dy * xhat).
@@ -82,10 +80,12 @@ fn dx_coefficients<T: Element>(
         .collect()
 }
 
-/// The sums of every channel; with `fold`, x's fingerprint too, from the same sweep.
+/// The sums of every channel (on `path`, the layout's); with `fold`, x's fingerprint too,
+/// from the same sweep.
 #[allow(clippy::too_many_arguments)]
 fn grad_sums_in<T: Element>(
     exec: Exec,
+    path: Path,
     dy: &[T],
     x: &[T],
     relu_output: Option<&[T]>,
@@ -94,34 +94,7 @@ fn grad_sums_in<T: Element>(
     fold: Option<&Fold>,
 ) -> Vec<GradSums> {
     let mean: Vec<f64> = saved.mean.iter().map(|v| v.to_f64()).collect();
-    let sums = if channel_major::suits(layout) {
-        let inner = layout.inner;
-        channel_major::reduce(exec, layout, |rows, out| {
-            let sums_of = |run: Range<usize>, out: &mut [(f64, f64)]| {
-                let span = run.start * inner..run.end * inner;
-                let y = relu_output.map(|y| &y[span.clone()]);
-                grad_sums_rows(&dy[span.clone()], &x[span], y, inner, run.start, &mean, out);
-            };
-            match fold {
-                None => sums_of(rows, out),
-                Some(f) => {
-                    for run in cached_row_runs(rows.clone(), inner) {
-                        sums_of(run.clone(), &mut out[run.start - rows.start..run.end - rows.start]);
-                        f.add(&x[run.start * inner..run.end * inner], run.start * inner);
-                    }
-                }
-            }
-        })
-    } else {
-        let column_mean = spread_columns(&mean, layout.inner);
-        channels_last::reduce(exec, layout, |span, columns, s, sx| {
-            let y = relu_output.map(|y| &y[span.clone()]);
-            add_grad_columns(&dy[span.clone()], &x[span.clone()], y, &column_mean[columns], s, sx);
-            if let Some(f) = fold {
-                f.add(&x[span.clone()], span.start);
-            }
-        })
-    };
+    let sums = path.grad_sums(exec, dy, x, relu_output, layout, &mean, fold);
     sums.into_iter().enumerate().map(|(c, s)| saved.grad_sums(c, s)).collect()
 }
 
@@ -186,7 +159,7 @@ pub fn grad_sums<T: Element>(
     relu_output: Option<&[T]>,
 ) -> Result<Vec<GradSums>> {
     check_backward(dy.len(), dy.len(), x, layout, None, &saved, relu_output)?;
-    Ok(pool::run(layout.len(), |exec| grad_sums_in(exec, dy, x, relu_output, layout, saved, None)))
+    Ok(pool::run(layout.len(), |exec| grad_sums_in(exec, Path::of(layout), dy, x, relu_output, layout, saved, None)))
 }
 
 /// What both dx forms check before anything is written; gives the dx pass's extra inputs
@@ -198,16 +171,16 @@ fn check_dx<'a, T: Element>(
     layout: &Layout,
     gamma: Option<&[T]>,
     saved: &Saved<'_, T>,
-    path: &GradPath<'a, T>,
+    flow: &GradPath<'a, T>,
     params: &ParamGrads<'_, T>,
     count: f64,
 ) -> Result<Inputs<'a, T>> {
-    check_backward(grad.src_len(), grad.dst_len(), x, layout, gamma, saved, path.relu_output)?;
+    check_backward(grad.src_len(), grad.dst_len(), x, layout, gamma, saved, flow.relu_output)?;
     check_params(params, layout)?;
-    if path.training {
+    if flow.training {
         check_count(count)?;
     }
-    Ok(Inputs { other: path.training.then_some(x), mask: path.relu_output, relu_result: false })
+    Ok(Inputs { other: flow.training.then_some(x), mask: flow.relu_output, relu_result: false })
 }
 
 fn write_params<T: Element>(sums: &[GradSums], params: &mut ParamGrads<'_, T>) {
@@ -224,22 +197,23 @@ pub fn backward<T: Element>(
     layout: &Layout,
     gamma: Option<&[T]>,
     saved: Saved<'_, T>,
-    path: GradPath<'_, T>,
+    flow: GradPath<'_, T>,
     params: ParamGrads<'_, T>,
 ) -> Result<()> {
     let count = layout.count_per_channel() as f64;
-    let inputs = check_dx(&grad, x, layout, gamma, &saved, &path, &params, count)?;
+    let inputs = check_dx(&grad, x, layout, gamma, &saved, &flow, &params, count)?;
     let mut params = params;
     let d_residual = params.d_residual.take();
+    let path = Path::of(layout);
     let (sums, print) = pool::run(layout.len(), |exec| {
         if let Some(d) = d_residual {
-            residual_grad_in(exec, grad.src(), path.relu_output, d);
+            residual_grad_in(exec, grad.src(), flow.relu_output, d);
         }
         // The fingerprint rides on the sums sweep, which reads x anyway.
         let fold = params.x_fingerprint.is_some().then(Fold::new);
-        let sums = grad_sums_in(exec, grad.src(), x, path.relu_output, layout, saved, fold.as_ref());
-        let k = dx_coefficients(gamma, &saved, path.training, &sums, count);
-        apply(exec, grad, layout, inputs, &k);
+        let sums = grad_sums_in(exec, path, grad.src(), x, flow.relu_output, layout, saved, fold.as_ref());
+        let k = dx_coefficients(gamma, &saved, flow.training, &sums, count);
+        path.apply(exec, grad, layout, inputs, &k);
         (sums, fold.map(|f| f.total()))
     });
     if let (Some(out), Some(print)) = (params.x_fingerprint.as_deref_mut(), print) {
@@ -258,25 +232,26 @@ pub fn backward_with_sums<T: Element>(
     layout: &Layout,
     gamma: Option<&[T]>,
     saved: Saved<'_, T>,
-    path: GradPath<'_, T>,
+    flow: GradPath<'_, T>,
     sums: &[GradSums],
     count: f64,
     params: ParamGrads<'_, T>,
 ) -> Result<()> {
     check_len("sums", sums.len(), layout.channels)?;
-    let inputs = check_dx(&grad, x, layout, gamma, &saved, &path, &params, count)?;
-    let k = dx_coefficients(gamma, &saved, path.training, sums, count);
+    let inputs = check_dx(&grad, x, layout, gamma, &saved, &flow, &params, count)?;
+    let k = dx_coefficients(gamma, &saved, flow.training, sums, count);
     let mut params = params;
     let d_residual = params.d_residual.take();
     // No sums sweep here to ride on: the fingerprint takes a pass of its own.
     if let Some(out) = params.x_fingerprint.as_deref_mut() {
         *out = fingerprint(x);
     }
+    let path = Path::of(layout);
     pool::run(layout.len(), |exec| {
         if let Some(d) = d_residual {
-            residual_grad_in(exec, grad.src(), path.relu_output, d);
+            residual_grad_in(exec, grad.src(), flow.relu_output, d);
         }
-        apply(exec, grad, layout, inputs, &k)
+        path.apply(exec, grad, layout, inputs, &k)
     });
     write_params(sums, &mut params);
     Ok(())

@@ -1,4 +1,4 @@
-//! The channel-major path (`suits`: NCHW, NCL, NCDHW): each (outer, channel)
+//! The channel-major path (`Path::ChannelMajor`: NCHW, NCL, NCDHW): each (outer, channel)
 //! row is contiguous and has one channel, so reductions sum whole rows into registers and
 //! the elementwise pass uses one set of coefficients per row. Both walk memory in order,
 //! blocks of rows per task. (Owning a channel per task, to normalize it while cached,
@@ -6,43 +6,28 @@
 
 use std::ops::Range;
 
+use crate::coefficients::Coefficients;
 use crate::element::Element;
-use crate::elementwise;
+use crate::fingerprint::{cached_row_runs, Fold};
 use crate::io::Io;
+use crate::kernels::affine::{affine_rows, Output};
+use crate::kernels::sums::{grad_sums_rows, shifted_sums_rows};
 use crate::layout::Layout;
-use crate::loops::{affine_rows, Coefficients, Output};
+use crate::pass::{for_each_chunk, Inputs};
 use crate::pool::Exec;
 
-/// Rows at least this long take this path; with shorter ones a row holds many channels and
-/// the per-column accumulators of the channels-last path can do better.
-const MIN_INNER: usize = 64;
-/// Rows of at least this many values still take this path when a row of channels is wider
-/// than `MAX_COLUMNS`: the channels-last path keeps arrays per column (coefficients,
-/// accumulators) that then outgrow the L1 cache. Measured on a 2-vCPU EPYC, 2 threads:
-/// `[8,2048,7,7]` training 0.35 ms here against 0.79 there, `[16,256,32]` 0.10 against 0.14;
-/// with rows of 16 the channels-last path mostly wins (`[64,512,16]` 0.34 against 0.72), with
-/// 8 throughout (`[64,512,8]` 0.20 against 0.50), and at 1024 columns it wins at any length.
-const MIN_SHORT_INNER: usize = 32;
-const MAX_COLUMNS: usize = 2048;
+/// Elements per task of the memory-order passes: enough work to amortize a task.
+const ROW_TASK_ELEMENTS: usize = 1 << 16;
 
-/// Whether a layout takes this path (else the channels-last one).
-pub(crate) fn suits(layout: &Layout) -> bool {
-    layout.inner >= MIN_INNER
-        || (layout.inner >= MIN_SHORT_INNER && layout.channels.saturating_mul(layout.inner) > MAX_COLUMNS)
-}
-
-/// Rows per task of the memory-order passes: enough work to amortize a task.
+/// Rows per task of the memory-order passes.
 fn rows_per_task(layout: &Layout) -> usize {
     (ROW_TASK_ELEMENTS / layout.inner.max(1)).max(1)
 }
 
-/// Elements per task of the memory-order passes.
-const ROW_TASK_ELEMENTS: usize = 1 << 16;
-
 /// Per channel: the sums `reduce_rows(rows, out)` writes for each row of a block (`out[i]` for
 /// row `rows.start + i`), folded in row order. Blocks are contiguous runs of rows, read in
 /// memory order, which streams best.
-pub(crate) fn reduce(
+fn reduce(
     exec: Exec,
     layout: &Layout,
     reduce_rows: impl Fn(Range<usize>, &mut [(f64, f64)]) + Sync + Send,
@@ -64,19 +49,71 @@ pub(crate) fn reduce(
     totals
 }
 
-/// The pass alone, with coefficients known up front, in memory order.
+/// `sums_of(run, out)` over a block of rows; with `fold`, in runs short enough to stay in L1,
+/// each run then folded into the fingerprint while cached.
+fn with_fingerprint<T: Element>(
+    x: &[T],
+    inner: usize,
+    rows: Range<usize>,
+    out: &mut [(f64, f64)],
+    fold: Option<&Fold>,
+    sums_of: impl Fn(Range<usize>, &mut [(f64, f64)]),
+) {
+    let Some(f) = fold else { return sums_of(rows, out) };
+    for run in cached_row_runs(rows.clone(), inner) {
+        sums_of(run.clone(), &mut out[run.start - rows.start..run.end - rows.start]);
+        f.add(&x[run.start * inner..run.end * inner], run.start * inner);
+    }
+}
+
+/// Per channel, `Σ(x - K)` and `Σ(x - K)²` (K = `shifts[c]`).
+pub(crate) fn shifted_sums<T: Element>(
+    exec: Exec,
+    x: &[T],
+    layout: &Layout,
+    shifts: &[f64],
+    fold: Option<&Fold>,
+) -> Vec<(f64, f64)> {
+    let inner = layout.inner;
+    reduce(exec, layout, |rows, out| {
+        with_fingerprint(x, inner, rows, out, fold, |run, out| {
+            shifted_sums_rows(&x[run.start * inner..run.end * inner], inner, run.start, shifts, out)
+        })
+    })
+}
+
+/// Per channel, `Σg` and `Σg·(x - mean[c])`, g = dy through the ReLU mask if given.
+pub(crate) fn grad_sums<T: Element>(
+    exec: Exec,
+    dy: &[T],
+    x: &[T],
+    relu_output: Option<&[T]>,
+    layout: &Layout,
+    mean: &[f64],
+    fold: Option<&Fold>,
+) -> Vec<(f64, f64)> {
+    let inner = layout.inner;
+    reduce(exec, layout, |rows, out| {
+        with_fingerprint(x, inner, rows, out, fold, |run, out| {
+            let span = run.start * inner..run.end * inner;
+            let y = relu_output.map(|y| &y[span.clone()]);
+            grad_sums_rows(&dy[span.clone()], &x[span], y, inner, run.start, mean, out);
+        })
+    })
+}
+
+/// The elementwise pass with per-channel coefficients `k`, in memory order.
 pub(crate) fn apply<T: Element>(
     exec: Exec,
     io: Io<'_, T>,
     layout: &Layout,
-    other: Option<&[T]>,
-    mask: Option<&[T]>,
+    inputs: Inputs<'_, T>,
     output: Output,
     k: &[Coefficients],
 ) {
     let inner = layout.inner;
     let chunk_len = rows_per_task(layout) * inner;
-    elementwise::for_each_chunk(exec, io, chunk_len, other, mask, output.streaming, |start, chunk, other, mask| {
+    for_each_chunk(exec, io, chunk_len, inputs, output.streaming, |start, chunk, other, mask| {
         affine_rows(chunk, other, mask, inner, start / inner, k, output)
     });
 }

@@ -1,14 +1,17 @@
-//! The row-of-channels path (short rows, `channel_major::suits` false: NHWC, `[N, C]`, NLC): a row holds every
-//! channel, so reductions keep one accumulator per column over tiles of rows, and the
-//! elementwise pass uses coefficients spread out per column. x is read in memory order.
+//! The row-of-channels path (`Path::ChannelsLast`, short rows: NHWC, `[N, C]`, NLC): a row
+//! holds every channel, so reductions keep one accumulator per column over tiles of rows, and
+//! the elementwise pass uses coefficients spread out per column. x is read in memory order.
 
 use std::ops::Range;
 
+use crate::coefficients::{spread_columns, Coefficients, ColumnCoefficients};
 use crate::element::Element;
-use crate::elementwise;
+use crate::fingerprint::Fold;
 use crate::io::{Chunk, Io};
+use crate::kernels::affine::{affine_columns, Output};
+use crate::kernels::sums::{add_grad_columns, add_shifted_columns};
 use crate::layout::Layout;
-use crate::loops::{affine_columns, Coefficients, ColumnCoefficients, Output};
+use crate::pass::{for_each_chunk, Inputs};
 use crate::pool::Exec;
 #[cfg(test)]
 use crate::store;
@@ -25,7 +28,7 @@ const WIDE_SEGMENT: usize = 1 << 13;
 
 /// Per channel, the sums `add_row(flat_span, columns, a, b)` accumulates per column over
 /// every row (`columns` is the span's range within a row).
-pub(crate) fn reduce(
+fn reduce(
     exec: Exec,
     layout: &Layout,
     add_row: impl Fn(Range<usize>, Range<usize>, &mut [f64], &mut [f64]) + Sync + Send,
@@ -37,13 +40,49 @@ pub(crate) fn reduce(
     })
 }
 
+/// Per channel, `Σ(x - K)` and `Σ(x - K)²` (K = `shifts[c]`, spread over its columns).
+pub(crate) fn shifted_sums<T: Element>(
+    exec: Exec,
+    x: &[T],
+    layout: &Layout,
+    shifts: &[f64],
+    fold: Option<&Fold>,
+) -> Vec<(f64, f64)> {
+    let column_shifts = spread_columns(shifts, layout.inner);
+    reduce(exec, layout, |span, columns, s1, s2| {
+        add_shifted_columns(&x[span.clone()], &column_shifts[columns], s1, s2);
+        if let Some(f) = fold {
+            f.add(&x[span.clone()], span.start);
+        }
+    })
+}
+
+/// Per channel, `Σg` and `Σg·(x - mean[c])`, g = dy through the ReLU mask if given.
+pub(crate) fn grad_sums<T: Element>(
+    exec: Exec,
+    dy: &[T],
+    x: &[T],
+    relu_output: Option<&[T]>,
+    layout: &Layout,
+    mean: &[f64],
+    fold: Option<&Fold>,
+) -> Vec<(f64, f64)> {
+    let column_mean = spread_columns(mean, layout.inner);
+    reduce(exec, layout, |span, columns, s, sx| {
+        let y = relu_output.map(|y| &y[span.clone()]);
+        add_grad_columns(&dy[span.clone()], &x[span.clone()], y, &column_mean[columns], s, sx);
+        if let Some(f) = fold {
+            f.add(&x[span.clone()], span.start);
+        }
+    })
+}
+
 /// The elementwise pass with per-channel coefficients `k`.
 pub(crate) fn apply<T: Element>(
     exec: Exec,
     io: Io<'_, T>,
     layout: &Layout,
-    other: Option<&[T]>,
-    mask: Option<&[T]>,
+    inputs: Inputs<'_, T>,
     output: Output,
     k: &[Coefficients],
 ) {
@@ -52,19 +91,13 @@ pub(crate) fn apply<T: Element>(
         return;
     }
     if width >= WIDE_COLUMNS {
-        return apply_wide(exec, io, layout, other, mask, output, k);
+        return apply_wide(exec, io, layout, inputs, output, k);
     }
     let columns = ColumnCoefficients::spread(k, layout.inner);
     let rows_per_chunk = (CHUNK_ELEMENTS / width).max(1);
-    elementwise::for_each_chunk(
-        exec,
-        io,
-        rows_per_chunk * width,
-        other,
-        mask,
-        output.streaming,
-        |_, chunk, other, mask| affine_columns(chunk, other, mask, &columns, output),
-    );
+    for_each_chunk(exec, io, rows_per_chunk * width, inputs, output.streaming, |_, chunk, other, mask| {
+        affine_columns(chunk, other, mask, &columns, output)
+    });
 }
 
 /// The elementwise pass over very wide rows: tasks of `WIDE_SEGMENT` elements in memory order,
@@ -73,13 +106,12 @@ fn apply_wide<T: Element>(
     exec: Exec,
     io: Io<'_, T>,
     layout: &Layout,
-    other: Option<&[T]>,
-    mask: Option<&[T]>,
+    inputs: Inputs<'_, T>,
     output: Output,
     k: &[Coefficients],
 ) {
     let width = layout.channels * layout.inner;
-    elementwise::for_each_chunk(exec, io, WIDE_SEGMENT, other, mask, output.streaming, |start, chunk, other, mask| {
+    for_each_chunk(exec, io, WIDE_SEGMENT, inputs, output.streaming, |start, chunk, other, mask| {
         let (src, mut dst) = chunk.into_parts();
         let mut at = 0;
         while !dst.is_empty() {
@@ -107,7 +139,8 @@ mod tests {
         let width = layout.channels * layout.inner;
         let columns = ColumnCoefficients::spread(k, layout.inner);
         let io = Io::Separate { src: x, dst: &mut y };
-        elementwise::for_each_chunk(Exec::SEQUENTIAL, io, width, other, None, false, |_, chunk, other, mask| {
+        let inputs = Inputs { other, mask: None, relu_result: output.relu };
+        for_each_chunk(Exec::SEQUENTIAL, io, width, inputs, false, |_, chunk, other, mask| {
             affine_columns(chunk, other, mask, &columns, output)
         });
         y
@@ -136,7 +169,8 @@ mod tests {
                 let want = narrow(&layout, &x, other, &k, Output { relu, streaming: false });
                 let mut got = vec![0.0f32; n];
                 crate::pool::run(n, |exec| {
-                    apply(exec, Io::Separate { src: &x, dst: &mut got }, &layout, other, None, output, &k)
+                    let inputs = Inputs { other, mask: None, relu_result: relu };
+                    apply(exec, Io::Separate { src: &x, dst: &mut got }, &layout, inputs, output, &k)
                 });
                 store::fence(true);
                 assert!(got == want, "{layout:?} residual {} relu {relu}", other.is_some());

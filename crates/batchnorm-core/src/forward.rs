@@ -3,13 +3,15 @@
 //! and optionally ReLU. Per channel the hot loop is one fused
 //! `(x - mean) * (gamma * invStd) + beta`.
 
+use crate::checks::{check_count, check_eps, check_len, check_momentum, check_var_correction};
+use crate::coefficients::Coefficients;
 use crate::element::Element;
-use crate::elementwise::{apply, Inputs};
-use crate::error::{check_len, Error, Result};
+use crate::error::Result;
 use crate::fingerprint::{fingerprint, Fold};
 use crate::io::Io;
 use crate::layout::Layout;
-use crate::loops::Coefficients;
+use crate::pass::Inputs;
+use crate::path::Path;
 use crate::pool::{self, Exec};
 use crate::stats::{channel_moments_in, update_running_stats, Moments};
 
@@ -52,38 +54,6 @@ pub struct SavedStats<'a, T> {
     pub mean: &'a mut [T],
     pub inv_std: &'a mut [T],
     pub x_fingerprint: Option<&'a mut u32>,
-}
-
-fn check_eps(eps: f64) -> Result<()> {
-    if eps.is_finite() && eps > 0.0 {
-        Ok(())
-    } else {
-        Err(Error::range(format!("eps must be a finite number > 0, got {eps}")))
-    }
-}
-
-fn check_var_correction(correction: f64) -> Result<()> {
-    if correction == 0.0 || correction == 1.0 {
-        Ok(())
-    } else {
-        Err(Error::range(format!("runningVarCorrection must be 0 or 1, got {correction}")))
-    }
-}
-
-fn check_momentum(momentum: f64) -> Result<()> {
-    if (0.0..=1.0).contains(&momentum) {
-        Ok(())
-    } else {
-        Err(Error::range(format!("momentum must be in [0, 1], got {momentum}")))
-    }
-}
-
-/// NaN fails too: a count that is not a number cannot allow training.
-pub(crate) fn check_count(count: f64) -> Result<()> {
-    if count.is_nan() || count < 2.0 {
-        return Err(Error::range(format!("x must have more than 1 value per channel when training, got {count}")));
-    }
-    Ok(())
 }
 
 fn check_io<T: Element>(io: &Io<'_, T>, layout: &Layout) -> Result<()> {
@@ -151,11 +121,12 @@ pub fn train<T: Element>(
     check_train(&io, layout, &norm, &running, &saved)?;
     check_count(layout.count_per_channel() as f64)?;
     let mut saved = saved;
+    let path = Path::of(layout);
     let (moments, print) = pool::run(layout.len(), |exec| {
         // The fingerprint rides on the statistics sweep, which reads x anyway.
         let fold = saved.x_fingerprint.is_some().then(Fold::new);
-        let moments = channel_moments_in(exec, io.src(), layout, fold.as_ref());
-        normalize_in(exec, io, layout, &norm, &moments);
+        let moments = channel_moments_in(exec, path, io.src(), layout, fold.as_ref());
+        normalize_in(exec, path, io, layout, &norm, &moments);
         (moments, fold.map(|f| f.total()))
     });
     if let (Some(out), Some(print)) = (saved.x_fingerprint.as_deref_mut(), print) {
@@ -168,7 +139,7 @@ pub fn train<T: Element>(
 /// Per-channel moments of `x` (count, mean, M2): one shard's part of the batch statistics.
 pub fn channel_moments<T: Element>(x: &[T], layout: &Layout) -> Result<Vec<Moments>> {
     check_len("x", x.len(), layout.len())?;
-    Ok(pool::run(layout.len(), |exec| channel_moments_in(exec, x, layout, None)))
+    Ok(pool::run(layout.len(), |exec| channel_moments_in(exec, Path::of(layout), x, layout, None)))
 }
 
 /// Training forward with statistics given by the caller (e.g. merged over every worker's
@@ -191,7 +162,7 @@ pub fn train_with_moments<T: Element>(
     if let Some(out) = saved.x_fingerprint.as_deref_mut() {
         *out = fingerprint(io.src());
     }
-    pool::run(layout.len(), |exec| normalize_in(exec, io, layout, &norm, moments));
+    pool::run(layout.len(), |exec| normalize_in(exec, Path::of(layout), io, layout, &norm, moments));
     save_stats(&norm, moments, running, saved);
     Ok(())
 }
@@ -209,10 +180,17 @@ fn check_train<T: Element>(
     check_train_outputs(running, saved, layout.channels)
 }
 
-fn normalize_in<T: Element>(exec: Exec, io: Io<'_, T>, layout: &Layout, norm: &Norm<'_, T>, moments: &[Moments]) {
+fn normalize_in<T: Element>(
+    exec: Exec,
+    path: Path,
+    io: Io<'_, T>,
+    layout: &Layout,
+    norm: &Norm<'_, T>,
+    moments: &[Moments],
+) {
     let k: Vec<Coefficients> =
         moments.iter().enumerate().map(|(c, m)| norm.coefficients(c, m.mean, norm.inv_std(m))).collect();
-    apply(exec, io, layout, norm.inputs(), &k);
+    path.apply(exec, io, layout, norm.inputs(), &k);
 }
 
 /// Writes the statistics a step normalized with, and updates the running ones.
@@ -246,6 +224,7 @@ pub fn eval<T: Element>(
     let k: Vec<Coefficients> = (0..layout.channels)
         .map(|c| norm.coefficients(c, running_mean[c].to_f64(), 1.0 / (running_var[c].to_f64() + norm.eps).sqrt()))
         .collect();
-    pool::run(layout.len(), |exec| apply(exec, io, layout, norm.inputs(), &k));
+    let path = Path::of(layout);
+    pool::run(layout.len(), |exec| path.apply(exec, io, layout, norm.inputs(), &k));
     Ok(())
 }

@@ -56,11 +56,6 @@ impl Layout {
     pub fn count_per_channel(&self) -> usize {
         self.outer * self.inner
     }
-
-    /// Channel-last views (`inner == 1`: `[N, C]`, NHWC) take the row-of-channels path.
-    pub fn is_channels_last(&self) -> bool {
-        self.inner == 1
-    }
 }
 
 #[cfg(test)]
@@ -74,10 +69,9 @@ mod tests {
     }
 
     #[test]
-    fn negative_axis_is_channels_last() {
+    fn negative_axis_counts_from_the_end() {
         let l = Layout::from_shape(&[2, 4, 5, 3], -1).unwrap();
         assert_eq!(l, Layout { outer: 40, channels: 3, inner: 1 });
-        assert!(l.is_channels_last());
     }
 
     #[test]

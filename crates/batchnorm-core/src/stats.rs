@@ -3,12 +3,10 @@
 //! that is large against the spread, in one read of x. Mergeable moments (count, mean,
 //! M2) combine shards exactly (Chan et al.). And the running-stat update.
 
-use crate::channel_major;
-use crate::channels_last;
 use crate::element::Element;
-use crate::fingerprint::{cached_row_runs, Fold};
+use crate::fingerprint::Fold;
 use crate::layout::Layout;
-use crate::loops::{add_shifted_columns, shifted_sums_rows, spread_columns};
+use crate::path::Path;
 use crate::pool::Exec;
 
 /// Statistics of a set of values, mergeable exactly with another set's.
@@ -73,37 +71,17 @@ pub(crate) fn channel_shifts<T: Element>(x: &[T], layout: &Layout) -> Vec<f64> {
     (0..layout.channels).map(|c| x[c * layout.inner].to_f64()).map(|k| if k.is_finite() { k } else { 0.0 }).collect()
 }
 
-/// Per-channel moments of `x` viewed through `layout`.
-/// The moments of every channel; with `fold`, x's fingerprint too, from the same sweep.
+/// The moments of every channel of `x` (on `path`, the layout's); with `fold`, x's
+/// fingerprint too, from the same sweep.
 pub(crate) fn channel_moments_in<T: Element>(
     exec: Exec,
+    path: Path,
     x: &[T],
     layout: &Layout,
     fold: Option<&Fold>,
 ) -> Vec<Moments> {
     let shifts = channel_shifts(x, layout);
-    let sums = if channel_major::suits(layout) {
-        let inner = layout.inner;
-        channel_major::reduce(exec, layout, |rows, out| match fold {
-            None => shifted_sums_rows(&x[rows.start * inner..rows.end * inner], inner, rows.start, &shifts, out),
-            Some(f) => {
-                for run in cached_row_runs(rows.clone(), inner) {
-                    let span = run.start * inner..run.end * inner;
-                    let sums = &mut out[run.start - rows.start..run.end - rows.start];
-                    shifted_sums_rows(&x[span.clone()], inner, run.start, &shifts, sums);
-                    f.add(&x[span.clone()], span.start);
-                }
-            }
-        })
-    } else {
-        let column_shifts = spread_columns(&shifts, layout.inner);
-        channels_last::reduce(exec, layout, |span, columns, s1, s2| {
-            add_shifted_columns(&x[span.clone()], &column_shifts[columns], s1, s2);
-            if let Some(f) = fold {
-                f.add(&x[span.clone()], span.start);
-            }
-        })
-    };
+    let sums = path.shifted_sums(exec, x, layout, &shifts, fold);
     let count = layout.count_per_channel() as f64;
     let moments = sums.into_iter().zip(&shifts).map(|(s, &k)| Moments::from_shifted_sums(count, k, s));
     moments.enumerate().map(|(c, m)| unless_overflowed(x, layout, c, m)).collect()
@@ -179,7 +157,7 @@ mod tests {
     use crate::pool;
 
     fn moments_of(x: &[f64], layout: &Layout) -> Vec<Moments> {
-        pool::run(x.len(), |exec| channel_moments_in(exec, x, layout, None))
+        pool::run(x.len(), |exec| channel_moments_in(exec, Path::of(layout), x, layout, None))
     }
 
     #[test]
@@ -228,7 +206,7 @@ mod tests {
         let n = 200_000;
         let x: Vec<f32> = (0..n).map(|i| 1.0e4 + if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
         let layout = Layout { outer: n, channels: 1, inner: 1 };
-        let m = pool::run(x.len(), |exec| channel_moments_in(exec, &x, &layout, None));
+        let m = pool::run(x.len(), |exec| channel_moments_in(exec, Path::of(&layout), &x, &layout, None));
         assert!((m[0].mean - 1.0e4).abs() < 1e-9);
         assert!((m[0].biased_var() - 1.0).abs() < 1e-9);
     }
