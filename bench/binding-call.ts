@@ -51,7 +51,13 @@ function bindingTrain(): Candidate {
   return {
     name: 'binding trainF32',
     call: () =>
-      train(x, [2, 4], 1, 1e-5, gamma, beta, runningMean, runningVar, 0.1, 1, undefined, false, out, mean, invStd),
+      train(x, [2, 4], gamma, beta, runningMean, runningVar, undefined, out, mean, invStd, undefined, {
+        axis: 1,
+        eps: 1e-5,
+        momentum: 0.1,
+        runningVarCorrection: 1,
+        relu: false,
+      }),
   };
 }
 

@@ -47,7 +47,7 @@ function packageRoot(): string {
 }
 
 /** The calling convention this loader passes arguments in (the addon's bindingInterface()). */
-const BINDING_INTERFACE = 3;
+const BINDING_INTERFACE = 4;
 
 /** Why a loaded module is not this package's addon of this version, or null when it is:
  *  BATCHNORM_NATIVE_PATH may name anything require() can load (a folder's index.js, JSON,
@@ -133,79 +133,42 @@ function bindingCalls(b: NativeBinding, async: boolean) {
   const f64 = bindingTable(b, async ? 'F64Async' : 'F64');
   // validate.ts made every array of a call x's dtype.
   const f = (x: FloatArray) => (x instanceof Float32Array ? f32 : f64);
+  // Arrays (shape among them) go positionally; the scalars and flags go by name in the last
+  // argument, which is the validated plan itself: the addon reads only the fields its op's
+  // options struct declares (axis, eps, momentum, runningVarCorrection, relu, training,
+  // stats.count, sums.count).
   return {
     train: (p, y, mean, invStd, print) =>
-      f(p.x).train(
-        p.x,
-        p.shape,
-        p.axis,
-        p.eps,
-        p.gamma,
-        p.beta,
-        p.runningMean,
-        p.runningVar,
-        p.momentum,
-        p.runningVarCorrection,
-        p.residual,
-        p.relu,
-        y,
-        mean,
-        invStd,
-        print,
-      ),
+      f(p.x).train(p.x, p.shape, p.gamma, p.beta, p.runningMean, p.runningVar, p.residual, y, mean, invStd, print, p),
     trainWithStats: (p, y, mean, invStd, print) =>
       f(p.x).trainWithStats(
         p.x,
         p.shape,
-        p.axis,
-        p.eps,
         p.gamma,
         p.beta,
         p.runningMean,
         p.runningVar,
-        p.momentum,
-        p.runningVarCorrection,
         p.residual,
-        p.relu,
-        p.stats.count,
         p.stats.mean,
         p.stats.m2,
         y,
         mean,
         invStd,
         print,
+        p,
       ),
-    evaluate: (p, y) =>
-      f(p.x).evaluate(p.x, p.shape, p.axis, p.eps, p.gamma, p.beta, p.runningMean, p.runningVar, p.residual, p.relu, y),
+    evaluate: (p, y) => f(p.x).evaluate(p.x, p.shape, p.gamma, p.beta, p.runningMean, p.runningVar, p.residual, y, p),
     backward: (p, dx, dGamma, dBeta, dResidual, print) =>
-      f(p.x).backward(
-        p.dy,
-        p.x,
-        p.shape,
-        p.axis,
-        p.gamma,
-        p.mean,
-        p.invStd,
-        p.training,
-        p.y,
-        dx,
-        dGamma,
-        dBeta,
-        dResidual,
-        print,
-      ),
+      f(p.x).backward(p.dy, p.x, p.shape, p.gamma, p.mean, p.invStd, p.y, dx, dGamma, dBeta, dResidual, print, p),
     backwardWithSums: (p, dx, dGamma, dBeta, dResidual, print) =>
       f(p.x).backwardWithSums(
         p.dy,
         p.x,
         p.shape,
-        p.axis,
         p.gamma,
         p.mean,
         p.invStd,
-        p.training,
         p.y,
-        p.sums.count,
         p.sums.sumDy,
         p.sums.sumDyXhat,
         dx,
@@ -213,10 +176,11 @@ function bindingCalls(b: NativeBinding, async: boolean) {
         dBeta,
         dResidual,
         print,
+        p,
       ),
-    stats: (p, mean, m2) => f(p.x).moments(p.x, p.shape, p.axis, mean, m2),
+    stats: (p, mean, m2) => f(p.x).moments(p.x, p.shape, mean, m2, p),
     backwardSums: (p, sumDy, sumDyXhat) =>
-      f(p.x).gradSums(p.dy, p.x, p.shape, p.axis, p.mean, p.invStd, p.y, sumDy, sumDyXhat),
+      f(p.x).gradSums(p.dy, p.x, p.shape, p.mean, p.invStd, p.y, sumDy, sumDyXhat, p),
     fingerprint: (x: FloatArray) => f(x).fingerprint(x),
   } satisfies { [K in keyof Kernels]: (...args: Parameters<Kernels[K]>) => unknown };
 }

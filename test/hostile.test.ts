@@ -292,7 +292,7 @@ describe.skipIf(!binding)('raw binding: a refused Async call leaves running stat
     [
       'a shape whose product is the length modulo 2^32',
       (call) => {
-        call.args[1] = [2 ** 32 + 4, 3];
+        call.args[call.params.findIndex((p) => p.name === 'shape')] = [2 ** 32 + 4, 3];
       },
     ],
   ];

@@ -283,6 +283,51 @@ function hostileCalls(op, dtype) {
       },
     ]);
   });
+  // The same through a getter in the options object, the last argument: every array has
+  // been converted by then.
+  params.forEach((p, i) => {
+    if (!['data', 'channel', 'channel64', 'print'].includes(p.kind)) return;
+    cases.push([
+      `${p.name} detached by a getter in options.axis`,
+      () => {
+        const call = fresh();
+        const victim = call.args[i];
+        if (!victim) return null;
+        call.options = (o) => {
+          const axis = o.axis;
+          return Object.defineProperty(o, 'axis', {
+            enumerable: true,
+            get() {
+              structuredClone(victim.buffer, { transfer: [victim.buffer] });
+              gc();
+              return axis;
+            },
+          });
+        };
+        return call;
+      },
+    ]);
+  });
+  for (const [name, value] of [
+    ['options missing', undefined],
+    ['options null', null],
+    ['options a string', 'axis: 1'],
+    ['options an array', [1]],
+  ]) {
+    cases.push([name, () => ({ ...fresh(), options: () => value })]);
+  }
+  cases.push([
+    'options with a throwing getter',
+    () => ({
+      ...fresh(),
+      options: (o) =>
+        Object.defineProperty(o, 'axis', {
+          get() {
+            throw new Error('getter');
+          },
+        }),
+    }),
+  ]);
   // The same with a resizable buffer shrunk instead: x then tracks a shorter length.
   params.forEach((p, i) => {
     if (p.kind !== 'data' || i > shapeIndex) return;

@@ -15,99 +15,108 @@ function param(name, kind, { optional = false, written = false } = {}) {
 
 const x = param('x', 'data');
 const dy = param('dy', 'data');
-const shape = param('shape', 'shape');
-const axis = param('axis', 'axis');
-const eps = param('eps', 'eps');
 const gamma = param('gamma', 'channel', { optional: true });
 const beta = param('beta', 'channel', { optional: true });
-const relu = param('relu', 'flag');
 const residual = param('residual', 'data', { optional: true });
 const dResidual = param('dResidual', 'data', { optional: true, written: true });
 /** One f64 element: x's fingerprint as the kernel read it. */
 const xFingerprint = param('xFingerprint', 'print', { optional: true, written: true });
-const count = param('count', 'count');
 
-/** Parameter lists in the binding's order (native/binding.d.ts). */
+/** The shape: an array, positional (second, after x or dy and x). */
+const shape = param('shape', 'shape');
+/** The scalars and flags: fields of the options object, the binding's last argument. */
+const axis = param('axis', 'axis');
+const eps = param('eps', 'eps');
+const relu = param('relu', 'flag');
+const momentum = param('momentum', 'momentum');
+const correction = param('runningVarCorrection', 'correction');
+const training = param('training', 'flag');
+/** The count of given statistics (options.stats.count) or sums (options.sums.count). */
+const statsCount = { ...param('count', 'count'), field: 'stats' };
+const sumsCount = { ...param('count', 'count'), field: 'sums' };
+
+/** The kinds that travel in the options object rather than positionally. */
+const OPTION_KINDS = new Set(['axis', 'eps', 'momentum', 'correction', 'count', 'flag']);
+
+/** Parameter lists: the positional arguments in the binding's order (native/binding.d.ts),
+ *  then the options object's fields; `bindingArgs` turns a list into the binding's arguments. */
 const OPS = {
   train: [
     x,
     shape,
-    axis,
-    eps,
     gamma,
     beta,
     param('runningMean', 'channel', { optional: true, written: true }),
     param('runningVar', 'channel', { optional: true, written: true }),
-    param('momentum', 'momentum'),
-    param('varCorrection', 'correction'),
     residual,
-    relu,
     param('out', 'data', { written: true }),
     param('mean', 'channel', { written: true }),
     param('invStd', 'channel', { written: true }),
     xFingerprint,
+    axis,
+    eps,
+    momentum,
+    correction,
+    relu,
   ],
   trainWithStats: [
     x,
     shape,
-    axis,
-    eps,
     gamma,
     beta,
     param('runningMean', 'channel', { optional: true, written: true }),
     param('runningVar', 'channel', { optional: true, written: true }),
-    param('momentum', 'momentum'),
-    param('varCorrection', 'correction'),
     residual,
-    relu,
-    count,
     param('statsMean', 'channel64'),
     param('statsM2', 'channel64'),
     param('out', 'data', { written: true }),
     param('mean', 'channel', { written: true }),
     param('invStd', 'channel', { written: true }),
     xFingerprint,
+    axis,
+    eps,
+    momentum,
+    correction,
+    relu,
+    statsCount,
   ],
   eval: [
     x,
     shape,
-    axis,
-    eps,
     gamma,
     beta,
     param('runningMean', 'channel'),
     param('runningVar', 'channel'),
     residual,
-    relu,
     param('out', 'data', { written: true }),
+    axis,
+    eps,
+    relu,
   ],
   backward: [
     dy,
     x,
     shape,
-    axis,
     gamma,
     param('mean', 'channel'),
     param('invStd', 'channel'),
-    param('training', 'flag'),
     param('y', 'data', { optional: true }),
     param('out', 'data', { written: true }),
     param('dGamma', 'channel', { written: true }),
     param('dBeta', 'channel', { written: true }),
     dResidual,
     xFingerprint,
+    axis,
+    training,
   ],
   backwardWithSums: [
     dy,
     x,
     shape,
-    axis,
     gamma,
     param('mean', 'channel'),
     param('invStd', 'channel'),
-    param('training', 'flag'),
     param('y', 'data', { optional: true }),
-    count,
     param('sumDy', 'channel64'),
     param('sumDyXhat', 'channel64'),
     param('out', 'data', { written: true }),
@@ -115,20 +124,40 @@ const OPS = {
     param('dBeta', 'channel', { written: true }),
     dResidual,
     xFingerprint,
+    axis,
+    training,
+    sumsCount,
   ],
-  moments: [x, shape, axis, param('mean', 'channel64', { written: true }), param('m2', 'channel64', { written: true })],
+  moments: [x, shape, param('mean', 'channel64', { written: true }), param('m2', 'channel64', { written: true }), axis],
   gradSums: [
     dy,
     x,
     shape,
-    axis,
     param('mean', 'channel'),
     param('invStd', 'channel'),
     param('y', 'data', { optional: true }),
     param('sumDy', 'channel64', { written: true }),
     param('sumDyXhat', 'channel64', { written: true }),
+    axis,
   ],
 };
+
+/** The binding's arguments for a call: its arrays and shape positionally (a missing one as
+ *  undefined), then one options object of its scalars and flags. A call whose list was
+ *  emptied passes no arguments at all; `call.options(o)` may change or replace the object. */
+function bindingArgs(call) {
+  if (call.args.length === 0) return [];
+  const positional = [];
+  const options = {};
+  call.params.forEach((p, i) => {
+    const value = i < call.args.length ? call.args[i] : undefined;
+    if (!OPTION_KINDS.has(p.kind)) positional.push(value);
+    else if (i >= call.args.length) return;
+    else if (p.field) options[p.field] = { count: value };
+    else options[p.name] = value;
+  });
+  return [...positional, call.options ? call.options(options) : options];
+}
 
 /** The one overlap each op allows: its output exactly over its elementwise source. */
 const IN_PLACE = { train: 'x', trainWithStats: 'x', eval: 'x', backward: 'dy', backwardWithSums: 'dy' };
@@ -257,7 +286,7 @@ function outputsOf(call) {
 
 /** Runs a call sync or Async against `binding`; always returns a promise. */
 function invoke(binding, call, async) {
-  return new Promise((resolve) => resolve(binding[fnName(call.op, call.dtype, async)](...call.args)));
+  return new Promise((resolve) => resolve(binding[fnName(call.op, call.dtype, async)](...bindingArgs(call))));
 }
 
 module.exports = {
@@ -267,6 +296,7 @@ module.exports = {
   fnName,
   layoutOf,
   makeCall,
+  bindingArgs,
   snapshotBuffers,
   changedBuffer,
   outputsOf,

@@ -18,6 +18,8 @@ export interface Param {
   kind: ParamKind;
   optional: boolean;
   written: boolean;
+  /** A count's place in the options object: options.stats.count or options.sums.count. */
+  field?: 'stats' | 'sums';
 }
 
 export interface RawCall {
@@ -25,6 +27,8 @@ export interface RawCall {
   dtype: DType;
   params: Param[];
   args: unknown[];
+  /** Changes or replaces the options object the binding gets (hostile tests). */
+  options?: (o: Record<string, unknown>) => unknown;
 }
 
 export interface MakeCallOptions {
@@ -42,6 +46,8 @@ export declare const IN_PLACE: Partial<Record<OpName, string>>;
 export declare const DTYPES: { f32: Float32ArrayConstructor; f64: Float64ArrayConstructor };
 export declare function fnName(op: OpName, dtype: DType, async: boolean): string;
 export declare function layoutOf(dims: number[], axis: number): { size: number; channels: number; perChannel: number };
+/** The binding's arguments: the arrays positionally, then the options object. */
+export declare function bindingArgs(call: RawCall): unknown[];
 export declare function makeCall(op: OpName, dtype: DType, options?: MakeCallOptions): RawCall;
 export declare function snapshotBuffers(args: unknown[]): Map<ArrayBufferLike, Uint8Array>;
 export declare function changedBuffer(snapshot: Map<ArrayBufferLike, Uint8Array>): string | null;

@@ -8,67 +8,57 @@ use napi::bindgen_prelude::{Env, Task};
 use napi::{Error, Result, Status};
 
 use crate::arrays::{check_disjoint, RawArray, Region, Span};
+use crate::options::{given_count, BackwardOptions, EvalOptions, ReduceOptions, TrainOptions};
 use crate::shape::{core_error, count, layout};
 
-/// Statistics merged by the caller (e.g. across workers): count per channel, mean, M2.
+/// Statistics merged by the caller (e.g. across workers): mean and M2 per channel (their
+/// count is `options.stats.count`).
 pub struct GivenStats<F> {
-    pub count: f64,
     pub mean: F,
     pub m2: F,
 }
 
-/// Backward sums reduced by the caller over `count` values per channel.
+/// Backward sums reduced by the caller (over `options.sums.count` values per channel).
 pub struct GivenSums<F> {
-    pub count: f64,
     pub sum_dy: F,
     pub sum_dy_xhat: F,
 }
 
 pub struct TrainJob<A, F> {
     pub x: A,
-    pub shape: Vec<f64>,
-    pub axis: f64,
-    pub eps: f64,
     pub gamma: Option<A>,
     pub beta: Option<A>,
     pub running_mean: Option<A>,
     pub running_var: Option<A>,
-    pub momentum: f64,
-    /// 1: the running variance takes the unbiased batch variance; 0: the biased one.
-    pub var_correction: f64,
     pub residual: Option<A>,
-    pub relu: bool,
     pub given: Option<GivenStats<F>>,
     pub out: A,
     pub mean: A,
     pub inv_std: A,
     /// Length 1: receives x's fingerprint as the step read it.
     pub x_fingerprint: Option<F>,
+    pub shape: Vec<f64>,
+    pub options: TrainOptions,
 }
 
 pub struct EvalJob<A> {
     pub x: A,
-    pub shape: Vec<f64>,
-    pub axis: f64,
-    pub eps: f64,
     pub gamma: Option<A>,
     pub beta: Option<A>,
     pub running_mean: A,
     pub running_var: A,
     pub residual: Option<A>,
-    pub relu: bool,
     pub out: A,
+    pub shape: Vec<f64>,
+    pub options: EvalOptions,
 }
 
 pub struct BackwardJob<A, F> {
     pub dy: A,
     pub x: A,
-    pub shape: Vec<f64>,
-    pub axis: f64,
     pub gamma: Option<A>,
     pub mean: A,
     pub inv_std: A,
-    pub training: bool,
     pub y: Option<A>,
     pub given: Option<GivenSums<F>>,
     pub out: A,
@@ -77,26 +67,28 @@ pub struct BackwardJob<A, F> {
     pub d_residual: Option<A>,
     /// Length 1: receives x's fingerprint as the backward read it.
     pub x_fingerprint: Option<F>,
+    pub shape: Vec<f64>,
+    pub options: BackwardOptions,
 }
 
 pub struct MomentsJob<A, F> {
     pub x: A,
-    pub shape: Vec<f64>,
-    pub axis: f64,
     pub mean: F,
     pub m2: F,
+    pub shape: Vec<f64>,
+    pub options: ReduceOptions,
 }
 
 pub struct GradSumsJob<A, F> {
     pub dy: A,
     pub x: A,
-    pub shape: Vec<f64>,
-    pub axis: f64,
     pub mean: A,
     pub inv_std: A,
     pub y: Option<A>,
     pub sum_dy: F,
     pub sum_dy_xhat: F,
+    pub shape: Vec<f64>,
+    pub options: ReduceOptions,
 }
 
 fn read<A: RawArray>(name: &'static str, a: &Option<A>) -> Option<Region<A::Elem>> {
@@ -167,7 +159,7 @@ unsafe fn io<'a, T>(src: &Region<T>, dst: &Region<T>) -> Io<'a, T> {
 
 impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
     pub fn run(&self) -> Result<()> {
-        let layout = layout(&self.shape, self.axis)?;
+        let layout = layout(&self.shape, self.options.axis)?;
         let x = Region::read("x", &self.x);
         let out = Region::write("out", &self.out);
         let mean = Region::write("mean", &self.mean);
@@ -178,13 +170,15 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
         let running_var = self.running_var.as_ref().map(|a| Region::write("runningVar", a));
         let given = match &self.given {
             Some(g) => Some((
-                count("stats.count", g.count)?,
+                count("stats.count", given_count("stats", &self.options.stats)?)?,
                 channel_f64("stats.mean", &g.mean, &layout, false)?,
                 channel_f64("stats.m2", &g.m2, &layout, false)?,
             )),
             None => None,
         };
         let print = fingerprint_out(&self.x_fingerprint)?;
+        let (eps, activation) = (self.options.eps, activation(self.options.relu));
+        let (momentum, var_correction) = (self.options.momentum, self.options.running_var_correction);
         let mut all: Vec<Span> =
             spans(&[Some(x), Some(out), Some(mean), Some(inv_std), gamma, beta, residual, running_mean, running_var])
                 .collect();
@@ -198,20 +192,17 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
         // that written regions overlap nothing (out may equal x: handled by `io`).
         unsafe {
             let running = match (running_mean, running_var) {
-                (Some(m), Some(v)) => Some(RunningStats {
-                    mean: m.slice_mut(),
-                    var: v.slice_mut(),
-                    momentum: self.momentum,
-                    var_correction: self.var_correction,
-                }),
+                (Some(m), Some(v)) => {
+                    Some(RunningStats { mean: m.slice_mut(), var: v.slice_mut(), momentum, var_correction })
+                }
                 _ => None,
             };
             let norm = Norm {
                 gamma: gamma.map(|g| g.slice()),
                 beta: beta.map(|b| b.slice()),
-                eps: self.eps,
+                eps,
                 residual: residual.map(|z| z.slice()),
-                activation: activation(self.relu),
+                activation,
             };
             let saved = SavedStats {
                 mean: mean.slice_mut(),
@@ -235,13 +226,14 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
 
 impl<A: RawArray> EvalJob<A> {
     pub fn run(&self) -> Result<()> {
-        let layout = layout(&self.shape, self.axis)?;
+        let layout = layout(&self.shape, self.options.axis)?;
         let x = Region::read("x", &self.x);
         let out = Region::write("out", &self.out);
         let running_mean = Region::read("runningMean", &self.running_mean);
         let running_var = Region::read("runningVar", &self.running_var);
         let (gamma, beta) = (read("gamma", &self.gamma), read("beta", &self.beta));
         let residual = read("residual", &self.residual);
+        let (eps, activation) = (self.options.eps, activation(self.options.relu));
         let all: Vec<Span> =
             spans(&[Some(x), Some(out), Some(running_mean), Some(running_var), gamma, beta, residual]).collect();
         check_disjoint(&all, ("x", "out"))?;
@@ -250,9 +242,9 @@ impl<A: RawArray> EvalJob<A> {
             let norm = Norm {
                 gamma: gamma.map(|g| g.slice()),
                 beta: beta.map(|b| b.slice()),
-                eps: self.eps,
+                eps,
                 residual: residual.map(|z| z.slice()),
-                activation: activation(self.relu),
+                activation,
             };
             batchnorm_core::eval(io(&x, &out), &layout, norm, running_mean.slice(), running_var.slice())
         }
@@ -262,7 +254,7 @@ impl<A: RawArray> EvalJob<A> {
 
 impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
     pub fn run(&self) -> Result<()> {
-        let layout = layout(&self.shape, self.axis)?;
+        let layout = layout(&self.shape, self.options.axis)?;
         let dy = Region::read("dy", &self.dy);
         let x = Region::read("x", &self.x);
         let out = Region::write("out", &self.out);
@@ -274,7 +266,7 @@ impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
         let d_residual = self.d_residual.as_ref().map(|a| Region::write("outResidual", a));
         let given = match &self.given {
             Some(g) => Some((
-                count("sums.count", g.count)?,
+                count("sums.count", given_count("sums", &self.options.sums)?)?,
                 channel_f64("sums.sumDy", &g.sum_dy, &layout, false)?,
                 channel_f64("sums.sumDyXhat", &g.sum_dy_xhat, &layout, false)?,
             )),
@@ -299,11 +291,12 @@ impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
         let print = fingerprint_out(&self.x_fingerprint)?;
         all.extend(print.map(|p| p.span()));
         check_disjoint(&all, ("dy", "out"))?;
+        let training = self.options.training;
         let mut value = 0u32;
         // SAFETY: as in TrainJob::run; out may equal dy (handled by `io`), nothing else aliases a write.
         unsafe {
             let saved = Saved { mean: mean.slice(), inv_std: inv_std.slice() };
-            let path = GradPath { training: self.training, relu_output: y.map(|y| y.slice()) };
+            let path = GradPath { training, relu_output: y.map(|y| y.slice()) };
             let params = ParamGrads {
                 d_gamma: d_gamma.slice_mut(),
                 d_beta: d_beta.slice_mut(),
@@ -342,7 +335,7 @@ impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
 
 impl<A: RawArray, F: RawArray<Elem = f64>> MomentsJob<A, F> {
     pub fn run(&self) -> Result<()> {
-        let layout = layout(&self.shape, self.axis)?;
+        let layout = layout(&self.shape, self.options.axis)?;
         let x = Region::read("x", &self.x);
         let mean = channel_f64("mean", &self.mean, &layout, true)?;
         let m2 = channel_f64("m2", &self.m2, &layout, true)?;
@@ -361,7 +354,7 @@ impl<A: RawArray, F: RawArray<Elem = f64>> MomentsJob<A, F> {
 
 impl<A: RawArray, F: RawArray<Elem = f64>> GradSumsJob<A, F> {
     pub fn run(&self) -> Result<()> {
-        let layout = layout(&self.shape, self.axis)?;
+        let layout = layout(&self.shape, self.options.axis)?;
         let dy = Region::read("dy", &self.dy);
         let x = Region::read("x", &self.x);
         let mean = Region::read("mean", &self.mean);

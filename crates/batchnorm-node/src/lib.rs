@@ -3,11 +3,14 @@
 //! array is allocated by the TypeScript side and passed in. No math lives here.
 //!
 //! Each op exists as f32/f64 and sync/Async (the Async forms run on libuv's pool, so the
-//! event loop stays free while rayon works). Per-channel statistics and sums exchanged
-//! between workers are always Float64Array.
+//! event loop stays free while rayon works). Arrays are positional; the scalars and flags
+//! come by name in one options object per op (`options.rs`), the last argument; `shape`
+//! is an array and stays positional.
+//! Per-channel statistics and sums exchanged between workers are always Float64Array.
 
 mod arrays;
 mod jobs;
+mod options;
 pub mod recycled;
 mod shape;
 
@@ -16,10 +19,11 @@ use napi_derive::napi;
 
 use arrays::Settled;
 use jobs::{BackwardJob, EvalJob, GivenStats, GivenSums, GradSumsJob, MomentsJob, TrainJob};
+use options::{BackwardOptions, EvalOptions, ReduceOptions, TrainOptions};
 
 /// One `#[napi]` function: `sync` runs the job now, `async` returns it as a Promise. Both
-/// first settle their arguments (see `arrays::Settled`): arrays converted before `shape`
-/// are read again, since a getter in `shape` may have detached them.
+/// first settle their arguments (see `arrays::Settled`): arrays converted before `options`
+/// (always the last argument) are read again, since a getter in it may have detached them.
 macro_rules! binding_fn {
     (sync $name:ident, $job:ty, ($($arg:ident: $ty:ty),*) => $ctor:expr) => {
         #[napi]
@@ -39,58 +43,52 @@ macro_rules! binding_fn {
     };
 }
 
-/// Every op for one array type: arguments arrive as `$arg_a` (and `$arg_f` for the f64
-/// per-channel buffers) and the job holds them as `$a` / `$f` (owned references for Async).
+/// Every op for one array type: arrays arrive positionally as `$arg_a` (and `$arg_f` for the
+/// f64 per-channel buffers), the scalars and flags by name in the last argument, `options`;
+/// the job holds the arrays as `$a` / `$f` (owned references for Async).
 macro_rules! ops {
     ($mode:ident, $arg_a:ty => $a:ty, $arg_f:ty => $f:ty, $train:ident, $train_with_stats:ident, $eval:ident, $backward:ident,
      $backward_with_sums:ident, $moments:ident, $grad_sums:ident) => {
         binding_fn!($mode $train, TrainJob<$a, $f>, (
-            x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
-            running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, var_correction: f64,
-            residual: Option<$arg_a>,
-            relu: bool, out: $arg_a, mean: $arg_a, inv_std: $arg_a, x_fingerprint: Option<$arg_f>
+            x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_a>, beta: Option<$arg_a>, running_mean: Option<$arg_a>,
+            running_var: Option<$arg_a>, residual: Option<$arg_a>, out: $arg_a, mean: $arg_a, inv_std: $arg_a,
+            x_fingerprint: Option<$arg_f>, options: TrainOptions
         ) => TrainJob::<$a, $f> {
-            x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, var_correction, residual, relu,
-            given: None, out,
-            mean, inv_std, x_fingerprint,
+            x, shape, gamma, beta, running_mean, running_var, residual, given: None, out, mean, inv_std, x_fingerprint, options,
         });
         binding_fn!($mode $train_with_stats, TrainJob<$a, $f>, (
-            x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
-            running_mean: Option<$arg_a>, running_var: Option<$arg_a>, momentum: f64, var_correction: f64,
-            residual: Option<$arg_a>,
-            relu: bool, count: f64, stats_mean: $arg_f, stats_m2: $arg_f, out: $arg_a, mean: $arg_a, inv_std: $arg_a,
-            x_fingerprint: Option<$arg_f>
+            x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_a>, beta: Option<$arg_a>, running_mean: Option<$arg_a>,
+            running_var: Option<$arg_a>, residual: Option<$arg_a>, stats_mean: $arg_f, stats_m2: $arg_f,
+            out: $arg_a, mean: $arg_a, inv_std: $arg_a, x_fingerprint: Option<$arg_f>, options: TrainOptions
         ) => TrainJob {
-            x, shape, axis, eps, gamma, beta, running_mean, running_var, momentum, var_correction, residual, relu,
-            given: Some(GivenStats { count, mean: stats_mean, m2: stats_m2 }), out, mean, inv_std, x_fingerprint,
+            x, shape, gamma, beta, running_mean, running_var, residual, given: Some(GivenStats { mean: stats_mean, m2: stats_m2 }),
+            out, mean, inv_std, x_fingerprint, options,
         });
         binding_fn!($mode $eval, EvalJob<$a>, (
-            x: $arg_a, shape: Vec<f64>, axis: f64, eps: f64, gamma: Option<$arg_a>, beta: Option<$arg_a>,
-            running_mean: $arg_a, running_var: $arg_a, residual: Option<$arg_a>, relu: bool, out: $arg_a
-        ) => EvalJob { x, shape, axis, eps, gamma, beta, running_mean, running_var, residual, relu, out });
+            x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_a>, beta: Option<$arg_a>, running_mean: $arg_a, running_var: $arg_a,
+            residual: Option<$arg_a>, out: $arg_a, options: EvalOptions
+        ) => EvalJob { x, shape, gamma, beta, running_mean, running_var, residual, out, options });
         binding_fn!($mode $backward, BackwardJob<$a, $f>, (
-            dy: $arg_a, x: $arg_a, shape: Vec<f64>, axis: f64, gamma: Option<$arg_a>, mean: $arg_a, inv_std: $arg_a,
-            training: bool, y: Option<$arg_a>, out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a,
-            d_residual: Option<$arg_a>, x_fingerprint: Option<$arg_f>
+            dy: $arg_a, x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_a>, mean: $arg_a, inv_std: $arg_a, y: Option<$arg_a>,
+            out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a, d_residual: Option<$arg_a>, x_fingerprint: Option<$arg_f>, options: BackwardOptions
         ) => BackwardJob::<$a, $f> {
-            dy, x, shape, axis, gamma, mean, inv_std, training, y, given: None, out, d_gamma, d_beta, d_residual,
-            x_fingerprint,
+            dy, x, shape, gamma, mean, inv_std, y, given: None, out, d_gamma, d_beta, d_residual, x_fingerprint, options,
         });
         binding_fn!($mode $backward_with_sums, BackwardJob<$a, $f>, (
-            dy: $arg_a, x: $arg_a, shape: Vec<f64>, axis: f64, gamma: Option<$arg_a>, mean: $arg_a, inv_std: $arg_a,
-            training: bool, y: Option<$arg_a>, count: f64, sum_dy: $arg_f, sum_dy_xhat: $arg_f,
-            out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a, d_residual: Option<$arg_a>, x_fingerprint: Option<$arg_f>
+            dy: $arg_a, x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_a>, mean: $arg_a, inv_std: $arg_a, y: Option<$arg_a>,
+            sum_dy: $arg_f, sum_dy_xhat: $arg_f, out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a,
+            d_residual: Option<$arg_a>, x_fingerprint: Option<$arg_f>, options: BackwardOptions
         ) => BackwardJob {
-            dy, x, shape, axis, gamma, mean, inv_std, training, y,
-            given: Some(GivenSums { count, sum_dy, sum_dy_xhat }), out, d_gamma, d_beta, d_residual, x_fingerprint,
+            dy, x, shape, gamma, mean, inv_std, y, given: Some(GivenSums { sum_dy, sum_dy_xhat }), out, d_gamma, d_beta,
+            d_residual, x_fingerprint, options,
         });
         binding_fn!($mode $moments, MomentsJob<$a, $f>, (
-            x: $arg_a, shape: Vec<f64>, axis: f64, mean: $arg_f, m2: $arg_f
-        ) => MomentsJob { x, shape, axis, mean, m2 });
+            x: $arg_a, shape: Vec<f64>, mean: $arg_f, m2: $arg_f, options: ReduceOptions
+        ) => MomentsJob { x, shape, mean, m2, options });
         binding_fn!($mode $grad_sums, GradSumsJob<$a, $f>, (
-            dy: $arg_a, x: $arg_a, shape: Vec<f64>, axis: f64, mean: $arg_a, inv_std: $arg_a, y: Option<$arg_a>,
-            sum_dy: $arg_f, sum_dy_xhat: $arg_f
-        ) => GradSumsJob { dy, x, shape, axis, mean, inv_std, y, sum_dy, sum_dy_xhat });
+            dy: $arg_a, x: $arg_a, shape: Vec<f64>, mean: $arg_a, inv_std: $arg_a, y: Option<$arg_a>, sum_dy: $arg_f,
+            sum_dy_xhat: $arg_f, options: ReduceOptions
+        ) => GradSumsJob { dy, x, shape, mean, inv_std, y, sum_dy, sum_dy_xhat, options });
     };
 }
 
@@ -103,12 +101,12 @@ ops!(sync, Float64ArraySlice => Float64ArraySlice, Float64ArraySlice => Float64A
 ops!(async, Float64ArraySlice => Float64Array, Float64ArraySlice => Float64Array, train_f64_async, train_with_stats_f64_async, eval_f64_async,
      backward_f64_async, backward_with_sums_f64_async, moments_f64_async, grad_sums_f64_async);
 
-/// The version of this binding's calling convention (argument lists and their order). The
-/// loader refuses an addon whose number differs from the one it was written for: a stale
-/// binary would read arguments in the wrong places.
+/// The version of this binding's calling convention (argument lists, their order, the
+/// options object's fields). The loader refuses an addon whose number differs from the one
+/// it was written for: a stale binary would read arguments in the wrong places.
 #[napi]
 pub fn binding_interface() -> u32 {
-    3
+    4
 }
 
 /// Resizes the native thread pool (work already running finishes on the old one).

@@ -1,0 +1,77 @@
+//! The scalars and flags of a call, by name: one struct per op (as node-rs's argon2 has one
+//! options struct per task), so adding an option touches that struct and the TypeScript plan
+//! that carries it, not an argument list per op and dtype. The TypeScript side passes its
+//! validated plan itself; fields an op does not declare are never read. Each struct holds
+//! only what its op needs: every field costs a property lookup per call (~0.1 µs).
+
+use napi::{Error, Result, Status};
+use napi_derive::napi;
+
+use crate::arrays::Settled;
+
+/// The count per channel of statistics or sums the caller gives (a plan's `stats` / `sums`;
+/// their arrays arrive positionally).
+#[napi(object)]
+pub struct Counted {
+    pub count: f64,
+}
+
+/// Training forward (`train`, `trainWithStats`).
+#[napi(object)]
+pub struct TrainOptions {
+    pub axis: f64,
+    pub eps: f64,
+    /// Weight of the batch statistics in the running ones (read when those are given).
+    pub momentum: f64,
+    /// 1: the running variance takes the unbiased batch variance; 0: the biased one.
+    pub running_var_correction: f64,
+    /// A ReLU fused after the normalization.
+    pub relu: bool,
+    /// `trainWithStats` only: the given statistics' count.
+    pub stats: Option<Counted>,
+}
+
+/// Inference forward (`eval`).
+#[napi(object)]
+pub struct EvalOptions {
+    pub axis: f64,
+    pub eps: f64,
+    pub relu: bool,
+}
+
+/// Backward (`backward`, `backwardWithSums`).
+#[napi(object)]
+pub struct BackwardOptions {
+    pub axis: f64,
+    /// Through the batch statistics (true) or with them frozen.
+    pub training: bool,
+    /// `backwardWithSums` only: the given sums' count.
+    pub sums: Option<Counted>,
+}
+
+/// The sync pieces' reductions (`moments`, `gradSums`).
+#[napi(object)]
+pub struct ReduceOptions {
+    pub axis: f64,
+}
+
+/// The count of `given`, required by the ops that take given statistics or sums.
+pub fn given_count(name: &str, given: &Option<Counted>) -> Result<f64> {
+    given.as_ref().map(|g| g.count).ok_or_else(|| Error::new(Status::InvalidArg, format!("options.{name} is required")))
+}
+
+/// Options hold no array, so nothing in them can go stale (see `arrays::Settled`).
+macro_rules! settled_options {
+    ($($t:ty),*) => {$(
+        impl Settled for $t {
+            type Retained = $t;
+            fn reread(self) -> Result<Self> {
+                Ok(self)
+            }
+            fn retain(self, _env: &napi::Env) -> Result<Self> {
+                Ok(self)
+            }
+        }
+    )*};
+}
+settled_options!(TrainOptions, EvalOptions, BackwardOptions, ReduceOptions);
