@@ -6,6 +6,7 @@ import {
   type BackwardWithSumsPlan,
   checkFixedLength,
   type EvalPlan,
+  fromFunction,
   type StatsPlan,
   type TrainPlan,
   type TrainWithStatsPlan,
@@ -166,6 +167,34 @@ export interface SmallTensorKernels {
   async: AsyncKernels;
 }
 
+/** The backend `b` with every function's errors naming that function (see `fromFunction`):
+ *  `batchNormTrain: eps must be …`. Applied to every Backend the package makes. */
+export function namingErrors(b: Backend): Backend {
+  const named: Record<string, unknown> = { name: b.name };
+  for (const [key, value] of Object.entries(b)) {
+    if (typeof value !== 'function') continue;
+    const f = value as (...args: unknown[]) => unknown;
+    named[key] = key.endsWith('Async')
+      ? (...args: unknown[]) => {
+          try {
+            return (f(...args) as Promise<unknown>).catch((e: unknown) => {
+              throw fromFunction(key, e);
+            });
+          } catch (e) {
+            throw fromFunction(key, e);
+          }
+        }
+      : (...args: unknown[]) => {
+          try {
+            return f(...args);
+          } catch (e) {
+            throw fromFunction(key, e);
+          }
+        };
+  }
+  return Object.freeze(named) as unknown as Backend;
+}
+
 export function createBackend(
   name: Backend['name'],
   kernels: Kernels,
@@ -177,7 +206,7 @@ export function createBackend(
   // the js backend's path (no extra call in between).
   const sync = (plan: { x: FloatArray }) => (plan.x.length < small.minElements ? small.sync : kernels);
   const async = (plan: { x: FloatArray }) => (plan.x.length < small.minElements ? small.async : asyncKernels);
-  return Object.freeze({
+  return namingErrors({
     name,
     batchNormTrain(x, shape, options) {
       const plan = validateTrain(x, shape, options);

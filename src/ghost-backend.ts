@@ -7,7 +7,7 @@
 //
 // The running statistics follow the groups' average, as Keras keeps them: the mean of the
 // group means and of the group variances (each M2 / (count - runningVarCorrection)).
-import { allocLike } from './backend';
+import { allocLike, namingErrors } from './backend';
 import { runAsync, runSync, type Steps } from './kernel-steps';
 import type {
   Backend,
@@ -169,7 +169,7 @@ export function ghostBackend(kernels: Backend, virtualBatchSize: number): Backen
   const k = virtualBatchSize;
   // Frozen statistics (eval mode, or training: false) have one set for the whole batch.
   const frozen = (options: BackwardOptions | undefined) => options?.training === false;
-  return Object.freeze({
+  return namingErrors({
     ...kernels,
     batchNormTrain: (x: FloatArray, shape: readonly number[], options?: TrainOptions) =>
       runSync(kernels, trainSteps(k, x, shape, options)),

@@ -7,7 +7,19 @@ import { checkRenorm, type RenormOptions, renormBackend } from './renorm-backend
 import { backend as selectedBackend } from './select';
 import { floatDtype, plainView } from './typed-arrays';
 import type { Activation, Backend, BackwardOptions, FloatArray, SavedStats } from './types';
-import { DEFAULT_AXIS, DEFAULT_EPS, DEFAULT_MOMENTUM, describe, overlaps, validateStats } from './validate';
+import {
+  checkActivation,
+  checkAxis,
+  checkEps,
+  checkFlag,
+  checkKeys,
+  checkMomentum,
+  checkVarCorrection,
+  describe,
+  fromFunction,
+  overlaps,
+  validateStats,
+} from './validate';
 
 export interface BatchNormOptions {
   /** The channel axis of the inputs; negative counts from the end. Default 1. */
@@ -648,76 +660,52 @@ interface LayerSettings {
   activation: Activation;
 }
 
+/** The layer's options, checked with the functions' own checks (validate.ts); every
+ *  message starts with `BatchNorm: `. */
 function checkLayerOptions(options: unknown): LayerSettings {
+  try {
+    return layerSettings(options);
+  } catch (e) {
+    throw fromFunction('BatchNorm', e);
+  }
+}
+
+function layerSettings(options: unknown): LayerSettings {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new TypeError(`BatchNorm: options must be an object, got ${describe(options)}`);
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
   }
   const o = options as Record<string, unknown>;
-  for (const key of Object.keys(o)) {
-    if (!OPTION_NAMES.has(key)) {
-      throw new TypeError(
-        `BatchNorm: unknown option ${JSON.stringify(key)} (expected one of ${[...OPTION_NAMES].join(', ')})`,
-      );
-    }
-  }
+  checkKeys(o, OPTION_NAMES);
   // Only undefined means "the default": null is a value (momentum: null is meaningful).
   const option = (name: string, fallback: unknown): unknown => (o[name] === undefined ? fallback : o[name]);
-  const axis = option('axis', DEFAULT_AXIS);
-  if (typeof axis !== 'number' || !Number.isSafeInteger(axis)) {
-    throw new TypeError(`BatchNorm: axis must be an integer, got ${describe(axis)}`);
-  }
-  const eps = option('eps', DEFAULT_EPS);
-  if (typeof eps !== 'number') throw new TypeError(`BatchNorm: eps must be a number, got ${describe(eps)}`);
-  if (!Number.isFinite(eps) || eps <= 0) throw new RangeError(`BatchNorm: eps must be a finite number > 0, got ${eps}`);
-  const momentum = option('momentum', DEFAULT_MOMENTUM);
-  if (momentum !== null) {
-    if (typeof momentum !== 'number') {
-      throw new TypeError(`BatchNorm: momentum must be a number or null, got ${describe(momentum)}`);
-    }
-    if (!(momentum >= 0 && momentum <= 1)) {
-      throw new RangeError(`BatchNorm: momentum must be in [0, 1] or null, got ${momentum}`);
-    }
-  }
-  const correction = option('runningVarCorrection', 1);
-  if (typeof correction !== 'number') {
-    throw new TypeError(`BatchNorm: runningVarCorrection must be 0 or 1, got ${describe(correction)}`);
-  }
-  if (correction !== 0 && correction !== 1) {
-    throw new RangeError(
-      `BatchNorm: runningVarCorrection must be 0 (biased, as Keras) or 1 (unbiased, as PyTorch), got ${correction}`,
-    );
-  }
+  const axis = checkAxis(o.axis);
+  const eps = checkEps(o.eps);
+  const momentum = o.momentum === null ? null : checkMomentum(o.momentum, true);
+  const correction = checkVarCorrection(o.runningVarCorrection) as 0 | 1;
   const virtualBatchSize = option('virtualBatchSize', null);
   if (virtualBatchSize !== null) {
     if (typeof virtualBatchSize !== 'number' || !Number.isSafeInteger(virtualBatchSize)) {
-      throw new TypeError(`BatchNorm: virtualBatchSize must be an integer or null, got ${describe(virtualBatchSize)}`);
+      throw new TypeError(`virtualBatchSize must be an integer or null, got ${describe(virtualBatchSize)}`);
     }
-    if (virtualBatchSize < 1) throw new RangeError(`BatchNorm: virtualBatchSize must be >= 1, got ${virtualBatchSize}`);
+    if (virtualBatchSize < 1) throw new RangeError(`virtualBatchSize must be >= 1, got ${virtualBatchSize}`);
   }
   const renorm = checkRenorm(o.renorm);
-  const flag = (name: string, fallback: boolean): boolean => {
-    const v = option(name, fallback);
-    if (typeof v !== 'boolean') throw new TypeError(`BatchNorm: ${name} must be a boolean, got ${describe(v)}`);
-    return v;
-  };
+  const flag = (name: string, fallback: boolean): boolean => checkFlag(name, option(name, fallback));
   const dtype = option('dtype', 'float32');
   if (dtype !== 'float32' && dtype !== 'float64') {
-    throw new TypeError(`BatchNorm: dtype must be 'float32' or 'float64', got ${describe(dtype)}`);
+    throw new TypeError(`dtype must be 'float32' or 'float64', got ${describe(dtype)}`);
   }
   const backend = option('backend', selectedBackend);
   if (typeof backend !== 'object' || backend === null || typeof (backend as Backend).batchNormTrain !== 'function') {
-    throw new TypeError(`BatchNorm: backend must be a Backend (js, native or backend), got ${describe(backend)}`);
+    throw new TypeError(`backend must be a Backend (js, native or backend), got ${describe(backend)}`);
   }
-  const activation = option('activation', 'none');
-  if (activation !== 'none' && activation !== 'relu') {
-    throw new RangeError(`BatchNorm: activation must be 'relu' or 'none', got ${describe(activation)}`);
-  }
+  const activation: Activation = checkActivation(o.activation) ? 'relu' : 'none';
   return {
     axis,
     eps,
     momentum,
     runningVarCorrection: correction,
-    virtualBatchSize,
+    virtualBatchSize: virtualBatchSize as number | null,
     renorm,
     affine: flag('affine', true),
     trackRunningStats: flag('trackRunningStats', true),

@@ -6,7 +6,7 @@
 // step is an ordinary one with gamma' = gamma·r and beta' = beta + gamma·d, and
 // dGamma = r·Σdy·x̂ + d·Σdy. BatchNorm({ renorm }) hands this Backend to its ordinary code;
 // the r and d of each forward ride with its saved statistics to the backward.
-import { allocLike } from './backend';
+import { allocLike, namingErrors } from './backend';
 import { runAsync, runSync, type Steps } from './kernel-steps';
 import type {
   Backend,
@@ -136,7 +136,7 @@ export function renormBackend(kernels: Backend, renorm: RenormOptions): Backend 
     return r;
   }
 
-  return Object.freeze({
+  return namingErrors({
     ...kernels,
     batchNormTrain: (x, shape, options) => runSync(kernels, train(x, shape, options)),
     batchNormTrainAsync: async (x, shape, options) => runAsync(kernels, train(x, shape, options)),

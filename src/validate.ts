@@ -177,9 +177,18 @@ const PEER_NAMES: Readonly<Record<string, string>> = {
   variance_epsilon: 'eps',
 };
 
+/** `e` with its message naming the function the caller called first
+ *  (`batchNormEval: runningMean is required …`), so one vocabulary of checks serves every
+ *  function; anything but a TypeError or RangeError, or one already named, passes as it is. */
+export function fromFunction(fn: string, e: unknown): unknown {
+  if (!(e instanceof TypeError || e instanceof RangeError) || e.message.startsWith(`${fn}: `)) return e;
+  const Named = e instanceof TypeError ? TypeError : RangeError;
+  return new Named(`${fn}: ${e.message}`);
+}
+
 /** An unknown key is a typo or another library's name: running with a default instead would
  *  give silently wrong results. */
-function checkKeys(o: Record<string, unknown>, allowed: ReadonlySet<string>): void {
+export function checkKeys(o: Record<string, unknown>, allowed: ReadonlySet<string>): void {
   for (const key in o) {
     if (allowed.has(key) || !Object.hasOwn(o, key)) continue;
     const peer = PEER_NAMES[key];
@@ -233,10 +242,7 @@ function checkShape(x: FloatArray, xName: string, shape: unknown, axisOption: un
   if (dims.length < 2) {
     throw new RangeError(`shape must have rank >= 2, got rank ${dims.length}`);
   }
-  const axis = axisOption === undefined ? DEFAULT_AXIS : axisOption;
-  if (typeof axis !== 'number' || !Number.isInteger(axis)) {
-    throw new TypeError(`axis must be an integer, got ${describe(axis)}`);
-  }
+  const axis = checkAxis(axisOption);
   if (axis < -dims.length || axis >= dims.length) {
     throw new RangeError(
       `axis must be in [${-dims.length}, ${dims.length - 1}] for a rank-${dims.length} shape, got ${axis}`,
@@ -248,17 +254,30 @@ function checkShape(x: FloatArray, xName: string, shape: unknown, axisOption: un
   return { shape: dims, axis, layout: layoutOf(dims, axis) };
 }
 
-function checkEps(v: unknown): number {
+/** The channel axis option (its range is checked against a shape). */
+export function checkAxis(v: unknown): number {
+  const axis = v === undefined ? DEFAULT_AXIS : v;
+  if (typeof axis !== 'number' || !Number.isInteger(axis)) {
+    throw new TypeError(`axis must be an integer, got ${describe(axis)}`);
+  }
+  return axis;
+}
+
+export function checkEps(v: unknown): number {
   const eps = v === undefined ? DEFAULT_EPS : v;
   if (typeof eps !== 'number') throw new TypeError(`eps must be a number, got ${describe(eps)}`);
   if (!Number.isFinite(eps) || eps <= 0) throw new RangeError(`eps must be a finite number > 0, got ${eps}`);
   return eps;
 }
 
-function checkMomentum(v: unknown): number {
+/** `orNull`: the layer's momentum, where null means a cumulative moving average. */
+export function checkMomentum(v: unknown, orNull = false): number {
   const momentum = v === undefined ? DEFAULT_MOMENTUM : v;
-  if (typeof momentum !== 'number') throw new TypeError(`momentum must be a number, got ${describe(momentum)}`);
-  if (!(momentum >= 0 && momentum <= 1)) throw new RangeError(`momentum must be in [0, 1], got ${momentum}`);
+  const alternative = orNull ? ' or null' : '';
+  if (typeof momentum !== 'number') {
+    throw new TypeError(`momentum must be a number${alternative}, got ${describe(momentum)}`);
+  }
+  if (!(momentum >= 0 && momentum <= 1)) throw new RangeError(`momentum must be in [0, 1]${alternative}, got ${momentum}`);
   return momentum;
 }
 
@@ -276,7 +295,7 @@ export function checkVarCorrection(v: unknown): number {
   return correction;
 }
 
-function checkActivation(v: unknown): boolean {
+export function checkActivation(v: unknown): boolean {
   if (v === undefined || v === 'none') return false;
   if (v === 'relu') return true;
   throw new RangeError(`activation must be 'relu' or 'none', got ${describe(v)}`);
@@ -329,7 +348,7 @@ function optionalTensor(name: string, v: unknown, x: FloatArray): FloatArray | n
   return a;
 }
 
-function checkFlag(name: string, v: unknown): boolean {
+export function checkFlag(name: string, v: unknown): boolean {
   if (v === undefined) return false;
   if (typeof v !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describe(v)}`);
   return v;

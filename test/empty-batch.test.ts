@@ -66,7 +66,9 @@ describe.each(backends)('empty training batches ($name)', (b) => {
 
   it('one sample per channel is still an error', () => {
     expect(() => b.batchNormTrain(new Float32Array(3), [1, 3])).toThrow(
-      new RangeError('x must have more than 1 value per channel when training, got 1 (shape [1, 3], axis 1)'),
+      new RangeError(
+        'batchNormTrain: x must have more than 1 value per channel when training, got 1 (shape [1, 3], axis 1)',
+      ),
     );
   });
 });

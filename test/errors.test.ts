@@ -601,16 +601,16 @@ const cases: ErrorCase[] = [
 
 type Loose = (...args: unknown[]) => unknown;
 
+const FUNCTIONS = { train: 'batchNormTrain', eval: 'batchNormEval', backward: 'batchNormBackward' } as const;
+
+/** The public function a call goes to, e.g. batchNormEvalAsync. */
+function functionOf(c: Call, async: boolean): keyof Backend {
+  return `${FUNCTIONS[c.op]}${async ? 'Async' : ''}` as keyof Backend;
+}
+
 function invoke(b: Backend, c: Call, async: boolean): unknown {
-  const fn = (name: keyof Backend) => (b[name] as Loose).bind(b);
-  switch (c.op) {
-    case 'train':
-      return fn(async ? 'batchNormTrainAsync' : 'batchNormTrain')(c.x, c.shape, c.options);
-    case 'eval':
-      return fn(async ? 'batchNormEvalAsync' : 'batchNormEval')(c.x, c.shape, c.options);
-    case 'backward':
-      return fn(async ? 'batchNormBackwardAsync' : 'batchNormBackward')(c.dy, c.x, c.shape, c.saved, c.options);
-  }
+  const f = (b[functionOf(c, async)] as Loose).bind(b);
+  return c.op === 'backward' ? f(c.dy, c.x, c.shape, c.saved, c.options) : f(c.x, c.shape, c.options);
 }
 
 /** Every typed array a call can reach (x, dy, options' and saved's arrays), by name. */
@@ -665,9 +665,12 @@ async function rejectionOf(b: Backend, c: Call): Promise<Error> {
   );
 }
 
-function expectError(e: Error, c: ErrorCase) {
+/** The error of case c from function fn: its class, and a message that names fn first and
+ *  then says what the case expects. */
+function expectError(e: Error, c: ErrorCase, fn: string) {
   expect(e.constructor, `${c.name}: error class (message: ${e.message})`).toBe(c.error);
-  expect(e.message).toMatch(c.message);
+  expect(e.message.startsWith(`${fn}: `), `${e.message} names ${fn} first`).toBe(true);
+  expect(e.message.slice(fn.length + 2)).toMatch(c.message);
 }
 
 it('the table covers every op and both error classes', () => {
@@ -685,6 +688,7 @@ describe.each(backends)('errors on backend $name', (b) => {
     expectError(
       thrownBy(() => invoke(b, call, false)),
       c,
+      functionOf(call, false),
     );
     expectUnchanged(call, before);
   });
@@ -694,8 +698,10 @@ describe.each(backends)('errors on backend $name', (b) => {
     const call = c.call();
     const before = snapshot(call);
     const asyncError = await rejectionOf(b, call);
-    expectError(asyncError, c);
-    expect(asyncError.message).toBe(syncError.message);
+    expectError(asyncError, c, functionOf(call, true));
+    // The same words after the function's name.
+    const fn = functionOf(call, false);
+    expect(asyncError.message).toBe(`${fn}Async${syncError.message.slice(fn.length)}`);
     expectUnchanged(call, before);
   });
 });
@@ -723,7 +729,7 @@ describe.each(backends)('shape arrays with holes on backend $name', (b) => {
     const x = ramp(Float32Array, N);
     const e = thrownBy(() => b.batchNormTrain(x, holey as number[]));
     expect(e.constructor).toBe(TypeError);
-    expect(e.message).toMatch(/^shape must be an array of non-negative integers/);
+    expect(e.message).toMatch(/^batchNormTrain: shape must be an array of non-negative integers/);
   });
 });
 

@@ -52,12 +52,12 @@ describe.each(backends)('arrays judged by the engine ($name)', (b) => {
     const impostor = Object.setPrototypeOf({ length: n }, Float32Array.prototype);
     expect(() => b.batchNormTrain(impostor, shape)).toThrow(
       new TypeError(
-        'x must be a Float32Array or Float64Array, got an object posing as Float32Array (not a typed array)',
+        'batchNormTrain: x must be a Float32Array or Float64Array, got an object posing as Float32Array (not a typed array)',
       ),
     );
     const gamma = Object.setPrototypeOf({ length: 3 }, Float32Array.prototype);
     expect(() => b.batchNormTrain(data(), shape, { gamma })).toThrow(
-      /^gamma must be a Float32Array like x, got an object posing/,
+      /^batchNormTrain: gamma must be a Float32Array like x, got an object posing/,
     );
   });
 
@@ -78,7 +78,7 @@ describe.each(backends)('arrays judged by the engine ($name)', (b) => {
     // Its real length is checked, not the one it claims.
     const short = new LyingArray(59);
     expect(() => b.batchNormTrain(short, shape)).toThrow(
-      new RangeError('shape [4, 3, 5] has 60 elements but x has length 59'),
+      new RangeError('batchNormTrain: shape [4, 3, 5] has 60 elements but x has length 59'),
     );
   });
 
@@ -91,12 +91,12 @@ describe.each(backends)('arrays judged by the engine ($name)', (b) => {
     expect(clone).not.toBe(sab);
     const outOverX = new Float32Array(clone, 8, n);
     expect(() => b.batchNormTrain(x, shape, { out: outOverX })).toThrow(
-      new RangeError('out must not share memory with x'),
+      new RangeError('batchNormTrain: out must not share memory with x'),
     );
     const stats = new Float32Array(clone, n * 4, 3);
     const runningMean = new Float32Array(sab, n * 4, 3);
     expect(() => b.batchNormTrain(x, shape, { runningMean, runningVar: stats })).toThrow(
-      new RangeError('runningVar must not share memory with runningMean'),
+      new RangeError('batchNormTrain: runningVar must not share memory with runningMean'),
     );
     expect(Array.from(new Float32Array(sab))).toEqual(Array.from(before));
     // The documented in-place case still works across clones: out exactly over x.
@@ -122,7 +122,7 @@ describe.each(backends)('arrays judged by the engine ($name)', (b) => {
     const { mean, invStd } = b.batchNormTrain(data(), shape);
     const out = new Float32Array(structuredClone(sab), 16, n);
     expect(() => b.batchNormBackward(dy, data(), shape, { mean, invStd }, { out })).toThrow(
-      new RangeError('out must not share memory with dy'),
+      new RangeError('batchNormBackward: out must not share memory with dy'),
     );
   });
 
@@ -131,15 +131,15 @@ describe.each(backends)('arrays judged by the engine ($name)', (b) => {
     const x = new Float32Array(growable, 0, n);
     x.set(data());
     await expect(b.batchNormTrainAsync(x, shape)).rejects.toThrow(
-      /^x is over a resizable ArrayBuffer, which an Async call cannot use/,
+      /^batchNormTrainAsync: x is over a resizable ArrayBuffer, which an Async call cannot use/,
     );
     const out = new Float32Array(resizable(n * 4, n * 8));
-    await expect(b.batchNormTrainAsync(data(), shape, { out })).rejects.toThrow(/^out is over a resizable/);
+    await expect(b.batchNormTrainAsync(data(), shape, { out })).rejects.toThrow(/^batchNormTrainAsync: out is over a resizable/);
     const { mean, invStd } = b.batchNormTrain(data(), shape);
     const savedMean = new Float32Array(resizable(12, 24));
     savedMean.set(mean);
     await expect(b.batchNormBackwardAsync(data(2), data(), shape, { mean: savedMean, invStd })).rejects.toThrow(
-      /^saved\.mean is over a resizable/,
+      /^batchNormBackwardAsync: saved\.mean is over a resizable/,
     );
     expect(Array.from(out)).toEqual(new Array(n).fill(0));
     expect(Array.from(b.batchNormTrain(x, shape).y)).toEqual(Array.from(b.batchNormTrain(data(), shape).y));

@@ -72,7 +72,7 @@ describe.each(backends)('fingerprint: true on the kernels ($name)', (backend) =>
       const inPlace = x.slice();
       expect(backend.batchNormTrain(inPlace, shape, { axis, out: inPlace, fingerprint: true }).fingerprint).toBe(want);
       expect(() => backend.batchNormTrain(x, shape, { fingerprint: 1 } as never)).toThrow(
-        new TypeError('fingerprint must be a boolean, got 1'),
+        new TypeError('batchNormTrain: fingerprint must be a boolean, got 1'),
       );
     },
   );

@@ -82,11 +82,11 @@ describe.each(backends)('virtualBatchSize ($name)', (b) => {
   it('a batch that is not a multiple of k, channels on axis 0 and bad values are clear errors', () => {
     const layer = new BatchNorm(3, { backend: b, virtualBatchSize: 4 });
     expect(() => layer.forward(new Float32Array(18), [6, 3])).toThrow(
-      new RangeError('x has a batch of 6 samples, not a multiple of virtualBatchSize 4'),
+      new RangeError('batchNormTrain: x has a batch of 6 samples, not a multiple of virtualBatchSize 4'),
     );
     expect(() =>
       new BatchNorm(3, { backend: b, axis: 0, virtualBatchSize: 1 }).forward(new Float32Array(6), [3, 2]),
-    ).toThrow(/^virtualBatchSize groups samples along axis 0/);
+    ).toThrow(/^batchNormTrain: virtualBatchSize groups samples along axis 0/);
     expect(() => new BatchNorm(3, { virtualBatchSize: 0 })).toThrow(
       new RangeError('BatchNorm: virtualBatchSize must be >= 1, got 0'),
     );

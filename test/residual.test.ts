@@ -241,10 +241,10 @@ describe.each(backends)('residual argument checks ($name)', (backend) => {
 
   it('a residual of another dtype or length names the argument', () => {
     expect(() => backend.batchNormTrain(x(), shape, { residual: new Float64Array(24) })).toThrow(
-      new TypeError('residual must be a Float32Array like x, got Float64Array'),
+      new TypeError('batchNormTrain: residual must be a Float32Array like x, got Float64Array'),
     );
     expect(() => backend.batchNormTrain(x(), shape, { residual: new Float32Array(23) })).toThrow(
-      new RangeError('residual must have length 24 (the length of x), got 23'),
+      new RangeError('batchNormTrain: residual must have length 24 (the length of x), got 23'),
     );
     const runningMean = new Float32Array(3);
     const runningVar = new Float32Array(3).fill(1);
@@ -259,7 +259,7 @@ describe.each(backends)('residual argument checks ($name)', (backend) => {
     const out = memory.subarray(12, 36);
     const before = memory.slice();
     expect(() => backend.batchNormTrain(x(), shape, { residual, out })).toThrow(
-      new RangeError('residual must not share memory with out'),
+      new RangeError('batchNormTrain: residual must not share memory with out'),
     );
     expect(maxAbsDiff(memory, before)).toBe(0);
   });
@@ -269,13 +269,13 @@ describe.each(backends)('residual argument checks ($name)', (backend) => {
     const saved = backend.batchNormTrain(xs, shape);
     const dy = new Float32Array(24).fill(1);
     expect(() => backend.batchNormBackward(dy, xs, shape, saved, { outResidual: new Float32Array(24) })).toThrow(
-      new TypeError('outResidual is only written with residual: true'),
+      new TypeError('batchNormBackward: outResidual is only written with residual: true'),
     );
     expect(() => backend.batchNormBackward(dy, xs, shape, saved, { residual: 'yes' as never })).toThrow(
-      new TypeError('residual must be a boolean (true: also return dResidual), got "yes"'),
+      new TypeError('batchNormBackward: residual must be a boolean (true: also return dResidual), got "yes"'),
     );
     expect(() => backend.batchNormBackward(dy, xs, shape, saved, { residual: true, outResidual: dy })).toThrow(
-      new RangeError('outResidual must not share memory with dy'),
+      new RangeError('batchNormBackward: outResidual must not share memory with dy'),
     );
   });
 });

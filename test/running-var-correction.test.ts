@@ -49,9 +49,11 @@ describe.each(backends)('runningVarCorrection ($name)', (b) => {
     const call = (v: unknown) => () =>
       b.batchNormTrain(x, shape, { runningMean: new Float64Array(3), runningVar, runningVarCorrection: v as 0 });
     expect(call(0.5)).toThrow(
-      new RangeError('runningVarCorrection must be 0 (biased, as Keras) or 1 (unbiased, as PyTorch), got 0.5'),
+      new RangeError(
+        'batchNormTrain: runningVarCorrection must be 0 (biased, as Keras) or 1 (unbiased, as PyTorch), got 0.5',
+      ),
     );
-    expect(call('0')).toThrow(new TypeError('runningVarCorrection must be a number (0 or 1), got "0"'));
+    expect(call('0')).toThrow(new TypeError('batchNormTrain: runningVarCorrection must be a number (0 or 1), got "0"'));
     expect(Array.from(runningVar)).toEqual([1, 1, 1]);
   });
 

@@ -54,14 +54,14 @@ describe.each(backends)('statsGrad ($name)', (b) => {
 
   it('is refused with training statistics, and by the backward sums', () => {
     expect(() => b.batchNormBackward(dy, x, shape, { mean, invStd }, { statsGrad: true })).toThrow(
-      /^statsGrad needs training: false/,
+      /^batchNormBackward: statsGrad needs training: false/,
     );
     expect(() => b.batchNormBackwardSums(dy, x, shape, { mean, invStd }, { training: false, statsGrad: true })).toThrow(
-      /^statsGrad is given by batchNormBackward/,
+      /^batchNormBackwardSums: statsGrad is given by batchNormBackward/,
     );
     expect(() =>
       b.batchNormBackward(dy, x, shape, { mean, invStd }, { training: false, statsGrad: 1 } as never),
-    ).toThrow(new TypeError('statsGrad must be a boolean, got 1'));
+    ).toThrow(new TypeError('batchNormBackward: statsGrad must be a boolean, got 1'));
   });
 
   it('without it the result has no dMean / dVar, and the Async form gives the same', async () => {

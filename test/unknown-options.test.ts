@@ -16,7 +16,7 @@ describe.each(backends)('unknown option keys ($name)', (b) => {
     ['moving_variance', 'use runningVar'],
   ])('train with %s names the one to use (%s)', (key, hint) => {
     expect(() => b.batchNormTrain(x(), shape, { [key]: channels() } as never)).toThrow(
-      new TypeError(`unknown option ${JSON.stringify(key)} (another library's name: ${hint})`),
+      new TypeError(`batchNormTrain: unknown option ${JSON.stringify(key)} (another library's name: ${hint})`),
     );
   });
 
@@ -25,34 +25,38 @@ describe.each(backends)('unknown option keys ($name)', (b) => {
     const runningVar = new Float32Array(3).fill(1);
     expect(() => b.batchNormTrain(x(), shape, { runningMean, runningVar, momentun: 0.2 } as never)).toThrow(
       new TypeError(
-        'unknown option "momentun" (expected one of axis, eps, gamma, beta, activation, residual, runningMean, runningVar, momentum, runningVarCorrection, out, fingerprint)',
+        'batchNormTrain: unknown option "momentun" (expected one of axis, eps, gamma, beta, activation, residual, runningMean, runningVar, momentum, runningVarCorrection, out, fingerprint)',
       ),
     );
     expect(Array.from(runningMean)).toEqual([0, 0, 0]);
-    expect(() => b.batchNormTrain(x(), shape, { activaton: 'relu' } as never)).toThrow(/^unknown option "activaton"/);
+    expect(() => b.batchNormTrain(x(), shape, { activaton: 'relu' } as never)).toThrow(
+      /^batchNormTrain: unknown option "activaton"/,
+    );
   });
 
   it('eval, backward, the Async forms and the sync pieces check their keys too', async () => {
     const xs = x();
     const stats = { runningMean: new Float32Array(3), runningVar: channels() };
     expect(() => b.batchNormEval(xs, shape, { ...stats, epsilon: 1 } as never)).toThrow(
-      /^unknown option "epsilon" \(another library's name: use eps\)/,
+      /^batchNormEval: unknown option "epsilon" \(another library's name: use eps\)/,
     );
     const saved = b.batchNormTrain(xs, shape);
     expect(() => b.batchNormBackward(xs, xs, shape, saved, { trainng: false } as never)).toThrow(
       new TypeError(
-        'unknown option "trainng" (expected one of axis, gamma, training, out, activation, y, residual, outResidual, fingerprint, statsGrad)',
+        'batchNormBackward: unknown option "trainng" (expected one of axis, gamma, training, out, activation, y, residual, outResidual, fingerprint, statsGrad)',
       ),
     );
     await expect(b.batchNormTrainAsync(xs, shape, { weight: channels() } as never)).rejects.toThrow(TypeError);
     expect(() => b.batchNormStats(xs, shape, { axes: 1 } as never)).toThrow(
-      new TypeError('unknown option "axes" (expected one of axis)'),
+      new TypeError('batchNormStats: unknown option "axes" (expected one of axis)'),
     );
   });
 
   it('inherited keys are not options; own keys with undefined values are still checked', () => {
     const options = Object.create({ weight: channels() }) as Record<string, unknown>;
     expect(() => b.batchNormTrain(x(), shape, options)).not.toThrow();
-    expect(() => b.batchNormTrain(x(), shape, { gama: undefined } as never)).toThrow(/^unknown option "gama"/);
+    expect(() => b.batchNormTrain(x(), shape, { gama: undefined } as never)).toThrow(
+      /^batchNormTrain: unknown option "gama"/,
+    );
   });
 });

@@ -3,6 +3,7 @@
 // user's allReduce; two in the rare forward whose batch mean is far from the shift), and finishes with the global values. SyncBatchNorm hands it to an
 // ordinary BatchNorm layer, so the layer's behaviour (running statistics, momentum or
 // cumulative average, caching for backward, gradient accumulation) is the same code.
+import { namingErrors } from '../backend';
 import type { Backend, FloatArray, TrainOptions } from '../types';
 import type { AllReduce } from './all-reduce';
 import { statsBuffer, statsFromBuffer, sumsBuffer, sumsFromBuffer } from './reduce-buffers';
@@ -13,7 +14,7 @@ export function synchronizedBackend(kernels: Backend, allReduce: AllReduce, shif
   const asyncOnly = (): never => {
     throw new Error('SyncBatchNorm: training forward and backward all-reduce across workers; use the async forms');
   };
-  return Object.freeze({
+  return namingErrors({
     ...kernels,
     batchNormTrain: asyncOnly,
     batchNormBackward: asyncOnly,
