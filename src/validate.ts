@@ -178,7 +178,7 @@ const PEER_NAMES: Readonly<Record<string, string>> = {
 };
 
 /** `e` with its message naming the function the caller called first
- *  (`batchNormEval: runningMean is required …`), so one vocabulary of checks serves every
+ *  (`batchNormEval: runningMean must be a Float32Array …`), so one vocabulary of checks serves every
  *  function; anything but a TypeError or RangeError, or one already named, passes as it is. */
 export function fromFunction(fn: string, e: unknown): unknown {
   if (!(e instanceof TypeError || e instanceof RangeError) || e.message.startsWith(`${fn}: `)) return e;
