@@ -1,6 +1,15 @@
 // Turns a set of kernels into a Backend: validate -> allocate outputs -> kernel. Both
 // backends are built here, so they differ only in the kernels they call.
-import type { Backend, BackwardResult, ChannelStats, FloatArray, GradSums, TrainResult } from './types';
+import type {
+  Backend,
+  BackwardResult,
+  ChannelStats,
+  DtypeArray,
+  EvalOptions,
+  FloatArray,
+  GradSums,
+  TrainResult,
+} from './types';
 import {
   type BackwardPlan,
   type BackwardWithSumsPlan,
@@ -225,18 +234,19 @@ export function createBackend(
       await async(plan).train(plan, r.y, r.mean, r.invStd, print);
       return withPrint(r, print);
     },
-    batchNormEval(x, shape, options) {
+    batchNormEval<A extends FloatArray>(x: A, shape: readonly number[], options: EvalOptions<A>) {
       const plan = validateEval(x, shape, options);
       const y = plan.out ?? allocate(plan.x, plan.x.length);
       sync(plan).evaluate(plan, y);
-      return y;
+      // validate.ts made out (and allocate made y) of x's dtype.
+      return y as DtypeArray<A>;
     },
-    async batchNormEvalAsync(x, shape, options) {
+    async batchNormEvalAsync<A extends FloatArray>(x: A, shape: readonly number[], options: EvalOptions<A>) {
       const plan = validateEval(x, shape, options);
       checkFixedLength(plan);
       const y = plan.out ?? allocate(plan.x, plan.x.length);
       await async(plan).evaluate(plan, y);
-      return y;
+      return y as DtypeArray<A>;
     },
     batchNormBackward(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);

@@ -1,82 +1,91 @@
 /** A tensor's data: a flat, row-major typed array. Every array of one call has x's dtype. */
 export type FloatArray = Float32Array | Float64Array;
 
-export interface NormOptions {
+/** The typed array of A's dtype, over any buffer: what every other array of a call whose x is
+ *  an A must be, and what it returns (`batchNormTrain(x: Float32Array, …)` gives Float32Array
+ *  fields; a Float64Array gamma with it is a compile error). */
+export type DtypeArray<A extends FloatArray> = A extends Float32Array
+  ? Float32Array
+  : A extends Float64Array
+    ? Float64Array
+    : FloatArray;
+
+export interface NormOptions<A extends FloatArray = FloatArray> {
   /** The channel axis; negative counts from the end (`-1` = channels-last). Default 1. */
   axis?: number;
   /** Added to the variance before the square root. Finite, > 0. Default 1e-5. */
   eps?: number;
   /** Per-channel scale (length C); null/omitted = ones. */
-  gamma?: FloatArray | null;
+  gamma?: DtypeArray<A> | null;
   /** Per-channel shift (length C); null/omitted = zeros. */
-  beta?: FloatArray | null;
+  beta?: DtypeArray<A> | null;
   /** Fused activation after the affine step: 'relu' gives max(0, y) in the same pass. Default 'none'. */
   activation?: Activation;
   /** Added after the affine step and before the activation, in the same pass: y =
    *  activation(BN(x) + residual), the tail of a ResNet block. x's dtype and length. */
-  residual?: FloatArray | null;
+  residual?: DtypeArray<A> | null;
 }
 
 /** What follows normalization in the same pass (conv -> BN -> ReLU). */
 export type Activation = 'none' | 'relu';
 
-export interface TrainOptions extends NormOptions {
+export interface TrainOptions<A extends FloatArray = FloatArray> extends NormOptions<A> {
   /** Updated IN PLACE with the batch mean (give both running arrays or neither). */
-  runningMean?: FloatArray;
+  runningMean?: DtypeArray<A>;
   /** Updated IN PLACE with the UNBIASED batch variance m/(m-1). */
-  runningVar?: FloatArray;
+  runningVar?: DtypeArray<A>;
   /** running = (1 - momentum) * running + momentum * batch. In [0, 1]. Default 0.1. */
   momentum?: number;
   /** Bessel's correction of the batch variance that enters runningVar, as torch.var's
    *  `correction`: 1 (default) divides M2 by m - 1 (PyTorch); 0 by m (Keras, TensorFlow, ONNX). */
   runningVarCorrection?: 0 | 1;
   /** Where y is written (length of x); may be x itself. */
-  out?: FloatArray;
+  out?: DtypeArray<A>;
   /** Also return x's fingerprint (see Backend.fingerprint) as the step read it, taken in
    *  the statistics sweep on native (no extra pass). Default false. */
   fingerprint?: boolean;
 }
 
-export interface TrainResult {
+export interface TrainResult<A extends FloatArray = FloatArray> {
   /** The normalized output; `=== out` when out was given. */
-  y: FloatArray;
+  y: DtypeArray<A>;
   /** Batch mean per channel. */
-  mean: FloatArray;
+  mean: DtypeArray<A>;
   /** 1 / sqrt(biased batch variance + eps) per channel; saved for backward. */
-  invStd: FloatArray;
+  invStd: DtypeArray<A>;
   /** With fingerprint: true, x's fingerprint as the step read it. */
   fingerprint?: number;
 }
 
-export interface EvalOptions extends NormOptions {
-  runningMean: FloatArray;
-  runningVar: FloatArray;
+export interface EvalOptions<A extends FloatArray = FloatArray> extends NormOptions<A> {
+  runningMean: DtypeArray<A>;
+  runningVar: DtypeArray<A>;
   /** Where y is written (length of x); may be x itself. */
-  out?: FloatArray;
+  out?: DtypeArray<A>;
 }
 
-export interface SavedStats {
-  mean: FloatArray;
-  invStd: FloatArray;
+export interface SavedStats<A extends FloatArray = FloatArray> {
+  mean: DtypeArray<A>;
+  invStd: DtypeArray<A>;
 }
 
-export interface BackwardOptions {
+export interface BackwardOptions<A extends FloatArray = FloatArray> {
   axis?: number;
-  gamma?: FloatArray | null;
+  gamma?: DtypeArray<A> | null;
   /** true (default): mean/invStd are batch statistics from batchNormTrain.
    *  false: they are frozen running statistics and dx = dy * gamma * invStd. */
   training?: boolean;
   /** Where dx is written (length of x); may be dy itself. */
-  out?: FloatArray;
+  out?: DtypeArray<A>;
   /** 'relu' when the forward pass fused a ReLU: dy only flows where the output y was > 0. */
   activation?: Activation;
   /** The forward output (TrainResult.y); required with activation 'relu'. */
-  y?: FloatArray;
+  y?: DtypeArray<A>;
   /** The forward pass added a residual: the result also carries dResidual, the gradient that
    *  flows to it (dy, or with a fused ReLU dy where y > 0). Default false. */
   residual?: boolean;
   /** Where dResidual is written (length of x); only with residual: true. */
-  outResidual?: FloatArray;
+  outResidual?: DtypeArray<A>;
   /** With training: false, also return dMean and dVar: the gradients with respect to the
    *  mean and variance that normalized x (as TensorFlow.js's batchNorm gives). Default false. */
   statsGrad?: boolean;
@@ -100,15 +109,15 @@ export interface GradSums {
   sumDyXhat: Float64Array;
 }
 
-export interface BackwardResult {
-  dx: FloatArray;
-  dGamma: FloatArray;
-  dBeta: FloatArray;
+export interface BackwardResult<A extends FloatArray = FloatArray> {
+  dx: DtypeArray<A>;
+  dGamma: DtypeArray<A>;
+  dBeta: DtypeArray<A>;
   /** With residual: true, what flows to the residual; `=== outResidual` when given. */
-  dResidual?: FloatArray;
+  dResidual?: DtypeArray<A>;
   /** With statsGrad: true, the gradients with respect to the given mean and variance. */
-  dMean?: FloatArray;
-  dVar?: FloatArray;
+  dMean?: DtypeArray<A>;
+  dVar?: DtypeArray<A>;
   /** With fingerprint: true, x's fingerprint as the backward read it. */
   fingerprint?: number;
 }
@@ -116,24 +125,32 @@ export interface BackwardResult {
 /** One implementation of the functional API. */
 export interface Backend {
   readonly name: 'native' | 'js';
-  batchNormTrain(x: FloatArray, shape: readonly number[], options?: TrainOptions): TrainResult;
-  batchNormEval(x: FloatArray, shape: readonly number[], options: EvalOptions): FloatArray;
-  batchNormBackward(
-    dy: FloatArray,
-    x: FloatArray,
+  batchNormTrain<A extends FloatArray>(x: A, shape: readonly number[], options?: TrainOptions<A>): TrainResult<A>;
+  batchNormEval<A extends FloatArray>(x: A, shape: readonly number[], options: EvalOptions<A>): DtypeArray<A>;
+  batchNormBackward<A extends FloatArray>(
+    dy: A,
+    x: DtypeArray<A>,
     shape: readonly number[],
-    saved: SavedStats,
-    options?: BackwardOptions,
-  ): BackwardResult;
-  batchNormTrainAsync(x: FloatArray, shape: readonly number[], options?: TrainOptions): Promise<TrainResult>;
-  batchNormEvalAsync(x: FloatArray, shape: readonly number[], options: EvalOptions): Promise<FloatArray>;
-  batchNormBackwardAsync(
-    dy: FloatArray,
-    x: FloatArray,
+    saved: SavedStats<A>,
+    options?: BackwardOptions<A>,
+  ): BackwardResult<A>;
+  batchNormTrainAsync<A extends FloatArray>(
+    x: A,
     shape: readonly number[],
-    saved: SavedStats,
-    options?: BackwardOptions,
-  ): Promise<BackwardResult>;
+    options?: TrainOptions<A>,
+  ): Promise<TrainResult<A>>;
+  batchNormEvalAsync<A extends FloatArray>(
+    x: A,
+    shape: readonly number[],
+    options: EvalOptions<A>,
+  ): Promise<DtypeArray<A>>;
+  batchNormBackwardAsync<A extends FloatArray>(
+    dy: A,
+    x: DtypeArray<A>,
+    shape: readonly number[],
+    saved: SavedStats<A>,
+    options?: BackwardOptions<A>,
+  ): Promise<BackwardResult<A>>;
 
   /** A position-sensitive checksum of x's bits (a 32-bit unsigned integer, the same on every
    *  backend): any change to one element changes it. The layer keeps a reference to its
@@ -142,51 +159,55 @@ export interface Backend {
   fingerprintAsync(x: FloatArray): Promise<number>;
 
   /** Per-channel statistics of one shard of a batch (for synchronized batch norm). */
-  batchNormStats(x: FloatArray, shape: readonly number[], options?: { axis?: number }): ChannelStats;
-  batchNormStatsAsync(x: FloatArray, shape: readonly number[], options?: { axis?: number }): Promise<ChannelStats>;
+  batchNormStats<A extends FloatArray>(x: A, shape: readonly number[], options?: { axis?: number }): ChannelStats;
+  batchNormStatsAsync<A extends FloatArray>(
+    x: A,
+    shape: readonly number[],
+    options?: { axis?: number },
+  ): Promise<ChannelStats>;
   /** Training forward with statistics given by the caller (e.g. merged over every worker). */
-  batchNormTrainWithStats(
-    x: FloatArray,
+  batchNormTrainWithStats<A extends FloatArray>(
+    x: A,
     shape: readonly number[],
     stats: ChannelStats,
-    options?: TrainOptions,
-  ): TrainResult;
-  batchNormTrainWithStatsAsync(
-    x: FloatArray,
+    options?: TrainOptions<A>,
+  ): TrainResult<A>;
+  batchNormTrainWithStatsAsync<A extends FloatArray>(
+    x: A,
     shape: readonly number[],
     stats: ChannelStats,
-    options?: TrainOptions,
-  ): Promise<TrainResult>;
+    options?: TrainOptions<A>,
+  ): Promise<TrainResult<A>>;
   /** sum(dy) and sum(dy * xhat) per channel of one shard. */
-  batchNormBackwardSums(
-    dy: FloatArray,
-    x: FloatArray,
+  batchNormBackwardSums<A extends FloatArray>(
+    dy: A,
+    x: DtypeArray<A>,
     shape: readonly number[],
-    saved: SavedStats,
-    options?: BackwardOptions,
+    saved: SavedStats<A>,
+    options?: BackwardOptions<A>,
   ): GradSums;
-  batchNormBackwardSumsAsync(
-    dy: FloatArray,
-    x: FloatArray,
+  batchNormBackwardSumsAsync<A extends FloatArray>(
+    dy: A,
+    x: DtypeArray<A>,
     shape: readonly number[],
-    saved: SavedStats,
-    options?: BackwardOptions,
+    saved: SavedStats<A>,
+    options?: BackwardOptions<A>,
   ): Promise<GradSums>;
   /** dx, dGamma, dBeta of one shard from sums reduced over every shard. */
-  batchNormBackwardWithSums(
-    dy: FloatArray,
-    x: FloatArray,
+  batchNormBackwardWithSums<A extends FloatArray>(
+    dy: A,
+    x: DtypeArray<A>,
     shape: readonly number[],
-    saved: SavedStats,
+    saved: SavedStats<A>,
     sums: GradSums,
-    options?: BackwardOptions,
-  ): BackwardResult;
-  batchNormBackwardWithSumsAsync(
-    dy: FloatArray,
-    x: FloatArray,
+    options?: BackwardOptions<A>,
+  ): BackwardResult<A>;
+  batchNormBackwardWithSumsAsync<A extends FloatArray>(
+    dy: A,
+    x: DtypeArray<A>,
     shape: readonly number[],
-    saved: SavedStats,
+    saved: SavedStats<A>,
     sums: GradSums,
-    options?: BackwardOptions,
-  ): Promise<BackwardResult>;
+    options?: BackwardOptions<A>,
+  ): Promise<BackwardResult<A>>;
 }

@@ -240,7 +240,7 @@ describe.each(backends)('residual argument checks ($name)', (backend) => {
   const x = () => new Float32Array(24).map((_, i) => Math.sin(i));
 
   it('a residual of another dtype or length names the argument', () => {
-    expect(() => backend.batchNormTrain(x(), shape, { residual: new Float64Array(24) })).toThrow(
+    expect(() => backend.batchNormTrain(x(), shape, { residual: new Float64Array(24) as never })).toThrow(
       new TypeError('batchNormTrain: residual must be a Float32Array like x, got Float64Array'),
     );
     expect(() => backend.batchNormTrain(x(), shape, { residual: new Float32Array(23) })).toThrow(
