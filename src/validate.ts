@@ -277,7 +277,9 @@ export function checkMomentum(v: unknown, orNull = false): number {
   if (typeof momentum !== 'number') {
     throw new TypeError(`momentum must be a number${alternative}, got ${describe(momentum)}`);
   }
-  if (!(momentum >= 0 && momentum <= 1)) throw new RangeError(`momentum must be in [0, 1]${alternative}, got ${momentum}`);
+  if (!(momentum >= 0 && momentum <= 1)) {
+    throw new RangeError(`momentum must be in [0, 1]${alternative}, got ${momentum}`);
+  }
   return momentum;
 }
 

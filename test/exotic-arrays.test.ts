@@ -134,7 +134,9 @@ describe.each(backends)('arrays judged by the engine ($name)', (b) => {
       /^batchNormTrainAsync: x is over a resizable ArrayBuffer, which an Async call cannot use/,
     );
     const out = new Float32Array(resizable(n * 4, n * 8));
-    await expect(b.batchNormTrainAsync(data(), shape, { out })).rejects.toThrow(/^batchNormTrainAsync: out is over a resizable/);
+    await expect(b.batchNormTrainAsync(data(), shape, { out })).rejects.toThrow(
+      /^batchNormTrainAsync: out is over a resizable/,
+    );
     const { mean, invStd } = b.batchNormTrain(data(), shape);
     const savedMean = new Float32Array(resizable(12, 24));
     savedMean.set(mean);
