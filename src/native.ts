@@ -103,10 +103,46 @@ export function loadBinding(): LoadResult {
   const error = new Error(
     `batchnorm: no native binary for ${triple} (${process.platform}/${process.arch}${
       process.platform === 'linux' ? `, libc ${isMusl() ? 'musl' : 'glibc'}` : ''
-    }); tried:\n${failures.join('\n')}\nTo get the native backend, install ${PACKAGE_NAME}-${triple} ` +
-      '(npm installs it unless optional dependencies are omitted), or build from source and set BATCHNORM_NATIVE_PATH.',
+    }); tried:\n${failures.join('\n')}\n${missingBinaryAdvice(triple, prebuiltPlatforms(root))}`,
   );
   return { binding: null, error, source: null };
+}
+
+/** The napi-rs platform suffix of a Rust target triple (x86_64-unknown-linux-gnu ->
+ *  linux-x64-gnu, aarch64-apple-darwin -> darwin-arm64, x86_64-pc-windows-msvc -> win32-x64-msvc). */
+export function platformOfTarget(target: string): string {
+  const [arch, , os, abi] = target.split('-');
+  const cpu = ({ x86_64: 'x64', aarch64: 'arm64', i686: 'ia32', armv7: 'arm' } as Record<string, string>)[arch] ?? arch;
+  if (os === 'darwin') return `darwin-${cpu}`;
+  if (os === 'windows') return `win32-${cpu}-${abi}`;
+  return `${os}-${cpu}-${abi}`;
+}
+
+/** The platforms with a prebuilt package: package.json's napi.targets, the list the release
+ *  builds from. Empty when it cannot be read. */
+function prebuiltPlatforms(root: string): string[] {
+  try {
+    const targets = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).napi?.targets;
+    return Array.isArray(targets) ? targets.map((t: string) => platformOfTarget(t)) : [];
+  } catch {
+    return [];
+  }
+}
+
+/** What to do without a binary: install the platform package where one is published, else
+ *  build from source (a package that does not exist would only fail to install). */
+export function missingBinaryAdvice(triple: string, prebuilt: readonly string[]): string {
+  if (prebuilt.includes(triple)) {
+    return (
+      `To get the native backend, install ${PACKAGE_NAME}-${triple} (npm installs it unless optional ` +
+      'dependencies are omitted), or build from source and set BATCHNORM_NATIVE_PATH.'
+    );
+  }
+  return (
+    `There is no prebuilt binary for ${triple} (prebuilt: ${prebuilt.join(', ') || 'none'}). ` +
+    'To get the native backend, build it from source (with Rust: npm run build:native in a checkout; ' +
+    'see the installing guide) and set BATCHNORM_NATIVE_PATH to the .node file. Until then the js backend runs.'
+  );
 }
 
 /** The binding's functions of one dtype and form, looked up once (not on every call). */
