@@ -2,11 +2,13 @@
 // y = (x - center) * scale + offset with center = mean, scale = gamma * invStd, offset = beta:
 // the mean is subtracted before the multiply, as the core does, so offset data keep their
 // digits and the backends agree to rounding.
+
+import { updateRunningChannel } from '../moments';
 import type { FloatArray } from '../types';
 import type { EvalPlan, TrainPlan, TrainWithStatsPlan } from '../validate';
 import { applyScale, applyScaleResidual } from './elementwise';
 import { fingerprint } from './fingerprint';
-import { channelMomentsFromSums, channelSums, updateRunningChannel } from './stats';
+import { channelMomentsFromSums, channelSums } from './stats';
 import { beginScratch, scratch } from './workspace';
 
 export function train(

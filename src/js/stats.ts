@@ -3,58 +3,20 @@
 // and s2 = Σ(x - K)² in float64, so a mean large against the spread loses nothing and x is
 // read once. Mergeable moments (count, mean, M2) combine shards exactly (Chan et al.).
 import type { Layout } from '../layout';
+import { type ChannelMoments, emptyMoments, shiftedM2, shiftedMean } from '../moments';
 import type { FloatArray } from '../types';
 import { byDtype } from './specialize';
 import { beginScratch, scratch } from './workspace';
 
-/** Count, mean and sum of squared deviations (M2) of each channel. */
-export interface ChannelMoments {
-  count: Float64Array;
-  mean: Float64Array;
-  m2: Float64Array;
-}
-
 /** From this `inner` up, each (outer, channel) run is long enough to loop over on its own;
  *  below it a row of memory holds many channels and is summed per column. */
 export const MIN_RUN = 16;
-
-export function emptyMoments(channels: number): ChannelMoments {
-  return { count: new Float64Array(channels), mean: new Float64Array(channels), m2: new Float64Array(channels) };
-}
-
-/** Merges the moments (n, mean, m2) of another set into channel c (Chan, Golub & LeVeque). */
-export function mergeInto(acc: ChannelMoments, c: number, n: number, mean: number, m2: number): void {
-  const na = acc.count[c];
-  if (n === 0) return;
-  if (na === 0) {
-    acc.count[c] = n;
-    acc.mean[c] = mean;
-    acc.m2[c] = m2;
-    return;
-  }
-  const total = na + n;
-  const delta = mean - acc.mean[c];
-  acc.count[c] = total;
-  acc.mean[c] += delta * (n / total);
-  acc.m2[c] += m2 + delta * delta * ((na * n) / total);
-}
 
 /** Channel c's shift: its first value (outer 0, inner 0), or 0 when that is not finite (an
  *  infinite value then still gives an infinite mean and a NaN variance, as in PyTorch). */
 function channelShift(x: FloatArray, layout: Layout, c: number): number {
   const k = x[c * layout.inner];
   return k - k === 0 ? k : 0;
-}
-
-/** The mean of `count` values from their shifted sums. */
-export function shiftedMean(count: number, shift: number, s1: number): number {
-  return shift + s1 / count;
-}
-
-/** M2 from the shifted sums, clamped at 0 against rounding (NaN stays NaN). */
-export function shiftedM2(count: number, s1: number, s2: number): number {
-  const m2 = s2 - (s1 * s1) / count;
-  return m2 < 0 ? 0 : m2;
 }
 
 /** Adds Σ(x - shift[c]) and Σ(x - shift[c])² of every (outer, channel) run to s1[c] and
@@ -274,21 +236,4 @@ export function channelMoments(x: FloatArray, layout: Layout): ChannelMoments {
     acc.m2[c] = m.m2;
   }
   return acc;
-}
-
-/** running = (1 - momentum) * running + momentum * batch for channel c, with the batch
- *  variance M2 / (count - varCorrection) (1: unbiased, PyTorch; 0: biased, Keras/TF/ONNX). */
-export function updateRunningChannel(
-  runningMean: FloatArray,
-  runningVar: FloatArray,
-  c: number,
-  count: number,
-  mean: number,
-  m2: number,
-  momentum: number,
-  varCorrection: number,
-): void {
-  const batchVar = m2 / (count - varCorrection);
-  runningMean[c] = (1 - momentum) * runningMean[c] + momentum * mean;
-  runningVar[c] = (1 - momentum) * runningVar[c] + momentum * batchVar;
 }

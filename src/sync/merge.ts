@@ -1,7 +1,7 @@
 // Exact merge of per-shard channel statistics (Chan, Golub & LeVeque's parallel formula):
 // shards of any size, empty ones included, combine into the statistics of their
 // concatenation without going back to the data and without the cancellation of sum(x^2).
-import { emptyMoments, mergeInto } from '../js/stats';
+import { emptyMoments, mergeInto } from '../moments';
 import type { ChannelStats } from '../types';
 import { describe } from '../validate';
 

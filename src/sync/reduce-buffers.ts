@@ -7,6 +7,7 @@
 //   [0]           n                              values per channel in this shard
 //   [1 + c]       sum(dy[c])
 //   [1 + C + c]   sum(dy[c] * xhat[c])
+import { shiftedM2, shiftedMean, shiftedSums } from '../moments';
 import type { ChannelStats, GradSums } from '../types';
 import { describe } from '../validate';
 
@@ -17,9 +18,9 @@ export function statsBuffer(stats: ChannelStats, shift: Float64Array): Float64Ar
   const buffer = new Float64Array(1 + 2 * channels);
   buffer[0] = stats.count;
   for (let c = 0; c < channels; c++) {
-    const shifted = stats.count === 0 ? 0 : stats.mean[c] - shift[c];
-    buffer[1 + c] = stats.count * shifted;
-    buffer[1 + channels + c] = stats.m2[c] + stats.count * shifted * shifted;
+    const { s1, s2 } = shiftedSums(stats.count, stats.mean[c], stats.m2[c], shift[c]);
+    buffer[1 + c] = s1;
+    buffer[1 + channels + c] = s2;
   }
   return buffer;
 }
@@ -33,10 +34,8 @@ export function statsFromBuffer(reduced: unknown, shift: Float64Array): ChannelS
   const mean = new Float64Array(channels);
   const m2 = new Float64Array(channels);
   for (let c = 0; c < channels; c++) {
-    const shiftedSum = sums[1 + c];
-    mean[c] = shift[c] + shiftedSum / count;
-    // Rounding can leave a hair below zero when every value is equal; NaN still passes through.
-    m2[c] = Math.max(0, sums[1 + channels + c] - (shiftedSum * shiftedSum) / count);
+    mean[c] = shiftedMean(count, shift[c], sums[1 + c]);
+    m2[c] = shiftedM2(count, sums[1 + c], sums[1 + channels + c]);
   }
   return { count, mean, m2 };
 }
