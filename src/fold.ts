@@ -42,6 +42,7 @@ export interface FoldableBatchNorm {
   eps?: number;
 }
 
+/** The folded layer's parameters: the layer with them computes BatchNorm-in-eval of its output. */
 export interface FoldedLayer {
   /** New weight, same dtype and layout as the given one. */
   weight: FloatArray;

@@ -21,6 +21,7 @@ import {
   validateStats,
 } from './validate';
 
+/** The layer's settings (defaults as PyTorch's): checked when the layer is made. */
 export interface BatchNormOptions {
   /** The channel axis of the inputs; negative counts from the end. Default 1. */
   axis?: number;
@@ -152,6 +153,9 @@ export interface LayerBackwardOptions {
   out?: FloatArray | null;
 }
 
+/** Batch normalization as a layer, as PyTorch's BatchNorm1d/2d/3d: learnable gamma and beta,
+ *  running statistics for inference, forward/backward (and their Async forms) on one
+ *  backend, gradients accumulated until zeroGrad(), PyTorch state dicts. */
 export class BatchNorm {
   readonly numFeatures: number;
   readonly axis: number;
@@ -230,6 +234,7 @@ export class BatchNorm {
     return this.#numBatchesTracked;
   }
 
+  /** Training mode (true, the start) or eval mode (false); returns the layer. */
   train(mode = true): this {
     if (typeof mode !== 'boolean')
       throw new TypeError(`BatchNorm.train: mode must be a boolean, got ${describe(mode)}`);
@@ -237,6 +242,7 @@ export class BatchNorm {
     return this;
   }
 
+  /** Eval mode: forward normalizes with the running statistics (when tracked). */
   eval(): this {
     return this.train(false);
   }
@@ -309,6 +315,7 @@ export class BatchNorm {
     }
   }
 
+  /** Sets gammaGrad and betaGrad to zero (backward adds to them). */
   zeroGrad(): void {
     this.#checkIdle('zeroGrad');
     this.gammaGrad?.fill(0);

@@ -15,6 +15,9 @@ import { describe, validateStats } from './validate';
 /** The state entries whose length is the channel count, under both naming schemes. */
 const CHANNEL_ENTRIES = ['gamma', 'weight', 'beta', 'bias', 'runningMean', 'running_mean', 'runningVar', 'running_var'];
 
+/** A BatchNorm whose channel count comes from its first input (or a state dict), as
+ *  PyTorch's LazyBatchNorm*d: options are checked at once, the parameters made then; from
+ *  there every call goes to that BatchNorm (`layer`). */
 export class LazyBatchNorm {
   readonly #options: BatchNormOptions;
   /** The settings every BatchNorm made from these options has (checked by making one). */
@@ -96,6 +99,7 @@ export class LazyBatchNorm {
     return this.#layer?.training ?? this.#training;
   }
 
+  /** Training mode (true) or eval mode (false), kept for the layer made later; returns this. */
   train(mode = true): this {
     if (typeof mode !== 'boolean') {
       throw new TypeError(`LazyBatchNorm.train: mode must be a boolean, got ${describe(mode)}`);
@@ -105,14 +109,17 @@ export class LazyBatchNorm {
     return this;
   }
 
+  /** Eval mode. */
   eval(): this {
     return this.train(false);
   }
 
+  /** BatchNorm.forward; the first call makes the layer with C = shape[axis]. */
   forward(x: FloatArray, shape: readonly number[], options?: ForwardOptions): FloatArray {
     return this.#materialize(x, shape).forward(x, shape, options);
   }
 
+  /** BatchNorm.forwardAsync; the first call makes the layer with C = shape[axis]. */
   forwardAsync(x: FloatArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
     try {
       return this.#materialize(x, shape).forwardAsync(x, shape, options);
@@ -121,10 +128,12 @@ export class LazyBatchNorm {
     }
   }
 
+  /** BatchNorm.backward of the layer made by the first forward. */
   backward(dy: FloatArray, options?: LayerBackwardOptions): FloatArray {
     return this.#existing('backward').backward(dy, options);
   }
 
+  /** BatchNorm.backwardAsync of the layer made by the first forward. */
   backwardAsync(dy: FloatArray, options?: LayerBackwardOptions): Promise<FloatArray> {
     try {
       return this.#existing('backwardAsync').backwardAsync(dy, options);
@@ -133,6 +142,7 @@ export class LazyBatchNorm {
     }
   }
 
+  /** BatchNorm.zeroGrad (nothing to do before the first input). */
   zeroGrad(): void {
     this.#layer?.zeroGrad();
   }

@@ -20,6 +20,7 @@ import type {
 } from './types';
 import { describe, validateTrain } from './validate';
 
+/** Batch Renormalization's settings (Ioffe 2017; Keras renorm_clipping, renorm_momentum). */
 export interface RenormOptions {
   /** r is clipped to [1/rMax, rMax]; rMax >= 1 (1: r = 1). */
   rMax: number;

@@ -23,9 +23,9 @@ if (requested === 'native' && !loaded.binding) {
 export const binding = loaded.binding;
 const poolLimit = outputPoolLimitFromEnv();
 if (binding && poolLimit !== null) binding.setOutputPoolLimit(poolLimit);
-/** The native backend, or null when the binary cannot load. */
 /** Tensors with fewer elements run the TypeScript kernels on the native backend too. */
 export const nativeMinElementsInUse = nativeMinElements();
+/** The native backend, or null when the binary cannot load (nativeLoadError says why). */
 export const native: Backend | null = loaded.binding
   ? nativeBackend(loaded.binding, jsKernels, nativeMinElementsInUse)
   : null;

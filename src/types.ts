@@ -10,6 +10,8 @@ export type DtypeArray<A extends FloatArray> = A extends Float32Array
     ? Float64Array
     : FloatArray;
 
+/** What normalizes x in every forward call: the axis, eps, the affine parameters, the fused
+ *  activation and residual. A is x's array type; every array here has its dtype. */
 export interface NormOptions<A extends FloatArray = FloatArray> {
   /** The channel axis; negative counts from the end (`-1` = channels-last). Default 1. */
   axis?: number;
@@ -29,6 +31,8 @@ export interface NormOptions<A extends FloatArray = FloatArray> {
 /** What follows normalization in the same pass (conv -> BN -> ReLU). */
 export type Activation = 'none' | 'relu';
 
+/** Options of `batchNormTrain` (and its Async and synchronized forms): the normalization, the
+ *  running statistics it updates in place, and where y goes. */
 export interface TrainOptions<A extends FloatArray = FloatArray> extends NormOptions<A> {
   /** Updated IN PLACE with the batch mean (give both running arrays or neither). */
   runningMean?: DtypeArray<A>;
@@ -46,6 +50,8 @@ export interface TrainOptions<A extends FloatArray = FloatArray> extends NormOpt
   fingerprint?: boolean;
 }
 
+/** What a training forward gives: y and the batch statistics it normalized with (the saved
+ *  statistics `batchNormBackward` takes). */
 export interface TrainResult<A extends FloatArray = FloatArray> {
   /** The normalized output; `=== out` when out was given. */
   y: DtypeArray<A>;
@@ -57,6 +63,7 @@ export interface TrainResult<A extends FloatArray = FloatArray> {
   fingerprint?: number;
 }
 
+/** Options of `batchNormEval`: the normalization and the (required) running statistics. */
 export interface EvalOptions<A extends FloatArray = FloatArray> extends NormOptions<A> {
   runningMean: DtypeArray<A>;
   runningVar: DtypeArray<A>;
@@ -64,11 +71,14 @@ export interface EvalOptions<A extends FloatArray = FloatArray> extends NormOpti
   out?: DtypeArray<A>;
 }
 
+/** The statistics a forward normalized with, as `batchNormTrain` returns them (mean, invStd). */
 export interface SavedStats<A extends FloatArray = FloatArray> {
   mean: DtypeArray<A>;
   invStd: DtypeArray<A>;
 }
 
+/** Options of `batchNormBackward`: the forward's settings (axis, gamma, activation and y,
+ *  residual), whether its statistics were the batch's, and where dx goes. */
 export interface BackwardOptions<A extends FloatArray = FloatArray> {
   axis?: number;
   gamma?: DtypeArray<A> | null;
@@ -109,6 +119,7 @@ export interface GradSums {
   sumDyXhat: Float64Array;
 }
 
+/** What a backward gives: dx and the parameter gradients, plus what the options asked for. */
 export interface BackwardResult<A extends FloatArray = FloatArray> {
   dx: DtypeArray<A>;
   dGamma: DtypeArray<A>;
@@ -125,8 +136,11 @@ export interface BackwardResult<A extends FloatArray = FloatArray> {
 /** One implementation of the functional API. */
 export interface Backend {
   readonly name: 'native' | 'js';
+  /** Training forward: batch statistics, normalization, the running update when given. */
   batchNormTrain<A extends FloatArray>(x: A, shape: readonly number[], options?: TrainOptions<A>): TrainResult<A>;
+  /** Inference forward: normalizes with the running statistics. */
   batchNormEval<A extends FloatArray>(x: A, shape: readonly number[], options: EvalOptions<A>): DtypeArray<A>;
+  /** dx, dGamma and dBeta for a forward with the saved statistics. */
   batchNormBackward<A extends FloatArray>(
     dy: A,
     x: DtypeArray<A>,
@@ -134,16 +148,19 @@ export interface Backend {
     saved: SavedStats<A>,
     options?: BackwardOptions<A>,
   ): BackwardResult<A>;
+  /** batchNormTrain off the JS thread (native backend); do not touch the arrays until it settles. */
   batchNormTrainAsync<A extends FloatArray>(
     x: A,
     shape: readonly number[],
     options?: TrainOptions<A>,
   ): Promise<TrainResult<A>>;
+  /** batchNormEval off the JS thread (native backend). */
   batchNormEvalAsync<A extends FloatArray>(
     x: A,
     shape: readonly number[],
     options: EvalOptions<A>,
   ): Promise<DtypeArray<A>>;
+  /** batchNormBackward off the JS thread (native backend). */
   batchNormBackwardAsync<A extends FloatArray>(
     dy: A,
     x: DtypeArray<A>,
@@ -156,10 +173,12 @@ export interface Backend {
    *  backend): any change to one element changes it. The layer keeps a reference to its
    *  input, not a copy, and compares this before backward to refuse a modified input. */
   fingerprint(x: FloatArray): number;
+  /** fingerprint off the JS thread (native backend). */
   fingerprintAsync(x: FloatArray): Promise<number>;
 
   /** Per-channel statistics of one shard of a batch (for synchronized batch norm). */
   batchNormStats<A extends FloatArray>(x: A, shape: readonly number[], options?: { axis?: number }): ChannelStats;
+  /** batchNormStats off the JS thread (native backend). */
   batchNormStatsAsync<A extends FloatArray>(
     x: A,
     shape: readonly number[],
@@ -172,6 +191,7 @@ export interface Backend {
     stats: ChannelStats,
     options?: TrainOptions<A>,
   ): TrainResult<A>;
+  /** batchNormTrainWithStats off the JS thread (native backend). */
   batchNormTrainWithStatsAsync<A extends FloatArray>(
     x: A,
     shape: readonly number[],
@@ -186,6 +206,7 @@ export interface Backend {
     saved: SavedStats<A>,
     options?: BackwardOptions<A>,
   ): GradSums;
+  /** batchNormBackwardSums off the JS thread (native backend). */
   batchNormBackwardSumsAsync<A extends FloatArray>(
     dy: A,
     x: DtypeArray<A>,
@@ -202,6 +223,7 @@ export interface Backend {
     sums: GradSums,
     options?: BackwardOptions<A>,
   ): BackwardResult<A>;
+  /** batchNormBackwardWithSums off the JS thread (native backend). */
   batchNormBackwardWithSumsAsync<A extends FloatArray>(
     dy: A,
     x: DtypeArray<A>,

@@ -10,6 +10,7 @@ import { CAPACITY, Cause, headerInts, SharedHeader, WORKERS } from './shared-bar
 /** The all-reduce SyncBatchNorm takes: the elementwise sum of `buffer` over every worker. */
 export type AllReduce = (buffer: Float64Array) => Promise<Float64Array>;
 
+/** Options of sharedAllReduce. */
 export interface SharedAllReduceOptions {
   /** Longest a call may wait for the other workers, in ms (default Infinity: no limit). When
    *  it passes, the call rejects and poisons the memory, so every other rank fails too. */

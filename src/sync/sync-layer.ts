@@ -18,6 +18,7 @@ import { StatsShift } from './stats-shift';
 import { synchronizedBackend } from './sync-backend';
 import { timedAllReduce } from './timed-all-reduce';
 
+/** BatchNorm's options plus the all-reduce that joins the workers. */
 export interface SyncBatchNormOptions extends BatchNormOptions {
   /** Elementwise SUM of `buffer` over every worker, resolving to the same values on each (an
    *  MPI/NCCL all-reduce, sharedAllReduce for worker_threads, ...). Called once per training
@@ -32,6 +33,9 @@ export interface SyncBatchNormOptions extends BatchNormOptions {
   timeoutMs?: number;
 }
 
+/** Synchronized batch norm (PyTorch's SyncBatchNorm): each worker holds a shard of the batch,
+ *  and training statistics and gradients are those of the whole batch, through the given
+ *  all-reduce. forward and backward are async; every worker calls them in the same order. */
 export class SyncBatchNorm {
   readonly numFeatures: number;
   readonly axis: number;
@@ -114,11 +118,13 @@ export class SyncBatchNorm {
     return this.#layer.numBatchesTracked;
   }
 
+  /** Training mode (true) or eval mode (false); returns the layer. */
   train(mode = true): this {
     this.#layer.train(mode);
     return this;
   }
 
+  /** Eval mode: local, with the running statistics. */
   eval(): this {
     return this.train(false);
   }
@@ -146,10 +152,12 @@ export class SyncBatchNorm {
     return this.backward(dy, options);
   }
 
+  /** Sets gammaGrad and betaGrad to zero. */
   zeroGrad(): void {
     this.#layer.zeroGrad();
   }
 
+  /** Copies of the parameters and statistics (the same on every worker). */
   stateDict(): BatchNormState {
     return this.#layer.stateDict();
   }
