@@ -79,17 +79,18 @@ impl<T: Settled> Settled for Option<T> {
 
 macro_rules! settled_as_is {
     ($($t:ty),*) => {$(
-        impl Settled for $t {
+        impl $crate::arrays::Settled for $t {
             type Retained = $t;
-            fn reread(self) -> Result<Self> {
+            fn reread(self) -> napi::Result<Self> {
                 Ok(self)
             }
-            fn retain(self, _env: &Env) -> Result<Self> {
+            fn retain(self, _env: &napi::Env) -> napi::Result<Self> {
                 Ok(self)
             }
         }
     )*};
 }
+pub(crate) use settled_as_is;
 settled_as_is!(f64, bool, Vec<f64>);
 
 /// The bytes one argument of a call covers, and whether the call writes them.

@@ -7,7 +7,7 @@
 use napi::{Error, Result, Status};
 use napi_derive::napi;
 
-use crate::arrays::Settled;
+use crate::arrays::settled_as_is;
 
 /// The count per channel of statistics or sums the caller gives (a plan's `stats` / `sums`;
 /// their arrays arrive positionally).
@@ -60,18 +60,5 @@ pub fn given_count(name: &str, given: &Option<Counted>) -> Result<f64> {
     given.as_ref().map(|g| g.count).ok_or_else(|| Error::new(Status::InvalidArg, format!("options.{name} is required")))
 }
 
-/// Options hold no array, so nothing in them can go stale (see `arrays::Settled`).
-macro_rules! settled_options {
-    ($($t:ty),*) => {$(
-        impl Settled for $t {
-            type Retained = $t;
-            fn reread(self) -> Result<Self> {
-                Ok(self)
-            }
-            fn retain(self, _env: &napi::Env) -> Result<Self> {
-                Ok(self)
-            }
-        }
-    )*};
-}
-settled_options!(TrainOptions, EvalOptions, BackwardOptions, ReduceOptions);
+// Options hold no array, so nothing in them can go stale (see `arrays::Settled`).
+settled_as_is!(TrainOptions, EvalOptions, BackwardOptions, ReduceOptions);
