@@ -271,20 +271,28 @@ async function main(): Promise<void> {
     rows.slice(Math.floor((rank * rows.length) / size), Math.floor(((rank + 1) * rows.length) / size));
   const losses = await train(model, data, shard, comm.allReduce);
   losses.forEach((loss, e) => {
-    if (e === 0 || (e + 1) % 5 === 0) console.log(`${tag}: epoch ${String(e + 1).padStart(2)} loss ${loss.toFixed(12)}`);
+    if (e === 0 || (e + 1) % 5 === 0)
+      console.log(`${tag}: epoch ${String(e + 1).padStart(2)} loss ${loss.toFixed(12)}`);
   });
 
   // Every rank must hold the same weights: compare with rank 0's.
   const mine = model.state();
   const rank0 = await comm.broadcast(mine.slice(), 0);
   const acrossRanks = maxDifference(mine, rank0);
-  console.log(`${tag}: final loss ${losses[EPOCHS - 1].toFixed(12)}; max weight difference from rank 0: ${acrossRanks}`);
+  console.log(
+    `${tag}: final loss ${losses[EPOCHS - 1].toFixed(12)}; max weight difference from rank 0: ${acrossRanks}`,
+  );
   let ok = acrossRanks === 0;
 
   if (rank === 0) {
     // The same model, the same initial weights (rank 0's seed), one process, whole batches.
     const single = new Mlp(new BatchNorm(HIDDEN, { activation: 'relu' }), generator(1000));
-    const singleLosses = await train(single, data, (rows) => rows, async (buffer) => buffer);
+    const singleLosses = await train(
+      single,
+      data,
+      (rows) => rows,
+      async (buffer) => buffer,
+    );
     const diff = maxDifference(mine, single.state());
     const lossDiff = Math.abs(singleLosses[EPOCHS - 1] - losses[EPOCHS - 1]);
     const pass = diff <= TOLERANCE;

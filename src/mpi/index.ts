@@ -4,6 +4,7 @@
 // (initialized by the first world(), finalized at exit). Every collective first agrees on a
 // small header across ranks, so mismatched calls fail with the same error on every rank.
 // Guide: docs/mpi.md.
+import { inspect } from 'node:util';
 import { describe } from '../validate';
 import { loadMpiBinding } from './load';
 
@@ -58,6 +59,9 @@ interface Checked {
 
 const NO_BUFFER: Checked = { f32: null, f64: null, root: 0, error: null };
 
+/** How long a rank exiting with an error waits before MPI_Abort. */
+const ABORT_GRACE_MS = 250;
+
 let communicator: Communicator | null = null;
 
 /** MPI_COMM_WORLD. The first call initializes MPI (MPI_Init_thread, MPI_THREAD_SERIALIZED
@@ -76,9 +80,22 @@ function createWorld(): Communicator {
   // entered from two threads at once, only from different ones (the JS thread and a libuv
   // worker). Below it, only the thread that initialized MPI may call it: the JS thread.
   const offThread = threadLevel === 'serialized' || threadLevel === 'multiple';
+  // Node prints an uncaught error after the 'exit' listeners, which MPI_Abort never returns
+  // from: keep it, to print it first.
+  let fatal: { error: unknown } | null = null;
+  process.on('uncaughtExceptionMonitor', (error) => {
+    fatal = { error };
+  });
   process.on('exit', (code) => {
-    if (code === 0) binding.finalize();
-    else binding.abort(code);
+    if (code === 0) {
+      binding.finalize();
+      return;
+    }
+    if (fatal !== null) process.stderr.write(`${inspect(fatal.error)}\n`);
+    // MPI_Abort makes the runtime kill every rank at once; give mpirun a moment first to
+    // forward what this rank just wrote.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ABORT_GRACE_MS);
+    binding.abort(code);
   });
 
   // The end of this rank's last queued collective: each new one starts after it, so the
@@ -109,8 +126,13 @@ function createWorld(): Communicator {
     let error: Error | null = null;
     let checkedRoot = 0;
     if (!(buffer instanceof Float32Array) && !(buffer instanceof Float64Array)) {
-      error = new TypeError(`batchnorm/mpi: ${name}: buffer must be a Float32Array or Float64Array, got ${describe(buffer)}`);
-    } else if (root !== undefined && (!Number.isSafeInteger(root) || (root as number) < 0 || (root as number) >= size)) {
+      error = new TypeError(
+        `batchnorm/mpi: ${name}: buffer must be a Float32Array or Float64Array, got ${describe(buffer)}`,
+      );
+    } else if (
+      root !== undefined &&
+      (!Number.isSafeInteger(root) || (root as number) < 0 || (root as number) >= size)
+    ) {
       error = new RangeError(
         `batchnorm/mpi: ${name}: root must be an integer rank in [0, ${size - 1}], got ${describe(root)}`,
       );

@@ -241,7 +241,7 @@ impl Job {
         let name = op_name(self.op);
         if max(F_OP) != min(F_OP) {
             return Err(failure(format!(
-                "batchnorm/mpi: {name}: the ranks called different collectives at this step ({} on some, {} on others); every rank must call the same ones in the same order",
+                "batchnorm/mpi: the ranks called different collectives at this step ({} on some, {} on others); every rank must call the same ones in the same order",
                 op_name(min(F_OP)),
                 op_name(max(F_OP))
             )));
