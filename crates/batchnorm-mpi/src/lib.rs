@@ -75,7 +75,9 @@ pub fn init() -> Result<WorldInfo> {
     let mut state = lock();
     if matches!(*state, State::Uninitialized) {
         let (universe, provided) = mpi::initialize_with_threading(Threading::Serialized).ok_or_else(|| {
-            failure("MPI was already initialized in this process by other code; batchnorm/mpi must initialize it".into())
+            failure(
+                "MPI was already initialized in this process by other code; batchnorm/mpi must initialize it".into(),
+            )
         })?;
         *state = State::Live(universe, provided);
     }
@@ -208,6 +210,10 @@ impl Job {
         };
         let world = universe.world();
         self.agree(&world)?;
+        // SAFETY (as_mut): the typed array is this call's argument (sync) or held by the task's
+        // reference until it settles (Async); nothing else in the addon touches it meanwhile.
+        // JS code writing the same buffer while an Async call runs is the caller's data race,
+        // as with every typed array handed to a worker (documented in docs/mpi.md).
         match (self.op, &mut self.data) {
             (BARRIER, _) => world.barrier(),
             (ALL_REDUCE, Data::F32(a)) => all_reduce(&world, unsafe { a.as_mut() }),
@@ -310,7 +316,13 @@ impl Task for Job {
 /// One collective on the JS thread. `op`: 1 allReduce, 2 broadcast, 3 barrier; `invalid`:
 /// this rank's arguments failed validation (only the header is exchanged, and it fails).
 #[napi]
-pub fn collective(op: u32, invalid: bool, root: i64, f32: Option<Float32Array>, f64: Option<Float64Array>) -> Result<()> {
+pub fn collective(
+    op: u32,
+    invalid: bool,
+    root: i64,
+    f32: Option<Float32Array>,
+    f64: Option<Float64Array>,
+) -> Result<()> {
     Job { op: i64::from(op), invalid, root, data: Data::from_args(f32, f64)? }.run()
 }
 
