@@ -11,7 +11,7 @@
 //                                                          more ranks than cores: --oversubscribe)
 //
 // Exit code 0 when every check holds; otherwise non-zero, which ends the whole MPI job.
-import { BatchNorm, type FloatArray, SyncBatchNorm } from '../index';
+import { BatchNorm, backend, type FloatArray, SyncBatchNorm } from '../index';
 import { world } from '../src/mpi';
 
 const HIDDEN = 16;
@@ -259,6 +259,10 @@ async function main(): Promise<void> {
   const comm = world();
   const { rank, size } = comm;
   const tag = `rank ${rank}/${size}`;
+  if (rank === 0)
+    console.log(
+      `${tag}: ${comm.libraryVersion.split(',')[0]}, thread level ${comm.threadLevel}, backend ${backend.name}`,
+    );
   const data = twoMoons(SAMPLES, generator(2024)); // the same data set on every rank
 
   // Each rank initializes its own weights (seeded by rank), then takes rank 0's.

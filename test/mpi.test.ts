@@ -119,6 +119,7 @@ describe.skipIf(missing.length > 0 && !requireMpi)(
           threadLevel: string;
           offThread: boolean;
           allReduce: Record<string, { same: boolean; values: number[]; syncValues: number[] }>;
+          view: number[];
           unbound: number[];
           concurrent: number[];
           broadcast: { root: number; f64: number[]; f32: number[] }[];
@@ -136,6 +137,7 @@ describe.skipIf(missing.length > 0 && !requireMpi)(
             expect(got.syncValues).toEqual(expected);
           }
         }
+        expect(r.view).toEqual([...Array(3).fill(rank + 1), ...Array(4).fill(triangle), ...Array(3).fill(rank + 1)]);
         expect(r.unbound).toEqual([(np * (np - 1)) / 2]);
         expect(r.concurrent).toEqual([1, 2, 3].map((k) => k * triangle));
         expect(r.broadcast).toEqual(

@@ -23,6 +23,10 @@ async function main() {
       };
     }
   }
+  // A view into a larger buffer: only the view's elements are summed.
+  const whole = new Float64Array(10).fill(rank + 1);
+  await comm.allReduce(whole.subarray(3, 7));
+  out.view = Array.from(whole);
   // Unbound, as SyncBatchNorm calls it.
   const { allReduce } = comm;
   out.unbound = Array.from(await allReduce(new Float64Array([rank])));
