@@ -110,6 +110,25 @@ describe.skipIf(missing.length > 0 && !requireMpi)(
       expect(missing, 'BATCHNORM_REQUIRE_MPI=1, but the MPI tests cannot run').toEqual([]);
     });
 
+    it('esm/mpi.mjs exports the CommonJS names and shares its module instance', () => {
+      const child = spawnSync(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `import { createRequire } from 'node:module';
+           import * as esm from 'batchnorm/mpi';
+           const cjs = createRequire(import.meta.url)('batchnorm/mpi');
+           console.log(JSON.stringify({ esm: Object.keys(esm), cjs: Object.keys(cjs), same: esm.default === cjs && esm.world === cjs.world }));`,
+        ],
+        { cwd: root, encoding: 'utf8' },
+      );
+      expect(child.status, child.stderr).toBe(0);
+      const { esm, cjs, same } = JSON.parse(child.stdout);
+      expect(esm.filter((name: string) => name !== 'default').sort(), 'update esm/mpi.mjs').toEqual([...cjs].sort());
+      expect(same).toBe(true);
+    });
+
     it.each([1, 2, 3])('-np %i: allReduce, allReduceSync, broadcast and barrier', (np) => {
       const ranks = mustRun(np, 'collectives.js');
       const triangle = (np * (np + 1)) / 2; // sum over ranks of (rank + 1)
