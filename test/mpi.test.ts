@@ -44,7 +44,9 @@ function mpirun(np: number, script: string, args: string[] = [], env: NodeJS.Pro
     const child = spawnSync(
       'mpirun',
       [...asRoot, '--oversubscribe', '-np', String(np), process.execPath, script, ...args],
-      { cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env, BATCHNORM_MPI_TEST_OUT: out } },
+      // Under vitest's 60 s test timeout, which cannot fire while spawnSync blocks: a hang fails
+      // the test (mpirun is killed, and ends its ranks) instead of stalling the suite.
+      { cwd: root, encoding: 'utf8', timeout: 50_000, env: { ...process.env, ...env, BATCHNORM_MPI_TEST_OUT: out } },
     );
     const ranks: Record<string, unknown>[] = [];
     for (const file of readdirSync(out)) {
@@ -139,6 +141,7 @@ describe.skipIf(missing.length > 0 && !requireMpi)(
           offThread: boolean;
           allReduce: Record<string, { same: boolean; values: number[]; syncValues: number[] }>;
           view: number[];
+          shared: number[];
           unbound: number[];
           concurrent: number[];
           broadcast: { root: number; f64: number[]; f32: number[] }[];
@@ -157,6 +160,7 @@ describe.skipIf(missing.length > 0 && !requireMpi)(
           }
         }
         expect(r.view).toEqual([...Array(3).fill(rank + 1), ...Array(4).fill(triangle), ...Array(3).fill(rank + 1)]);
+        expect(r.shared).toEqual(Array(4).fill(triangle));
         expect(r.unbound).toEqual([(np * (np - 1)) / 2]);
         expect(r.concurrent).toEqual([1, 2, 3].map((k) => k * triangle));
         expect(r.broadcast).toEqual(

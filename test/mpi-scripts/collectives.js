@@ -27,6 +27,10 @@ async function main() {
   const whole = new Float64Array(10).fill(rank + 1);
   await comm.allReduce(whole.subarray(3, 7));
   out.view = Array.from(whole);
+  // Over a SharedArrayBuffer (as worker_threads share memory).
+  const shared = new Float32Array(new SharedArrayBuffer(16)).fill(rank + 1);
+  await comm.allReduce(shared);
+  out.shared = Array.from(shared);
   // Unbound, as SyncBatchNorm calls it.
   const { allReduce } = comm;
   out.unbound = Array.from(await allReduce(new Float64Array([rank])));
