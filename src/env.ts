@@ -63,7 +63,7 @@ export function envChoice(name: keyof typeof CHOICES): string | null {
 }
 
 /** A path, resolved by the caller; null when unset. */
-export function envPath(name: 'BATCHNORM_NATIVE_PATH'): string | null {
+export function envPath(name: 'BATCHNORM_NATIVE_PATH' | 'BATCHNORM_MPI_PATH'): string | null {
   return raw(name);
 }
 

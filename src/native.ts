@@ -29,7 +29,7 @@ function isMusl(): boolean {
 }
 
 /** The folder of this package's package.json, from the source tree or from dist/. */
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = __dirname;
   for (;;) {
     const manifest = join(dir, 'package.json');

@@ -121,6 +121,10 @@ describe('package manifests', () => {
       'dist/index.d.ts',
       'dist/native/binding.d.ts',
       'esm/index.mjs',
+      // batchnorm/mpi's wrapper; its addon is never shipped (npm run build:mpi builds it).
+      'esm/mpi.mjs',
+      'dist/src/mpi/index.js',
+      'dist/src/mpi/index.d.ts',
     ]) {
       expect(files).toContain(wanted);
     }
@@ -130,7 +134,7 @@ describe('package manifests', () => {
     );
     expect(unwanted).toEqual([]);
     const shipped =
-      /^(package\.json|README\.md|docs\/[a-z-]+\.md|LICENSE|esm\/index\.mjs|dist\/index\.(js|d\.ts)|dist\/src\/.+\.(js|d\.ts)|dist\/native\/binding\.d\.ts)$/;
+      /^(package\.json|README\.md|docs\/[a-z-]+\.md|LICENSE|esm\/(index|mpi)\.mjs|dist\/index\.(js|d\.ts)|dist\/src\/.+\.(js|d\.ts)|dist\/native\/binding\.d\.ts)$/;
     expect(files.filter((file) => !shipped.test(file))).toEqual([]);
   });
 });
@@ -172,10 +176,13 @@ report(await import('batchnorm'), typeof import.meta.resolve === 'function' ? im
 `;
 // Type-checked (not run) against the installed declarations, as CommonJS and as ESM.
 const CONSUMER_TS = `import { type Backend, type TrainResult, backend, batchNormTrain, nativeLoadError } from 'batchnorm';
+// batchnorm/mpi's declarations, through its own export (type-checked only: no MPI here).
+import { type Communicator, world } from 'batchnorm/mpi';
 const chosen: Backend = backend;
 const result: TrainResult = batchNormTrain(new Float32Array(4), [2, 2], { eps: 1e-3 });
 const why: Error | null = nativeLoadError;
-export { chosen, result, why };
+const connect: () => Communicator = world;
+export { chosen, connect, result, why };
 `;
 
 interface Report {
@@ -390,6 +397,19 @@ describe.skipIf(!hasBinary)(installTitle, () => {
       BATCHNORM_NATIVE_PATH: join('..', 'elsewhere', 'my-batchnorm.node'),
     });
     expect(relative).toMatchObject({ backend: 'native', source: elsewhere, loadError: null });
+  });
+
+  it.each([
+    ['require', "try { require('batchnorm/mpi'); } catch (e) { console.log(e.message); }", 'commonjs'],
+    ['import', "try { await import('batchnorm/mpi'); } catch (e) { console.log(e.message); }", 'module'],
+  ])('batchnorm/mpi (its addon is not shipped): %s throws how to build it', (_, source, type) => {
+    const child = run(process.execPath, [`--input-type=${type}`, '-e', source], jsOnly, env());
+    expect(child.stderr).toBe('');
+    expect(child.status).toBe(0);
+    expect(child.stdout).toMatch(
+      /^batchnorm\/mpi: the MPI addon is not built \(.*node_modules.batchnorm.native-mpi.batchnorm_mpi\.node does not exist\)/,
+    );
+    expect(child.stdout).toContain('npm run build:mpi');
   });
 
   it('the installed type declarations compile for CommonJS and ESM consumers', () => {
