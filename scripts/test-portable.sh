@@ -7,12 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+cargo clippy -p batchnorm-core -p batchnorm-node --all-targets --features batchnorm-core/portable -- -D warnings
 cargo test -p batchnorm-core --release --features portable
 
 rm -rf target/portable
 npx napi build --platform --release --manifest-path crates/batchnorm-node/Cargo.toml \
   --output-dir target/portable --no-js --dts binding.d.ts --features portable
 addon=$(realpath target/portable/batchnorm.*.node)
+# The feature took: no non-temporal store (movnt*) or sfence is left in the binary.
+if objdump -d "$addon" | grep -qE '\s(movnt|sfence)'; then
+  echo "test-portable: $addon still holds non-temporal stores" >&2
+  exit 1
+fi
 BATCHNORM_NATIVE_PATH="$addon" BATCHNORM_BACKEND=native node -e "
   const bn = require('./dist/index.js');
   if (bn.nativeSource !== '$addon') throw new Error('loaded ' + bn.nativeSource);
