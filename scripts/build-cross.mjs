@@ -50,9 +50,13 @@ if (problems.length) {
   die(`missing:\n  ${problems.join('\n  ')}\nrun \`bash scripts/install-cross-tools.sh\` (see docs/contributing.md)`);
 }
 
-const run = (command) => {
-  console.log(`\n$ ${command}`);
-  execSync(command, { cwd: root, stdio: 'inherit' });
+const run = (command, env = {}) => {
+  console.log(
+    `\n$ ${Object.entries(env)
+      .map(([k, v]) => `${k}='${v}' `)
+      .join('')}${command}`,
+  );
+  execSync(command, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
 };
 
 // Where the release job's download-artifact step puts them, inside target/.
@@ -60,7 +64,12 @@ const artifacts = join(root, 'target', 'cross-artifacts');
 rmSync(artifacts, { recursive: true, force: true });
 for (const t of linux) {
   const since = Date.now();
-  run(`cargo clippy --workspace --all-targets --target ${t.target} -- -D warnings`);
+  // musl: the flag napi build adds there, without which cargo drops the cdylib (and its check).
+  const rustflags = t.libc === 'musl' ? `${process.env.RUSTFLAGS ?? ''} -C target-feature=-crt-static`.trim() : null;
+  run(
+    `cargo clippy --workspace --all-targets --target ${t.target} -- -D warnings`,
+    rustflags ? { RUSTFLAGS: rustflags } : {},
+  );
   // The build writes native/batchnorm.<platform>.node; a host build there is kept aside.
   const fileName = `batchnorm.${t.platform}.node`;
   const built = join(root, 'native', fileName);
