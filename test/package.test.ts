@@ -88,10 +88,24 @@ describe('package manifests', () => {
     }
   });
 
-  it('the release workflow builds every napi target', () => {
+  it('the release workflow builds every napi target, from the description build:cross uses', () => {
+    // scripts/targets.mjs: package.json's napi.targets, each with its runner and build command.
+    const matrix: { target: string; platform: string; os: string; cpu: string; libc?: string; build: string }[] =
+      JSON.parse(mustRun(process.execPath, [join('scripts', 'targets.mjs'), 'matrix'], root));
+    expect(matrix.map((t) => t.target)).toEqual(manifest.napi.targets);
+    for (const t of matrix) {
+      const { dir, os, cpu, libc } = PLATFORMS[t.target];
+      expect({ platform: t.platform, os: t.os, cpu: t.cpu, libc: t.libc }).toEqual({ platform: dir, os, cpu, libc });
+      // Linux through cargo-zigbuild, gnu against glibc 2.17 (the README's floor).
+      const zig = { glibc: '.2.17 -x', musl: ' -x' }[libc ?? ''] ?? '';
+      expect(t.build).toBe(`npm run build:native -- --target ${t.target}${zig}`);
+    }
+    // The workflow's matrix is that output, not a list of its own.
     const workflow = readFileSync(join(root, '.github', 'workflows', 'release.yml'), 'utf8');
-    const built = [...workflow.matchAll(/^\s*target: (\S+)$/gm)].map((m) => m[1]);
-    expect(built.sort()).toEqual([...manifest.napi.targets].sort());
+    expect(workflow).toContain('node scripts/targets.mjs matrix');
+    expect(workflow).toMatch(/^\s*settings: \$\{\{ fromJSON\(needs\.targets\.outputs\.matrix\) \}\}$/m);
+    expect(workflow).not.toMatch(/^\s*-?\s*target: /m);
+    expect(manifest.scripts['build:cross']).toBe('node scripts/build-cross.mjs');
   });
 
   it('installing runs no scripts, so nothing is downloaded or compiled at install time', () => {

@@ -17,7 +17,7 @@ const CHUNK: usize = 1 << 16;
 /// AVX2 eight (f32) or four (f64) values per step, else one by one. (LLVM keeps the plain loop
 /// scalar, ~4 values per ns per thread, a third of a statistics sweep's time.)
 fn partial<T: Element>(values: &[T], first: usize) -> u32 {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
     if std::arch::is_x86_feature_detected!("avx2") {
         use std::any::TypeId;
         if TypeId::of::<T>() == TypeId::of::<f32>() {
@@ -46,7 +46,7 @@ fn partial_scalar<T: Element>(values: &[T], first: usize) -> u32 {
     sum
 }
 
-#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
 mod avx2 {
     use std::arch::x86_64::*;
 

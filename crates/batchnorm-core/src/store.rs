@@ -21,7 +21,8 @@ fn stream_min_bytes() -> usize {
 
 /// Whether a pass writing `elements` values of T streams them.
 pub(crate) fn streams<T>(elements: usize) -> bool {
-    cfg!(target_arch = "x86_64") && elements.saturating_mul(std::mem::size_of::<T>()) >= stream_min_bytes()
+    cfg!(all(target_arch = "x86_64", not(feature = "portable")))
+        && elements.saturating_mul(std::mem::size_of::<T>()) >= stream_min_bytes()
 }
 
 /// The stores a pass uses: plain, or the non-temporal ones of a vector width. The width is
@@ -40,6 +41,7 @@ pub(crate) trait ValueAt<T>: Sized {
     fn at(&self, j: usize, old: T) -> T;
     /// The same pass over elements `start..start + len` only, indexed from 0: each of its
     /// inputs cut once, so a fixed-length loop over it needs no bounds checks.
+    #[cfg_attr(any(not(target_arch = "x86_64"), feature = "portable"), allow(dead_code))]
     fn window(&self, start: usize, len: usize) -> Self;
 }
 
@@ -47,12 +49,12 @@ pub(crate) trait ValueAt<T>: Sized {
 #[inline(always)]
 pub(crate) fn write<T: Element>(dst: &mut [T], stores: Stores, values: &impl ValueAt<T>) {
     // Steps of whole 64-byte lines only (f32, f64), so aligned stores stay aligned.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
     if stores != Stores::Cached && size_of::<[T; STEP]>().is_multiple_of(64) {
         write_streaming(dst, stores, values);
         return;
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(any(not(target_arch = "x86_64"), feature = "portable"))]
     let _ = stores;
     write_cached(dst, values);
 }
@@ -67,10 +69,10 @@ fn write_cached<T: Element>(dst: &mut [T], values: &impl ValueAt<T>) {
 }
 
 /// Values computed per step into registers, then stored as whole lines (64 bytes or more).
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 const STEP: usize = 16;
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn write_streaming<T: Element>(dst: &mut [T], stores: Stores, values: &impl ValueAt<T>) {
@@ -100,7 +102,7 @@ fn write_streaming<T: Element>(dst: &mut [T], stores: Stores, values: &impl Valu
 /// weakly ordered: a task that streamed must call this before it ends and another thread
 /// may read what it wrote. Once per task, not per row: the fence waits for the stores.
 pub(crate) fn fence(streaming: bool) {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
     if streaming {
         // SAFETY: SSE is part of the x86-64 baseline.
         unsafe { std::arch::x86_64::_mm_sfence() };
@@ -112,7 +114,7 @@ pub(crate) fn fence(streaming: bool) {
 ///
 /// # Safety
 /// Both ranges valid; `to` 64-byte aligned; the CPU has the instructions `stores` names.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 #[inline(always)]
 unsafe fn stream_line(to: *mut u8, from: *const u8, bytes: usize, stores: Stores) {
     // Miri runs no inline assembly, which the streaming intrinsics are: there a plain copy of
@@ -133,7 +135,7 @@ unsafe fn stream_line(to: *mut u8, from: *const u8, bytes: usize, stores: Stores
 ///
 /// # Safety
 /// As `stream_line`.
-#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
 #[inline(always)]
 unsafe fn stream_line_intrinsics(to: *mut u8, from: *const u8, bytes: usize, stores: Stores) {
     use std::arch::x86_64::*;
@@ -190,6 +192,7 @@ mod tests {
 
     #[test]
     fn streaming_matches_plain_stores_at_every_alignment_and_length() {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut kinds = vec![Stores::StreamSse];
         #[cfg(target_arch = "x86_64")]
         {
