@@ -11,12 +11,18 @@ export declare function backwardF64Async(dy: Float64Array, x: Float64Array, shap
 
 /** Backward (`backward`, `backwardWithSums`). */
 export interface BackwardOptions {
+  /** What a Uint16Array holds: 'bfloat16' or 'float16' (absent for f32 and f64 arrays). */
+  dtype?: string
   axis: number
   /** Through the batch statistics (true) or with them frozen. */
   training: boolean
   /** `backwardWithSums` only: the given sums' count. */
   sums?: Counted
 }
+
+export declare function backwardU16(dy: Uint16Array, x: Uint16Array, shape: Array<number>, gamma: Float32Array | undefined | null, mean: Float32Array, invStd: Float32Array, y: Uint16Array | undefined | null, out: Uint16Array, dGamma: Float32Array, dBeta: Float32Array, dResidual: Uint16Array | undefined | null, xFingerprint: Float64Array | undefined | null, options: BackwardOptions): void
+
+export declare function backwardU16Async(dy: Uint16Array, x: Uint16Array, shape: Array<number>, gamma: Float32Array | undefined | null, mean: Float32Array, invStd: Float32Array, y: Uint16Array | undefined | null, out: Uint16Array, dGamma: Float32Array, dBeta: Float32Array, dResidual: Uint16Array | undefined | null, xFingerprint: Float64Array | undefined | null, options: BackwardOptions): Promise<unknown>
 
 export declare function backwardWithSumsF32(dy: Float32Array, x: Float32Array, shape: Array<number>, gamma: Float32Array | undefined | null, mean: Float32Array, invStd: Float32Array, y: Float32Array | undefined | null, sumDy: Float64Array, sumDyXhat: Float64Array, out: Float32Array, dGamma: Float32Array, dBeta: Float32Array, dResidual: Float32Array | undefined | null, xFingerprint: Float64Array | undefined | null, options: BackwardOptions): void
 
@@ -25,6 +31,10 @@ export declare function backwardWithSumsF32Async(dy: Float32Array, x: Float32Arr
 export declare function backwardWithSumsF64(dy: Float64Array, x: Float64Array, shape: Array<number>, gamma: Float64Array | undefined | null, mean: Float64Array, invStd: Float64Array, y: Float64Array | undefined | null, sumDy: Float64Array, sumDyXhat: Float64Array, out: Float64Array, dGamma: Float64Array, dBeta: Float64Array, dResidual: Float64Array | undefined | null, xFingerprint: Float64Array | undefined | null, options: BackwardOptions): void
 
 export declare function backwardWithSumsF64Async(dy: Float64Array, x: Float64Array, shape: Array<number>, gamma: Float64Array | undefined | null, mean: Float64Array, invStd: Float64Array, y: Float64Array | undefined | null, sumDy: Float64Array, sumDyXhat: Float64Array, out: Float64Array, dGamma: Float64Array, dBeta: Float64Array, dResidual: Float64Array | undefined | null, xFingerprint: Float64Array | undefined | null, options: BackwardOptions): Promise<unknown>
+
+export declare function backwardWithSumsU16(dy: Uint16Array, x: Uint16Array, shape: Array<number>, gamma: Float32Array | undefined | null, mean: Float32Array, invStd: Float32Array, y: Uint16Array | undefined | null, sumDy: Float64Array, sumDyXhat: Float64Array, out: Uint16Array, dGamma: Float32Array, dBeta: Float32Array, dResidual: Uint16Array | undefined | null, xFingerprint: Float64Array | undefined | null, options: BackwardOptions): void
+
+export declare function backwardWithSumsU16Async(dy: Uint16Array, x: Uint16Array, shape: Array<number>, gamma: Float32Array | undefined | null, mean: Float32Array, invStd: Float32Array, y: Uint16Array | undefined | null, sumDy: Float64Array, sumDyXhat: Float64Array, out: Uint16Array, dGamma: Float32Array, dBeta: Float32Array, dResidual: Uint16Array | undefined | null, xFingerprint: Float64Array | undefined | null, options: BackwardOptions): Promise<unknown>
 
 /**
  * The version of this binding's calling convention (argument lists, their order, the
@@ -51,10 +61,16 @@ export declare function evalF64Async(x: Float64Array, shape: Array<number>, gamm
 
 /** Inference forward (`eval`). */
 export interface EvalOptions {
+  /** What a Uint16Array holds: 'bfloat16' or 'float16' (absent for f32 and f64 arrays). */
+  dtype?: string
   axis: number
   eps: number
   relu: boolean
 }
+
+export declare function evalU16(x: Uint16Array, shape: Array<number>, gamma: Float32Array | undefined | null, beta: Float32Array | undefined | null, runningMean: Float32Array, runningVar: Float32Array, residual: Uint16Array | undefined | null, out: Uint16Array, options: EvalOptions): void
+
+export declare function evalU16Async(x: Uint16Array, shape: Array<number>, gamma: Float32Array | undefined | null, beta: Float32Array | undefined | null, runningMean: Float32Array, runningVar: Float32Array, residual: Uint16Array | undefined | null, out: Uint16Array, options: EvalOptions): Promise<unknown>
 
 export declare function fingerprintF32(x: Float32Array): number
 
@@ -63,6 +79,11 @@ export declare function fingerprintF32Async(x: Float32Array): Promise<unknown>
 export declare function fingerprintF64(x: Float64Array): number
 
 export declare function fingerprintF64Async(x: Float64Array): Promise<unknown>
+
+/** The bits of 16-bit values, whichever format: the checksum reads bits, not values. */
+export declare function fingerprintU16(x: Uint16Array): number
+
+export declare function fingerprintU16Async(x: Uint16Array): Promise<unknown>
 
 /** Threads the native pool uses. */
 export declare function getNumThreads(): number
@@ -75,6 +96,10 @@ export declare function gradSumsF64(dy: Float64Array, x: Float64Array, shape: Ar
 
 export declare function gradSumsF64Async(dy: Float64Array, x: Float64Array, shape: Array<number>, mean: Float64Array, invStd: Float64Array, y: Float64Array | undefined | null, sumDy: Float64Array, sumDyXhat: Float64Array, options: ReduceOptions): Promise<unknown>
 
+export declare function gradSumsU16(dy: Uint16Array, x: Uint16Array, shape: Array<number>, mean: Float32Array, invStd: Float32Array, y: Uint16Array | undefined | null, sumDy: Float64Array, sumDyXhat: Float64Array, options: ReduceOptions): void
+
+export declare function gradSumsU16Async(dy: Uint16Array, x: Uint16Array, shape: Array<number>, mean: Float32Array, invStd: Float32Array, y: Uint16Array | undefined | null, sumDy: Float64Array, sumDyXhat: Float64Array, options: ReduceOptions): Promise<unknown>
+
 export declare function momentsF32(x: Float32Array, shape: Array<number>, mean: Float64Array, m2: Float64Array, options: ReduceOptions): void
 
 export declare function momentsF32Async(x: Float32Array, shape: Array<number>, mean: Float64Array, m2: Float64Array, options: ReduceOptions): Promise<unknown>
@@ -82,6 +107,10 @@ export declare function momentsF32Async(x: Float32Array, shape: Array<number>, m
 export declare function momentsF64(x: Float64Array, shape: Array<number>, mean: Float64Array, m2: Float64Array, options: ReduceOptions): void
 
 export declare function momentsF64Async(x: Float64Array, shape: Array<number>, mean: Float64Array, m2: Float64Array, options: ReduceOptions): Promise<unknown>
+
+export declare function momentsU16(x: Uint16Array, shape: Array<number>, mean: Float64Array, m2: Float64Array, options: ReduceOptions): void
+
+export declare function momentsU16Async(x: Uint16Array, shape: Array<number>, mean: Float64Array, m2: Float64Array, options: ReduceOptions): Promise<unknown>
 
 export declare function outputPoolStats(): OutputPoolStats
 
@@ -103,6 +132,8 @@ export declare function recycledBuffer(bytes: number): unknown | null
 
 /** The sync pieces' reductions (`moments`, `gradSums`). */
 export interface ReduceOptions {
+  /** What a Uint16Array holds: 'bfloat16' or 'float16' (absent for f32 and f64 arrays). */
+  dtype?: string
   axis: number
 }
 
@@ -122,6 +153,8 @@ export declare function trainF64Async(x: Float64Array, shape: Array<number>, gam
 
 /** Training forward (`train`, `trainWithStats`). */
 export interface TrainOptions {
+  /** What a Uint16Array holds: 'bfloat16' or 'float16' (absent for f32 and f64 arrays). */
+  dtype?: string
   axis: number
   eps: number
   /** Weight of the batch statistics in the running ones (read when those are given). */
@@ -134,6 +167,10 @@ export interface TrainOptions {
   stats?: Counted
 }
 
+export declare function trainU16(x: Uint16Array, shape: Array<number>, gamma: Float32Array | undefined | null, beta: Float32Array | undefined | null, runningMean: Float32Array | undefined | null, runningVar: Float32Array | undefined | null, residual: Uint16Array | undefined | null, out: Uint16Array, mean: Float32Array, invStd: Float32Array, xFingerprint: Float64Array | undefined | null, options: TrainOptions): void
+
+export declare function trainU16Async(x: Uint16Array, shape: Array<number>, gamma: Float32Array | undefined | null, beta: Float32Array | undefined | null, runningMean: Float32Array | undefined | null, runningVar: Float32Array | undefined | null, residual: Uint16Array | undefined | null, out: Uint16Array, mean: Float32Array, invStd: Float32Array, xFingerprint: Float64Array | undefined | null, options: TrainOptions): Promise<unknown>
+
 export declare function trainWithStatsF32(x: Float32Array, shape: Array<number>, gamma: Float32Array | undefined | null, beta: Float32Array | undefined | null, runningMean: Float32Array | undefined | null, runningVar: Float32Array | undefined | null, residual: Float32Array | undefined | null, statsMean: Float64Array, statsM2: Float64Array, out: Float32Array, mean: Float32Array, invStd: Float32Array, xFingerprint: Float64Array | undefined | null, options: TrainOptions): void
 
 export declare function trainWithStatsF32Async(x: Float32Array, shape: Array<number>, gamma: Float32Array | undefined | null, beta: Float32Array | undefined | null, runningMean: Float32Array | undefined | null, runningVar: Float32Array | undefined | null, residual: Float32Array | undefined | null, statsMean: Float64Array, statsM2: Float64Array, out: Float32Array, mean: Float32Array, invStd: Float32Array, xFingerprint: Float64Array | undefined | null, options: TrainOptions): Promise<unknown>
@@ -141,3 +178,7 @@ export declare function trainWithStatsF32Async(x: Float32Array, shape: Array<num
 export declare function trainWithStatsF64(x: Float64Array, shape: Array<number>, gamma: Float64Array | undefined | null, beta: Float64Array | undefined | null, runningMean: Float64Array | undefined | null, runningVar: Float64Array | undefined | null, residual: Float64Array | undefined | null, statsMean: Float64Array, statsM2: Float64Array, out: Float64Array, mean: Float64Array, invStd: Float64Array, xFingerprint: Float64Array | undefined | null, options: TrainOptions): void
 
 export declare function trainWithStatsF64Async(x: Float64Array, shape: Array<number>, gamma: Float64Array | undefined | null, beta: Float64Array | undefined | null, runningMean: Float64Array | undefined | null, runningVar: Float64Array | undefined | null, residual: Float64Array | undefined | null, statsMean: Float64Array, statsM2: Float64Array, out: Float64Array, mean: Float64Array, invStd: Float64Array, xFingerprint: Float64Array | undefined | null, options: TrainOptions): Promise<unknown>
+
+export declare function trainWithStatsU16(x: Uint16Array, shape: Array<number>, gamma: Float32Array | undefined | null, beta: Float32Array | undefined | null, runningMean: Float32Array | undefined | null, runningVar: Float32Array | undefined | null, residual: Uint16Array | undefined | null, statsMean: Float64Array, statsM2: Float64Array, out: Uint16Array, mean: Float32Array, invStd: Float32Array, xFingerprint: Float64Array | undefined | null, options: TrainOptions): void
+
+export declare function trainWithStatsU16Async(x: Uint16Array, shape: Array<number>, gamma: Float32Array | undefined | null, beta: Float32Array | undefined | null, runningMean: Float32Array | undefined | null, runningVar: Float32Array | undefined | null, residual: Uint16Array | undefined | null, statsMean: Float64Array, statsM2: Float64Array, out: Uint16Array, mean: Float32Array, invStd: Float32Array, xFingerprint: Float64Array | undefined | null, options: TrainOptions): Promise<unknown>

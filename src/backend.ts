@@ -8,6 +8,7 @@ import type {
   EvalOptions,
   FloatArray,
   GradSums,
+  TensorArray,
   TrainResult,
 } from './types';
 import {
@@ -15,8 +16,10 @@ import {
   type BackwardWithSumsPlan,
   checkFixedLength,
   type EvalPlan,
+  type FloatPlan,
   fromFunction,
   type StatsPlan,
+  type TensorsOf,
   type TrainPlan,
   type TrainWithStatsPlan,
   validateBackward,
@@ -29,45 +32,50 @@ import {
   validateTrainWithStats,
 } from './validate';
 
-/** What a backend provides: kernels that write into arrays allocated for them. */
-export interface Kernels {
+/** A plan as kernels of tensor type T see it: Kernels<FloatArray> (the js kernels) get float
+ *  plans only (see FloatPlan), Kernels (native) every plan. */
+type On<P, T extends TensorArray> = TensorArray extends T ? P : FloatPlan<P>;
+
+/** What a backend provides: kernels that write into arrays allocated for them. Tensors (y,
+ *  dx, dResidual) have x's array type T, parameters and statistics the plan's parameter type. */
+export interface Kernels<T extends TensorArray = TensorArray> {
   /** print: where x's fingerprint goes (length 1), or null when not asked for. */
-  train(plan: TrainPlan, y: FloatArray, mean: FloatArray, invStd: FloatArray, print: Float64Array | null): void;
+  train(plan: On<TrainPlan, T>, y: T, mean: FloatArray, invStd: FloatArray, print: Float64Array | null): void;
   trainWithStats(
-    plan: TrainWithStatsPlan,
-    y: FloatArray,
+    plan: On<TrainWithStatsPlan, T>,
+    y: T,
     mean: FloatArray,
     invStd: FloatArray,
     print: Float64Array | null,
   ): void;
-  evaluate(plan: EvalPlan, y: FloatArray): void;
+  evaluate(plan: On<EvalPlan, T>, y: T): void;
   /** dResidual: where the residual's gradient goes (null: no residual). Written before dx,
    *  which may overwrite dy. */
   backward(
-    plan: BackwardPlan,
-    dx: FloatArray,
+    plan: On<BackwardPlan, T>,
+    dx: T,
     dGamma: FloatArray,
     dBeta: FloatArray,
-    dResidual: FloatArray | null,
+    dResidual: T | null,
     print: Float64Array | null,
   ): void;
   backwardWithSums(
-    plan: BackwardWithSumsPlan,
-    dx: FloatArray,
+    plan: On<BackwardWithSumsPlan, T>,
+    dx: T,
     dGamma: FloatArray,
     dBeta: FloatArray,
-    dResidual: FloatArray | null,
+    dResidual: T | null,
     print: Float64Array | null,
   ): void;
-  stats(plan: StatsPlan, mean: Float64Array, m2: Float64Array): void;
-  backwardSums(plan: BackwardPlan, sumDy: Float64Array, sumDyXhat: Float64Array): void;
+  stats(plan: On<StatsPlan, T>, mean: Float64Array, m2: Float64Array): void;
+  backwardSums(plan: On<BackwardPlan, T>, sumDy: Float64Array, sumDyXhat: Float64Array): void;
   /** A checksum of x's bits, the same number on every backend (see js/fingerprint.ts). */
-  fingerprint(x: FloatArray): number;
+  fingerprint(x: T): number;
 }
 
 /** The same kernels returning promises (native: run off the JS thread). */
-export type AsyncKernels = {
-  [K in keyof Kernels]: (...args: Parameters<Kernels[K]>) => Promise<ReturnType<Kernels[K]>>;
+export type AsyncKernels<T extends TensorArray = TensorArray> = {
+  [K in keyof Kernels<T>]: (...args: Parameters<Kernels<T>[K]>) => Promise<ReturnType<Kernels<T>[K]>>;
 };
 
 /** The one-element array a kernel writes x's fingerprint to, when the call asked for it. */
@@ -88,8 +96,8 @@ function withPrint<R extends { fingerprint?: number }>(r: R, print: Float64Array
 function withStatsGrad(r: BackwardResult, plan: BackwardPlan): BackwardResult {
   if (!plan.statsGrad) return r;
   const c = plan.layout.channels;
-  const dMean = allocLike(plan.x, c);
-  const dVar = allocLike(plan.x, c);
+  const dMean = allocParams(plan, c);
+  const dVar = allocParams(plan, c);
   for (let i = 0; i < c; i++) {
     const g = plan.gamma ? plan.gamma[i] : 1;
     const s = plan.invStd[i];
@@ -101,14 +109,44 @@ function withStatsGrad(r: BackwardResult, plan: BackwardPlan): BackwardResult {
   return r;
 }
 
-/** A new zero-filled array of `like`'s dtype. */
-export function allocLike(like: FloatArray, length: number): FloatArray {
-  return like instanceof Float32Array ? new Float32Array(length) : new Float64Array(length);
+/** A new zero-filled array of `like`'s type. */
+export function allocLike(like: TensorArray, length: number): TensorArray {
+  if (like instanceof Float32Array) return new Float32Array(length);
+  return like instanceof Float64Array ? new Float64Array(length) : new Uint16Array(length);
+}
+
+/** A new zero-filled array for parameters or statistics of the plan's dtype: float64 for
+ *  float64 tensors, float32 for every other (the 16-bit formats' are float32, as PyTorch's). */
+export function allocParams(plan: TensorsOf, length: number): FloatArray {
+  return plan.dtype === 'float64' ? new Float64Array(length) : new Float32Array(length);
 }
 
 /** Where a backend gets the tensor-sized outputs the caller did not pass (y, dx): every
  *  element is written by the kernel, so the memory may come uninitialized. */
-export type OutputAllocator = (like: FloatArray, length: number) => FloatArray;
+export type OutputAllocator = (like: TensorArray, length: number) => TensorArray;
+
+/** Float16Array where the runtime has one (Node 24 on), else undefined. */
+const Float16ArrayClass = (globalThis as { Float16Array?: new (b: ArrayBufferLike, o: number, n: number) => unknown })
+  .Float16Array;
+
+/** A tensor the call made, as the caller gets it: the kernels' Uint16Array seen as a
+ *  Float16Array when x came as one. */
+function asGiven<T extends TensorArray>(plan: TensorsOf, a: T): T {
+  if (!plan.float16Array || Float16ArrayClass === undefined) return a;
+  return new Float16ArrayClass(a.buffer, a.byteOffset, a.length) as T;
+}
+
+/** The results' tensors as the caller gets them (see asGiven). */
+function givenTensors<R extends { y?: TensorArray; dx?: TensorArray; dResidual?: TensorArray }>(
+  plan: TensorsOf,
+  r: R,
+): R {
+  if (!plan.float16Array) return r;
+  if (r.y) r.y = asGiven(plan, r.y);
+  if (r.dx) r.dx = asGiven(plan, r.dx);
+  if (r.dResidual) r.dResidual = asGiven(plan, r.dResidual);
+  return r;
+}
 
 /** A training batch with no samples (m = 0). PyTorch gives an empty output and leaves the
  *  running statistics alone; there are no batch statistics (NaN, as the mean of nothing) and
@@ -126,15 +164,15 @@ function emptyTrain(r: TrainResult, print: Float64Array | null): TrainResult {
 
 function trainOutputs(plan: TrainPlan, allocate: OutputAllocator): TrainResult {
   const c = plan.layout.channels;
-  return { y: plan.out ?? allocate(plan.x, plan.x.length), mean: allocLike(plan.x, c), invStd: allocLike(plan.x, c) };
+  return { y: plan.out ?? allocate(plan.x, plan.x.length), mean: allocParams(plan, c), invStd: allocParams(plan, c) };
 }
 
 function backwardOutputs(plan: BackwardPlan, allocate: OutputAllocator): BackwardResult {
   const c = plan.layout.channels;
   const r: BackwardResult = {
     dx: plan.out ?? allocate(plan.x, plan.x.length),
-    dGamma: allocLike(plan.x, c),
-    dBeta: allocLike(plan.x, c),
+    dGamma: allocParams(plan, c),
+    dBeta: allocParams(plan, c),
   };
   if (plan.residual) r.dResidual = plan.outResidual ?? allocate(plan.x, plan.x.length);
   return r;
@@ -151,7 +189,7 @@ function sumsOutputs(plan: BackwardPlan): GradSums {
 }
 
 /** Async kernels that run the sync ones (the js backend has no other thread to use). */
-export function promisedKernels(k: Kernels): AsyncKernels {
+export function promisedKernels<T extends TensorArray>(k: Kernels<T>): AsyncKernels<T> {
   const wrap =
     <A extends unknown[], R>(f: (...args: A) => R) =>
     async (...args: A) =>
@@ -213,47 +251,47 @@ export function createBackend(
 ): Backend {
   // Picked in every method of every backend alike, so a tiny call on native takes exactly
   // the js backend's path (no extra call in between).
-  const sync = (plan: { x: FloatArray }) => (plan.x.length < small.minElements ? small.sync : kernels);
-  const async = (plan: { x: FloatArray }) => (plan.x.length < small.minElements ? small.async : asyncKernels);
+  const sync = (plan: { x: TensorArray }) => (plan.x.length < small.minElements ? small.sync : kernels);
+  const async = (plan: { x: TensorArray }) => (plan.x.length < small.minElements ? small.async : asyncKernels);
   return namingErrors({
     name,
     batchNormTrain(x, shape, options) {
       const plan = validateTrain(x, shape, options);
       const r = trainOutputs(plan, allocate);
       const print = printFor(plan);
-      if (isEmptyBatch(plan)) return emptyTrain(r, print);
+      if (isEmptyBatch(plan)) return givenTensors(plan, emptyTrain(r, print));
       sync(plan).train(plan, r.y, r.mean, r.invStd, print);
-      return withPrint(r, print);
+      return givenTensors(plan, withPrint(r, print));
     },
     async batchNormTrainAsync(x, shape, options) {
       const plan = validateTrain(x, shape, options);
       checkFixedLength(plan);
       const r = trainOutputs(plan, allocate);
       const print = printFor(plan);
-      if (isEmptyBatch(plan)) return emptyTrain(r, print);
+      if (isEmptyBatch(plan)) return givenTensors(plan, emptyTrain(r, print));
       await async(plan).train(plan, r.y, r.mean, r.invStd, print);
-      return withPrint(r, print);
+      return givenTensors(plan, withPrint(r, print));
     },
-    batchNormEval<A extends FloatArray>(x: A, shape: readonly number[], options: EvalOptions<A>) {
+    batchNormEval<A extends TensorArray>(x: A, shape: readonly number[], options: EvalOptions<A>) {
       const plan = validateEval(x, shape, options);
       const y = plan.out ?? allocate(plan.x, plan.x.length);
       sync(plan).evaluate(plan, y);
       // validate.ts made out (and allocate made y) of x's dtype.
-      return y as DtypeArray<A>;
+      return asGiven(plan, y) as DtypeArray<A>;
     },
-    async batchNormEvalAsync<A extends FloatArray>(x: A, shape: readonly number[], options: EvalOptions<A>) {
+    async batchNormEvalAsync<A extends TensorArray>(x: A, shape: readonly number[], options: EvalOptions<A>) {
       const plan = validateEval(x, shape, options);
       checkFixedLength(plan);
       const y = plan.out ?? allocate(plan.x, plan.x.length);
       await async(plan).evaluate(plan, y);
-      return y as DtypeArray<A>;
+      return asGiven(plan, y) as DtypeArray<A>;
     },
     batchNormBackward(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);
       const r = backwardOutputs(plan, allocate);
       const print = printFor(plan);
       if (!isEmptyBatch(plan)) sync(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
-      return withStatsGrad(withPrint(r, print), plan);
+      return givenTensors(plan, withStatsGrad(withPrint(r, print), plan));
     },
     async batchNormBackwardAsync(dy, x, shape, saved, options) {
       const plan = validateBackward(dy, x, shape, saved, options);
@@ -261,7 +299,7 @@ export function createBackend(
       const r = backwardOutputs(plan, allocate);
       const print = printFor(plan);
       if (!isEmptyBatch(plan)) await async(plan).backward(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
-      return withStatsGrad(withPrint(r, print), plan);
+      return givenTensors(plan, withStatsGrad(withPrint(r, print), plan));
     },
     batchNormStats(x, shape, options) {
       const plan = validateStats(x, shape, options);
@@ -281,7 +319,7 @@ export function createBackend(
       const r = trainOutputs(plan, allocate);
       const print = printFor(plan);
       sync(plan).trainWithStats(plan, r.y, r.mean, r.invStd, print);
-      return withPrint(r, print);
+      return givenTensors(plan, withPrint(r, print));
     },
     async batchNormTrainWithStatsAsync(x, shape, stats, options) {
       const plan = validateTrainWithStats(x, shape, stats, options);
@@ -289,7 +327,7 @@ export function createBackend(
       const r = trainOutputs(plan, allocate);
       const print = printFor(plan);
       await async(plan).trainWithStats(plan, r.y, r.mean, r.invStd, print);
-      return withPrint(r, print);
+      return givenTensors(plan, withPrint(r, print));
     },
     batchNormBackwardSums(dy, x, shape, saved, options) {
       const plan = validateBackwardSums(dy, x, shape, saved, options);
@@ -309,7 +347,7 @@ export function createBackend(
       const r = backwardOutputs(plan, allocate);
       const print = printFor(plan);
       sync(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
-      return withStatsGrad(withPrint(r, print), plan);
+      return givenTensors(plan, withStatsGrad(withPrint(r, print), plan));
     },
     async batchNormBackwardWithSumsAsync(dy, x, shape, saved, sums, options) {
       const plan = validateBackwardWithSums(dy, x, shape, saved, sums, options);
@@ -317,7 +355,7 @@ export function createBackend(
       const r = backwardOutputs(plan, allocate);
       const print = printFor(plan);
       await async(plan).backwardWithSums(plan, r.dx, r.dGamma, r.dBeta, r.dResidual ?? null, print);
-      return withStatsGrad(withPrint(r, print), plan);
+      return givenTensors(plan, withStatsGrad(withPrint(r, print), plan));
     },
     fingerprint(x) {
       const plan = validateFingerprint(x);

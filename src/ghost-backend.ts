@@ -7,7 +7,7 @@
 //
 // The running statistics follow the groups' average, as Keras keeps them: the mean of the
 // group means and of the group variances (each M2 / (count - runningVarCorrection)).
-import { allocLike, namingErrors } from './backend';
+import { allocLike, allocParams, namingErrors } from './backend';
 import { runAsync, runSync, type Steps } from './kernel-steps';
 import type {
   Backend,
@@ -15,6 +15,7 @@ import type {
   BackwardResult,
   FloatArray,
   SavedStats,
+  TensorArray,
   TrainOptions,
   TrainResult,
 } from './types';
@@ -49,14 +50,14 @@ function* trainSteps(k: number, x: unknown, shape: unknown, options: unknown): S
   // x's fingerprint before anything is written (y may be x itself).
   const fingerprint = plan.fingerprint ? ((yield ['fingerprint', [plan.x]]) as number) : undefined;
   const y = plan.out ?? allocLike(plan.x, plan.x.length);
-  const mean = allocLike(plan.x, g.count * c);
-  const invStd = allocLike(plan.x, g.count * c);
+  const mean = allocParams(plan, g.count * c);
+  const invStd = allocParams(plan, g.count * c);
   const meanSum = new Float64Array(c);
   const varSum = new Float64Array(c);
   for (let i = 0; i < g.count; i++) {
-    const block = (a: FloatArray) => a.subarray(i * g.elements, (i + 1) * g.elements);
+    const block = (a: TensorArray) => a.subarray(i * g.elements, (i + 1) * g.elements);
     const xs = block(plan.x);
-    const stats = (yield ['batchNormStats', [xs, g.shape, { axis: plan.axis }]]) as {
+    const stats = (yield ['batchNormStats', [xs, g.shape, { axis: plan.axis, dtype: plan.dtype }]]) as {
       count: number;
       mean: Float64Array;
       m2: Float64Array;
@@ -69,6 +70,7 @@ function* trainSteps(k: number, x: unknown, shape: unknown, options: unknown): S
         stats,
         {
           axis: plan.axis,
+          dtype: plan.dtype,
           eps: plan.eps,
           gamma: plan.gamma,
           beta: plan.beta,
@@ -108,7 +110,7 @@ function* backwardSteps(
   // saved holds every group's statistics (count × C); the rest of the call is checked as an
   // ordinary one, with the first group's statistics standing in for saved.
   if (typeof saved !== 'object' || saved === null) validateBackward(dy, x, shape, saved, options);
-  const probe = validateStats(x, shape, { axis: options.axis });
+  const probe = validateStats(x, shape, { axis: options.axis, dtype: options.dtype });
   const g = groupsOf(k, probe.shape, probe.axis, probe.layout.channels, probe.x.length);
   const c = g.channels;
   const perGroup = g.count * c;
@@ -122,17 +124,17 @@ function* backwardSteps(
       );
     }
   }
-  const first = (a: FloatArray) => (g.count === 0 ? allocLike(a, c) : a.subarray(0, c));
+  const first = (a: FloatArray) => (g.count === 0 ? allocParams(probe, c) : a.subarray(0, c));
   const plan = validateBackward(dy, x, shape, { mean: first(saved.mean), invStd: first(saved.invStd) }, options);
   const fingerprint = plan.fingerprint ? ((yield ['fingerprint', [plan.x]]) as number) : undefined;
   const dx = plan.out ?? allocLike(plan.x, plan.x.length);
   const dResidual = plan.residual ? (plan.outResidual ?? allocLike(plan.x, plan.x.length)) : null;
-  const dGamma = allocLike(plan.x, c);
-  const dBeta = allocLike(plan.x, c);
+  const dGamma = allocParams(plan, c);
+  const dBeta = allocParams(plan, c);
   const gammaSum = new Float64Array(c);
   const betaSum = new Float64Array(c);
   for (let i = 0; i < g.count; i++) {
-    const block = (a: FloatArray) => a.subarray(i * g.elements, (i + 1) * g.elements);
+    const block = (a: TensorArray) => a.subarray(i * g.elements, (i + 1) * g.elements);
     const stats = (a: FloatArray) => a.subarray(i * c, (i + 1) * c);
     const r = (yield [
       'batchNormBackward',
@@ -143,6 +145,7 @@ function* backwardSteps(
         { mean: stats(saved.mean), invStd: stats(saved.invStd) },
         {
           axis: plan.axis,
+          dtype: plan.dtype,
           gamma: plan.gamma,
           activation: plan.y ? 'relu' : 'none',
           y: plan.y ? block(plan.y) : undefined,
@@ -171,9 +174,9 @@ export function ghostBackend(kernels: Backend, virtualBatchSize: number): Backen
   const frozen = (options: BackwardOptions | undefined) => options?.training === false;
   return namingErrors({
     ...kernels,
-    batchNormTrain: (x: FloatArray, shape: readonly number[], options?: TrainOptions) =>
+    batchNormTrain: (x: TensorArray, shape: readonly number[], options?: TrainOptions) =>
       runSync(kernels, trainSteps(k, x, shape, options)),
-    batchNormTrainAsync: async (x: FloatArray, shape: readonly number[], options?: TrainOptions) =>
+    batchNormTrainAsync: async (x: TensorArray, shape: readonly number[], options?: TrainOptions) =>
       runAsync(kernels, trainSteps(k, x, shape, options)),
     batchNormBackward: (dy, x, shape, saved, options) =>
       frozen(options)

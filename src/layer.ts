@@ -5,8 +5,17 @@
 import { ghostBackend } from './ghost-backend';
 import { checkRenorm, type RenormOptions, renormBackend } from './renorm-backend';
 import { backend as selectedBackend } from './select';
-import { floatDtype, plainView } from './typed-arrays';
-import type { Activation, Backend, BackwardOptions, FloatArray, SavedStats } from './types';
+import { floatDtype, plainView, tensorKind } from './typed-arrays';
+import type {
+  Activation,
+  Backend,
+  BackwardOptions,
+  Dtype,
+  DtypeArray,
+  FloatArray,
+  SavedStats,
+  TensorArray,
+} from './types';
 import {
   checkActivation,
   checkAxis,
@@ -45,8 +54,10 @@ export interface BatchNormOptions {
   affine?: boolean;
   /** Keep runningMean (zeros) / runningVar (ones) and use them in eval mode. Default true. */
   trackRunningStats?: boolean;
-  /** The dtype of the parameters, statistics and every input. Default 'float32'. */
-  dtype?: 'float32' | 'float64';
+  /** The dtype of every input and output. 'float32' (default) and 'float64' are also the
+   *  parameters' and statistics'; 'bfloat16' and 'float16' tensors are Uint16Arrays of bits
+   *  (float16: or Float16Arrays) with float32 parameters, statistics and state dicts. */
+  dtype?: Dtype;
   /** Which implementation runs the kernels. Default: the selected backend. */
   backend?: Backend;
   /** 'relu': the layer computes max(0, BN(x)) in one pass (conv -> BN -> ReLU). Default 'none'. */
@@ -106,7 +117,7 @@ const OPTION_NAMES = new Set([
 interface ForwardCache {
   /** The caller's input itself (no copy, as PyTorch saves a reference), with its length and
    *  fingerprint at forward time: backward refuses an input changed since. */
-  x: FloatArray;
+  x: TensorArray;
   xLength: number;
   xFingerprint: number;
   shape: number[];
@@ -117,7 +128,7 @@ interface ForwardCache {
   gamma: FloatArray | null;
   /** The output returned to the caller, with a fused ReLU (the mask of where dy flows), and
    *  its fingerprint: a caller may change it in place, which backward must notice. */
-  y: FloatArray | null;
+  y: TensorArray | null;
   yFingerprint: number;
   /** The forward added a residual: backward also gives what flows to it. */
   residual: boolean;
@@ -125,32 +136,32 @@ interface ForwardCache {
 
 /** One forward, prepared: which statistics it uses and what it will save. */
 interface ForwardPlan {
-  x: FloatArray;
+  x: TensorArray;
   shape: number[];
   batchStats: boolean;
   updatesRunning: boolean;
   /** Frozen statistics for backward (eval with running statistics), taken before the call. */
   frozen: SavedStats | null;
-  residual: FloatArray | null;
-  out: FloatArray | null;
+  residual: TensorArray | null;
+  out: TensorArray | null;
 }
 
 /** What a forward call takes besides x and its shape. */
 export interface ForwardOptions {
   /** Added before the activation in the same pass: activation(BN(x) + residual), the tail of
    *  a ResNet block. x's dtype and length. backward then sets residualGrad. */
-  residual?: FloatArray | null;
+  residual?: TensorArray | null;
   /** Where y goes (x's dtype and length, not x's memory) instead of a new array: a loop that
    *  reuses one runs at the kernel's speed, with no output memory to reclaim. The caller owns
    *  it; with a fused ReLU it is the mask backward reads, so it must not change before then. */
-  out?: FloatArray | null;
+  out?: TensorArray | null;
 }
 
 /** What a backward call takes besides dy. */
 export interface LayerBackwardOptions {
   /** Where dx goes (x's dtype and length) instead of a new array; dy itself is allowed
    *  (dx then overwrites dy, after residualGrad is written). */
-  out?: FloatArray | null;
+  out?: TensorArray | null;
 }
 
 /** Batch normalization as a layer, as PyTorch's BatchNorm1d/2d/3d: learnable gamma and beta,
@@ -166,7 +177,7 @@ export class BatchNorm {
   readonly renorm: RenormOptions | null;
   readonly affine: boolean;
   readonly trackRunningStats: boolean;
-  readonly dtype: 'float32' | 'float64';
+  readonly dtype: Dtype;
   readonly backend: Backend;
   /** What the layer calls: the backend, or with virtualBatchSize its ghost-batch form. */
   readonly #kernels: Backend;
@@ -186,7 +197,7 @@ export class BatchNorm {
   #training = true;
   #numBatchesTracked = 0;
   #cache: ForwardCache | null = null;
-  #residualGrad: FloatArray | null = null;
+  #residualGrad: TensorArray | null = null;
   /** The async call in flight: its arrays must not be touched until it settles. */
   #busy: string | null = null;
 
@@ -225,7 +236,7 @@ export class BatchNorm {
 
   /** What the last backward() sent to the residual of its forward (null when that forward
    *  had none): dy, or with a fused ReLU dy where the output was > 0. */
-  get residualGrad(): FloatArray | null {
+  get residualGrad(): TensorArray | null {
     return this.#residualGrad;
   }
 
@@ -249,29 +260,38 @@ export class BatchNorm {
 
   /** Normalizes x (its dtype is the layer's; shape[axis] = numFeatures) and remembers what
    *  backward needs. Training: batch statistics, and the running update when tracked. */
-  forward(x: FloatArray, shape: readonly number[], options?: ForwardOptions): FloatArray {
+  forward<A extends TensorArray>(input: A, shape: readonly number[], options?: ForwardOptions): DtypeArray<A> {
     this.#checkIdle('forward');
+    // One type for every dtype inside; the result has x's (the backend's checks make it so).
+    const x: TensorArray = input;
     const plan = this.#planForward(x, shape, options);
     if (!plan.batchStats) {
       const y = this.#kernels.batchNormEval(x, plan.shape, this.#evalOptions(plan));
-      return this.#finishForward(plan, y, plan.frozen as SavedStats, this.#fingerprints(x, y, undefined));
+      return this.#finishForward(plan, y, plan.frozen as SavedStats, this.#fingerprints(x, y, undefined)) as DtypeArray<A>;
     }
     const r = this.#kernels.batchNormTrain(x, plan.shape, this.#trainOptions(plan));
-    return this.#finishForward(plan, r.y, r, this.#fingerprints(x, r.y, r.fingerprint));
+    return this.#finishForward(plan, r.y, r, this.#fingerprints(x, r.y, r.fingerprint)) as DtypeArray<A>;
   }
 
   /** forward off the JS thread (native backend). Do not modify x, or use the layer, until it settles. */
-  async forwardAsync(x: FloatArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
+  async forwardAsync<A extends TensorArray>(
+    input: A,
+    shape: readonly number[],
+    options?: ForwardOptions,
+  ): Promise<DtypeArray<A>> {
     this.#checkIdle('forwardAsync');
+    const x: TensorArray = input;
     const plan = this.#planForward(x, shape, options);
     this.#busy = 'forwardAsync';
     try {
       if (!plan.batchStats) {
         const y = await this.#kernels.batchNormEvalAsync(x, plan.shape, this.#evalOptions(plan));
-        return this.#finishForward(plan, y, plan.frozen as SavedStats, await this.#fingerprintsAsync(x, y, undefined));
+        const prints = await this.#fingerprintsAsync(x, y, undefined);
+        return this.#finishForward(plan, y, plan.frozen as SavedStats, prints) as DtypeArray<A>;
       }
       const r = await this.#kernels.batchNormTrainAsync(x, plan.shape, this.#trainOptions(plan));
-      return this.#finishForward(plan, r.y, r, await this.#fingerprintsAsync(x, r.y, r.fingerprint));
+      const prints = await this.#fingerprintsAsync(x, r.y, r.fingerprint);
+      return this.#finishForward(plan, r.y, r, prints) as DtypeArray<A>;
     } finally {
       this.#busy = null;
     }
@@ -279,8 +299,9 @@ export class BatchNorm {
 
   /** dx for the last forward; adds dGamma/dBeta to gammaGrad/betaGrad. May be called again
    *  for the same forward (each call accumulates again). */
-  backward(dy: FloatArray, options?: LayerBackwardOptions): FloatArray {
+  backward<A extends TensorArray>(grad: A, options?: LayerBackwardOptions): DtypeArray<A> {
     this.#checkIdle('backward');
+    const dy: TensorArray = grad;
     const out = checkBackwardOptions('backward', options);
     const cache = this.#lastForward('backward');
     this.#checkLength('backward', cache);
@@ -288,12 +309,13 @@ export class BatchNorm {
     this.#checkUnchanged('backward', cache, this.#fingerprints(cache.x, cache.y, r.fingerprint));
     this.#accumulate(r.dGamma, r.dBeta);
     this.#residualGrad = r.dResidual ?? null;
-    return r.dx;
+    return r.dx as DtypeArray<A>;
   }
 
   /** backward off the JS thread (native backend). Do not modify dy, or use the layer, until it settles. */
-  async backwardAsync(dy: FloatArray, options?: LayerBackwardOptions): Promise<FloatArray> {
+  async backwardAsync<A extends TensorArray>(grad: A, options?: LayerBackwardOptions): Promise<DtypeArray<A>> {
     this.#checkIdle('backwardAsync');
+    const dy: TensorArray = grad;
     const out = checkBackwardOptions('backwardAsync', options);
     const cache = this.#lastForward('backwardAsync');
     this.#busy = 'backwardAsync';
@@ -309,7 +331,7 @@ export class BatchNorm {
       this.#checkUnchanged('backwardAsync', cache, await this.#fingerprintsAsync(cache.x, cache.y, r.fingerprint));
       this.#accumulate(r.dGamma, r.dBeta);
       this.#residualGrad = r.dResidual ?? null;
-      return r.dx;
+      return r.dx as DtypeArray<A>;
     } finally {
       this.#busy = null;
     }
@@ -344,8 +366,14 @@ export class BatchNorm {
     this.#numBatchesTracked = numBatchesTracked;
   }
 
+  /** A parameter or statistics array: float64 for a float64 layer, else float32. */
   #newArray(length: number): FloatArray {
-    return this.dtype === 'float32' ? new Float32Array(length) : new Float64Array(length);
+    return this.dtype === 'float64' ? new Float64Array(length) : new Float32Array(length);
+  }
+
+  /** The dtype of the layer's parameters and statistics. */
+  get #paramDtype(): 'float32' | 'float64' {
+    return this.dtype === 'float64' ? 'float64' : 'float32';
   }
 
   #checkIdle(method: string): void {
@@ -356,14 +384,14 @@ export class BatchNorm {
 
   /** Fingerprints of the input (the kernel's, taken in its sweep, when it gave one) and, with
    *  a fused ReLU, of the output (0 without one). */
-  #fingerprints(x: FloatArray, y: FloatArray | null, fromKernel: number | undefined): [number, number] {
+  #fingerprints(x: TensorArray, y: TensorArray | null, fromKernel: number | undefined): [number, number] {
     const withMask = this.activation === 'relu' && y !== null;
     return [fromKernel ?? this.#kernels.fingerprint(x), withMask ? this.#kernels.fingerprint(y) : 0];
   }
 
   async #fingerprintsAsync(
-    x: FloatArray,
-    y: FloatArray | null,
+    x: TensorArray,
+    y: TensorArray | null,
     fromKernel: number | undefined,
   ): Promise<[number, number]> {
     const withMask = this.activation === 'relu' && y !== null;
@@ -404,20 +432,22 @@ export class BatchNorm {
   }
 
   /** The checks only the layer can make (dtype, channel count); the backend checks the rest. */
-  #planForward(x: FloatArray, shape: readonly number[], options: unknown): ForwardPlan {
+  #planForward(x: TensorArray, shape: readonly number[], options: unknown): ForwardPlan {
     const { residual, out } = checkForwardOptions(options);
-    const { shape: dims, layout } = validateStats(x, shape, { axis: this.axis });
-    const expected = this.dtype === 'float32' ? Float32Array : Float64Array;
-    if (!(x instanceof expected)) {
-      throw new TypeError(`x must be a ${expected.name} (the layer's dtype '${this.dtype}'), got ${describe(x)}`);
+    const kind = tensorKind(x);
+    const fits = { float32: ['float32'], float64: ['float64'], bfloat16: ['uint16'], float16: ['uint16', 'float16array'] };
+    if (kind === null || !fits[this.dtype].includes(kind)) {
+      const expected = { float32: 'Float32Array', float64: 'Float64Array', bfloat16: 'Uint16Array', float16: 'Uint16Array' };
+      throw new TypeError(`x must be a ${expected[this.dtype]} (the layer's dtype '${this.dtype}'), got ${describe(x)}`);
     }
+    const { shape: dims, layout } = validateStats(x, shape, { axis: this.axis, dtype: this.dtype });
     if (layout.channels !== this.numFeatures) {
       throw new RangeError(
         `x has ${layout.channels} channels (shape [${dims.join(', ')}], axis ${this.axis}) but the layer has numFeatures ${this.numFeatures}`,
       );
     }
     // The kernels accept out exactly over x (in place), but backward needs x as it was.
-    if (out !== null && floatDtype(out) !== null && overlaps(out, x)) {
+    if (out !== null && tensorKind(out) !== null && overlaps(out, x)) {
       throw new RangeError(`BatchNorm.forward: out must not share memory with x; backward needs x as forward saw it`);
     }
     // PyTorch: batch statistics in training mode, and always when no running statistics exist.
@@ -445,6 +475,7 @@ export class BatchNorm {
   #normOptions(plan: ForwardPlan) {
     return {
       axis: this.axis,
+      dtype: this.dtype,
       eps: this.eps,
       gamma: this.gamma,
       beta: this.beta,
@@ -478,7 +509,7 @@ export class BatchNorm {
   }
 
   /** After a successful call: count the batch and keep what backward needs. */
-  #finishForward(plan: ForwardPlan, y: FloatArray, stats: SavedStats, [xPrint, yPrint]: [number, number]): FloatArray {
+  #finishForward(plan: ForwardPlan, y: TensorArray, stats: SavedStats, [xPrint, yPrint]: [number, number]): TensorArray {
     if (plan.updatesRunning) this.#numBatchesTracked++;
     const previous = this.#cache;
     this.#cache = {
@@ -496,9 +527,10 @@ export class BatchNorm {
     return y;
   }
 
-  #backwardOptions(cache: ForwardCache, out: FloatArray | null): BackwardOptions {
+  #backwardOptions(cache: ForwardCache, out: TensorArray | null): BackwardOptions {
     const options: BackwardOptions = {
       axis: this.axis,
+      dtype: this.dtype,
       gamma: cache.gamma,
       training: cache.batchStats,
       fingerprint: true,
@@ -570,13 +602,14 @@ export class BatchNorm {
   /** A private copy of one state array: a float array of the layer's dtype (any realm), or
    *  an array of numbers without holes, each element read once. */
   #copyStateArray(key: string, value: unknown): FloatArray {
-    const expected = this.dtype === 'float32' ? 'Float32Array' : 'Float64Array';
+    const expected = this.#paramDtype === 'float32' ? 'Float32Array' : 'Float64Array';
     const dtype = floatDtype(value);
     let copy: FloatArray;
     if (dtype !== null) {
-      if (dtype !== this.dtype) {
+      if (dtype !== this.#paramDtype) {
+        const whose = this.dtype === this.#paramDtype ? 'dtype' : 'parameters, for dtype';
         throw new TypeError(
-          `loadStateDict: ${key} must be a ${expected} (the layer's dtype '${this.dtype}') or an array of numbers, got ${describe(value)}`,
+          `loadStateDict: ${key} must be a ${expected} (the layer's ${whose} '${this.dtype}') or an array of numbers, got ${describe(value)}`,
         );
       }
       copy = plainView(value as FloatArray, dtype).slice();
@@ -634,13 +667,13 @@ function checkCallOptions(method: string, options: unknown, keys: readonly strin
 }
 
 /** forward's options: `residual` and `out` (checked with x by the backend). */
-function checkForwardOptions(options: unknown): { residual: FloatArray | null; out: FloatArray | null } {
+function checkForwardOptions(options: unknown): { residual: TensorArray | null; out: TensorArray | null } {
   const o = checkCallOptions('forward', options, ['residual', 'out']) as ForwardOptions;
   return { residual: o.residual ?? null, out: o.out ?? null };
 }
 
 /** backward's options: `out` (checked with dy by the backend). */
-function checkBackwardOptions(method: string, options: unknown): FloatArray | null {
+function checkBackwardOptions(method: string, options: unknown): TensorArray | null {
   const o = checkCallOptions(method, options, ['out']) as LayerBackwardOptions;
   return o.out ?? null;
 }
@@ -662,7 +695,7 @@ interface LayerSettings {
   renorm: RenormOptions | null;
   affine: boolean;
   trackRunningStats: boolean;
-  dtype: 'float32' | 'float64';
+  dtype: Dtype;
   backend: Backend;
   activation: Activation;
 }
@@ -699,8 +732,8 @@ function layerSettings(options: unknown): LayerSettings {
   const renorm = checkRenorm(o.renorm);
   const flag = (name: string, fallback: boolean): boolean => checkFlag(name, option(name, fallback));
   const dtype = option('dtype', 'float32');
-  if (dtype !== 'float32' && dtype !== 'float64') {
-    throw new TypeError(`dtype must be 'float32' or 'float64', got ${describe(dtype)}`);
+  if (dtype !== 'float32' && dtype !== 'float64' && dtype !== 'bfloat16' && dtype !== 'float16') {
+    throw new TypeError(`dtype must be 'float32', 'float64', 'bfloat16' or 'float16', got ${describe(dtype)}`);
   }
   const backend = option('backend', selectedBackend);
   if (typeof backend !== 'object' || backend === null || typeof (backend as Backend).batchNormTrain !== 'function') {

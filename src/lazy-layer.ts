@@ -9,7 +9,7 @@ import {
   type ForwardOptions,
   type LayerBackwardOptions,
 } from './layer';
-import type { Activation, Backend, FloatArray } from './types';
+import type { Activation, Backend, Dtype, DtypeArray, FloatArray, TensorArray } from './types';
 import { describe, validateStats } from './validate';
 
 /** The state entries whose length is the channel count, under both naming schemes. */
@@ -60,7 +60,7 @@ export class LazyBatchNorm {
   get trackRunningStats(): boolean {
     return this.#settings.trackRunningStats;
   }
-  get dtype(): 'float32' | 'float64' {
+  get dtype(): Dtype {
     return this.#settings.dtype;
   }
   get backend(): Backend {
@@ -89,7 +89,7 @@ export class LazyBatchNorm {
   get betaGrad(): FloatArray | null {
     return this.#layer?.betaGrad ?? null;
   }
-  get residualGrad(): FloatArray | null {
+  get residualGrad(): TensorArray | null {
     return this.#layer?.residualGrad ?? null;
   }
   get numBatchesTracked(): number {
@@ -115,12 +115,16 @@ export class LazyBatchNorm {
   }
 
   /** BatchNorm.forward; the first call makes the layer with C = shape[axis]. */
-  forward(x: FloatArray, shape: readonly number[], options?: ForwardOptions): FloatArray {
+  forward<A extends TensorArray>(x: A, shape: readonly number[], options?: ForwardOptions): DtypeArray<A> {
     return this.#materialize(x, shape).forward(x, shape, options);
   }
 
   /** BatchNorm.forwardAsync; the first call makes the layer with C = shape[axis]. */
-  forwardAsync(x: FloatArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
+  forwardAsync<A extends TensorArray>(
+    x: A,
+    shape: readonly number[],
+    options?: ForwardOptions,
+  ): Promise<DtypeArray<A>> {
     try {
       return this.#materialize(x, shape).forwardAsync(x, shape, options);
     } catch (e) {
@@ -129,12 +133,12 @@ export class LazyBatchNorm {
   }
 
   /** BatchNorm.backward of the layer made by the first forward. */
-  backward(dy: FloatArray, options?: LayerBackwardOptions): FloatArray {
+  backward<A extends TensorArray>(dy: A, options?: LayerBackwardOptions): DtypeArray<A> {
     return this.#existing('backward').backward(dy, options);
   }
 
   /** BatchNorm.backwardAsync of the layer made by the first forward. */
-  backwardAsync(dy: FloatArray, options?: LayerBackwardOptions): Promise<FloatArray> {
+  backwardAsync<A extends TensorArray>(dy: A, options?: LayerBackwardOptions): Promise<DtypeArray<A>> {
     try {
       return this.#existing('backwardAsync').backwardAsync(dy, options);
     } catch (e) {
@@ -164,7 +168,7 @@ export class LazyBatchNorm {
     this.#layer = layer;
   }
 
-  #materialize(x: FloatArray, shape: readonly number[]): BatchNorm {
+  #materialize(x: TensorArray, shape: readonly number[]): BatchNorm {
     if (this.#layer) return this.#layer;
     // The same checks, and so the same errors, as the layer's own forward.
     const { layout } = validateStats(x, shape, { axis: this.axis });

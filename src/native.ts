@@ -8,7 +8,7 @@ import type * as Binding from '../native/binding';
 import { type AsyncKernels, createBackend, type Kernels, promisedKernels } from './backend';
 import { envInteger, envPath } from './env';
 import { recyclingAllocator } from './output-pool';
-import type { Backend, FloatArray } from './types';
+import type { Backend, TensorArray } from './types';
 
 type NativeBinding = typeof Binding;
 
@@ -47,7 +47,7 @@ export function packageRoot(): string {
 }
 
 /** The calling convention this loader passes arguments in (the addon's bindingInterface()). */
-const BINDING_INTERFACE = 4;
+const BINDING_INTERFACE = 5;
 
 /** Why a loaded module is not this package's addon of this version, or null when it is:
  *  BATCHNORM_NATIVE_PATH may name anything require() can load (a folder's index.js, JSON,
@@ -167,11 +167,13 @@ function bindingTable(b: NativeBinding, suffix: string) {
 function bindingCalls(b: NativeBinding, async: boolean) {
   const f32 = bindingTable(b, async ? 'F32Async' : 'F32');
   const f64 = bindingTable(b, async ? 'F64Async' : 'F64');
-  // validate.ts made every array of a call x's dtype.
-  const f = (x: FloatArray) => (x instanceof Float32Array ? f32 : f64);
+  const u16 = bindingTable(b, async ? 'U16Async' : 'U16');
+  // validate.ts made every tensor of a call x's array type (a Float16Array a Uint16Array view),
+  // and the plan's dtype tells the addon what a Uint16Array holds.
+  const f = (x: TensorArray) => (x instanceof Float32Array ? f32 : x instanceof Float64Array ? f64 : u16);
   // Arrays (shape among them) go positionally; the scalars and flags go by name in the last
   // argument, which is the validated plan itself: the addon reads only the fields its op's
-  // options struct declares (axis, eps, momentum, runningVarCorrection, relu, training,
+  // options struct declares (axis, dtype, eps, momentum, runningVarCorrection, relu, training,
   // stats.count, sums.count).
   return {
     train: (p, y, mean, invStd, print) =>
@@ -217,7 +219,7 @@ function bindingCalls(b: NativeBinding, async: boolean) {
     stats: (p, mean, m2) => f(p.x).moments(p.x, p.shape, mean, m2, p),
     backwardSums: (p, sumDy, sumDyXhat) =>
       f(p.x).gradSums(p.dy, p.x, p.shape, p.mean, p.invStd, p.y, sumDy, sumDyXhat, p),
-    fingerprint: (x: FloatArray) => f(x).fingerprint(x),
+    fingerprint: (x: TensorArray) => f(x).fingerprint(x),
   } satisfies { [K in keyof Kernels]: (...args: Parameters<Kernels[K]>) => unknown };
 }
 

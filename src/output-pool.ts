@@ -6,7 +6,7 @@
 import type * as Binding from '../native/binding';
 import { allocLike, type OutputAllocator } from './backend';
 import { envInteger } from './env';
-import type { FloatArray } from './types';
+import type { TensorArray } from './types';
 import { describe } from './validate';
 
 type NativeBinding = typeof Binding;
@@ -41,7 +41,7 @@ export function recyclingAllocator(b: NativeBinding): OutputAllocator {
     lentThisTurn = 0;
     turnPending = false;
   };
-  return (like: FloatArray, length: number): FloatArray => {
+  return (like: TensorArray, length: number): TensorArray => {
     const bytes = length * like.BYTES_PER_ELEMENT;
     const wanted = bytes >= RECYCLE_MIN_BYTES && lentThisTurn + bytes <= TURN_BUDGET_BYTES;
     const buffer = wanted ? (b.recycledBuffer(bytes) as ArrayBuffer | null) : null;
@@ -51,7 +51,8 @@ export function recyclingAllocator(b: NativeBinding): OutputAllocator {
       turnPending = true;
       setImmediate(turned).unref();
     }
-    return like instanceof Float32Array ? new Float32Array(buffer) : new Float64Array(buffer);
+    if (like instanceof Float32Array) return new Float32Array(buffer);
+    return like instanceof Float64Array ? new Float64Array(buffer) : new Uint16Array(buffer);
   };
 }
 

@@ -14,6 +14,7 @@ import type {
   BackwardResult,
   ChannelStats,
   FloatArray,
+  TensorArray,
   SavedStats,
   TrainOptions,
   TrainResult,
@@ -82,7 +83,7 @@ function correctionOf(
   return { r, d };
 }
 
-/** gamma·r and beta + gamma·d, in x's dtype. */
+/** gamma·r and beta + gamma·d, in the parameters' dtype (`like`'s). */
 function correctedAffine(like: FloatArray, gamma: FloatArray | null, beta: FloatArray | null, k: Correction) {
   const c = k.r.length;
   const g = allocLike(like, c);
@@ -99,15 +100,15 @@ export function renormBackend(kernels: Backend, renorm: RenormOptions): Backend 
   // Each forward's r and d, found again from the saved statistics backward is given.
   const corrections = new WeakMap<FloatArray, Correction>();
 
-  function* train(x: FloatArray, shape: readonly number[], options: TrainOptions = {}): Steps<TrainResult> {
+  function* train(x: TensorArray, shape: readonly number[], options: TrainOptions = {}): Steps<TrainResult> {
     const plan = validateTrain(x, shape, options);
     // Without running statistics there is nothing to renormalize towards: a plain step.
     if (!plan.runningMean || !plan.runningVar) {
       return (yield ['batchNormTrain', [x, shape, options]]) as TrainResult;
     }
-    const stats = (yield ['batchNormStats', [x, shape, { axis: plan.axis }]]) as ChannelStats;
+    const stats = (yield ['batchNormStats', [x, shape, { axis: plan.axis, dtype: plan.dtype }]]) as ChannelStats;
     const k = correctionOf(stats, plan.runningMean, plan.runningVar, plan.eps, renorm);
-    const affine = correctedAffine(plan.x, plan.gamma, plan.beta, k);
+    const affine = correctedAffine(plan.runningMean, plan.gamma, plan.beta, k);
     const momentum = renorm.momentum ?? plan.momentum;
     const r = (yield [
       'batchNormTrainWithStats',
@@ -118,8 +119,8 @@ export function renormBackend(kernels: Backend, renorm: RenormOptions): Backend 
   }
 
   function* backward(
-    dy: FloatArray,
-    x: FloatArray,
+    dy: TensorArray,
+    x: TensorArray,
     shape: readonly number[],
     saved: SavedStats,
     options: BackwardOptions = {},

@@ -2,9 +2,13 @@
 // prototype getters, which a subclass, an object with a borrowed prototype or an array from
 // another realm (vm, a worker's clone) can fool. Also where two arrays' memory really lies.
 import { types } from 'node:util';
-import type { FloatArray } from './types';
+import type { FloatArray, TensorArray } from './types';
 
 export type FloatDtype = 'float32' | 'float64';
+
+/** What a tensor argument is, as the engine sees it: a Uint16Array of 16-bit bits and a
+ *  Float16Array (where the runtime has one) apart from the float arrays. */
+export type TensorKind = FloatDtype | 'uint16' | 'float16array';
 
 const TypedArrayPrototype = Object.getPrototypeOf(Float32Array.prototype) as object;
 const getter = (proto: object, name: string | symbol) =>
@@ -20,6 +24,16 @@ export function floatDtype(v: unknown): FloatDtype | null {
   if (tag === 'Float64Array') return 'float64';
   return null;
 }
+/** The kind of a real tensor array of any realm (see floatDtype), else null. */
+export function tensorKind(v: unknown): TensorKind | null {
+  const tag = typedArrayTag.call(v);
+  if (tag === 'Float32Array') return 'float32';
+  if (tag === 'Float64Array') return 'float64';
+  if (tag === 'Uint16Array') return 'uint16';
+  if (tag === 'Float16Array') return 'float16array';
+  return null;
+}
+
 const bufferOf = getter(TypedArrayPrototype, 'buffer') as (this: unknown) => ArrayBufferLike;
 const byteOffsetOf = getter(TypedArrayPrototype, 'byteOffset') as (this: unknown) => number;
 const lengthOf = getter(TypedArrayPrototype, 'length') as (this: unknown) => number;
@@ -55,6 +69,14 @@ export function plainFloatArray(v: unknown): FloatArray | null {
   return null;
 }
 
+/** `v` (of `kind`, see tensorKind) as a plain array of this realm over exactly its memory: a
+ *  Float16Array as a Uint16Array of its bits, which is what every check and kernel reads. */
+export function plainTensorView(v: unknown, kind: TensorKind): TensorArray {
+  if (kind === 'float32' || kind === 'float64') return plainView(v as FloatArray, kind);
+  if (kind === 'uint16' && Object.getPrototypeOf(v) === Uint16Array.prototype) return v as Uint16Array;
+  return new Uint16Array(bufferOf.call(v), byteOffsetOf.call(v), lengthOf.call(v));
+}
+
 /** A resizable, non-shared ArrayBuffer: it can shrink under a call that runs off the JS
  *  thread (a growable SharedArrayBuffer can only grow, which moves nothing). */
 export function isShrinkable(buffer: ArrayBufferLike): boolean {
@@ -71,7 +93,7 @@ export function isShared(buffer: ArrayBufferLike): boolean {
  *  whole block at the same offsets, so flipping one byte of `written` (an array the call
  *  writes anyway) shows through `other` at the same offset exactly when they share it. The
  *  byte is flipped back before returning. */
-export function sharesSharedMemory(written: FloatArray, other: ArrayBufferLike): boolean {
+export function sharesSharedMemory(written: TensorArray, other: ArrayBufferLike): boolean {
   const offset = written.byteOffset;
   if (written.byteLength === 0 || offset >= other.byteLength) return false;
   const mine = new Uint8Array(written.buffer, offset, 1);

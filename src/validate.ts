@@ -1,15 +1,32 @@
 // The one place arguments are checked. Both backends call it before any work, so a bad
 // call throws the same class and message everywhere and nothing has been written yet.
 import { type Layout, layoutOf } from './layout';
-import { floatDtype, isShared, isShrinkable, plainFloatArray, plainView, sharesSharedMemory } from './typed-arrays';
-import type { ChannelStats, FloatArray, GradSums, SavedStats } from './types';
+import {
+  floatDtype,
+  isShared,
+  isShrinkable,
+  plainFloatArray,
+  plainTensorView,
+  plainView,
+  sharesSharedMemory,
+  type TensorKind,
+  tensorKind,
+} from './typed-arrays';
+import type { ChannelStats, Dtype, FloatArray, GradSums, SavedStats, TensorArray } from './types';
 
 export const DEFAULT_AXIS = 1;
 export const DEFAULT_EPS = 1e-5;
 export const DEFAULT_MOMENTUM = 0.1;
 
-export interface TrainPlan {
-  x: FloatArray;
+/** What every plan says of its tensors: their element type, and whether x came as a
+ *  Float16Array (then the outputs the call makes are Float16Arrays too). */
+export interface TensorsOf {
+  dtype: Dtype;
+  float16Array: boolean;
+}
+
+export interface TrainPlan extends TensorsOf {
+  x: TensorArray;
   shape: number[];
   axis: number;
   layout: Layout;
@@ -22,9 +39,9 @@ export interface TrainPlan {
   /** 1: the running variance takes the unbiased batch variance (PyTorch); 0: the biased one. */
   runningVarCorrection: number;
   /** Added to the normalized value before the activation (a ResNet block's `+ z`). */
-  residual: FloatArray | null;
+  residual: TensorArray | null;
   relu: boolean;
-  out: FloatArray | null;
+  out: TensorArray | null;
   /** Also give x's fingerprint as the step read it. */
   fingerprint: boolean;
 }
@@ -34,15 +51,15 @@ export interface TrainWithStatsPlan extends TrainPlan {
   stats: ChannelStats;
 }
 
-export interface StatsPlan {
-  x: FloatArray;
+export interface StatsPlan extends TensorsOf {
+  x: TensorArray;
   shape: number[];
   axis: number;
   layout: Layout;
 }
 
-export interface EvalPlan {
-  x: FloatArray;
+export interface EvalPlan extends TensorsOf {
+  x: TensorArray;
   shape: number[];
   axis: number;
   layout: Layout;
@@ -51,14 +68,14 @@ export interface EvalPlan {
   beta: FloatArray | null;
   runningMean: FloatArray;
   runningVar: FloatArray;
-  residual: FloatArray | null;
+  residual: TensorArray | null;
   relu: boolean;
-  out: FloatArray | null;
+  out: TensorArray | null;
 }
 
-export interface BackwardPlan {
-  dy: FloatArray;
-  x: FloatArray;
+export interface BackwardPlan extends TensorsOf {
+  dy: TensorArray;
+  x: TensorArray;
   shape: number[];
   axis: number;
   layout: Layout;
@@ -67,11 +84,11 @@ export interface BackwardPlan {
   invStd: FloatArray;
   training: boolean;
   /** The forward output when a ReLU was fused: dy only flows where it is > 0. */
-  y: FloatArray | null;
-  out: FloatArray | null;
+  y: TensorArray | null;
+  out: TensorArray | null;
   /** The forward pass added a residual: also give what flows to it. */
   residual: boolean;
-  outResidual: FloatArray | null;
+  outResidual: TensorArray | null;
   /** Also give x's fingerprint as the backward read it. */
   fingerprint: boolean;
   /** Frozen statistics only: also give dMean and dVar, the gradients of the given statistics. */
@@ -81,6 +98,12 @@ export interface BackwardPlan {
 export interface BackwardWithSumsPlan extends BackwardPlan {
   sums: GradSums;
 }
+
+/** A plan whose tensors are float32 / float64 arrays: what the js kernels compute on (a
+ *  16-bit call reaches them widened to float32, see js/widened.ts). */
+export type FloatPlan<P> = {
+  [K in keyof P]: P[K] extends TensorArray ? FloatArray : P[K] extends TensorArray | null ? FloatArray | null : P[K];
+};
 
 /** A real Float32Array / Float64Array, of any realm (see typed-arrays.ts). */
 export function isFloatArray(v: unknown): v is FloatArray {
@@ -104,28 +127,94 @@ export function describe(v: unknown): string {
   return typeof v;
 }
 
-/** `like` is a plain view (checkData made it one), so instanceof is the engine's answer. */
-function dtypeName(a: FloatArray): string {
-  return a instanceof Float32Array ? 'Float32Array' : 'Float64Array';
+function dtypeName(dtype: Dtype): string {
+  return dtype === 'float32' ? 'Float32Array' : 'Float64Array';
 }
 
-/** A float array, as a plain view of this realm (what every later check and kernel reads). */
-function checkData(name: string, v: unknown): FloatArray {
-  const a = plainFloatArray(v);
-  if (a === null) throw new TypeError(`${name} must be a Float32Array or Float64Array, got ${describe(v)}`);
-  return a;
+/** The first tensor of a call (x, or dy), as a plain view of this realm (what every later
+ *  check and kernel reads; a Float16Array becomes a Uint16Array of its bits), and its kind. */
+interface Data {
+  array: TensorArray;
+  kind: TensorKind;
 }
 
-/** An array of x's dtype (all arrays of one call share it), as a plain view. */
-function checkSameDtype(name: string, v: unknown, like: FloatArray, likeName: string): FloatArray {
+function checkData(name: string, v: unknown): Data {
+  const kind = tensorKind(v);
+  if (kind === null) {
+    throw new TypeError(
+      `${name} must be a Float32Array, Float64Array or Uint16Array (bfloat16 or float16 bits, with dtype), got ${describe(v)}`,
+    );
+  }
+  return { array: plainTensorView(v, kind), kind };
+}
+
+const DTYPES: ReadonlySet<unknown> = new Set(['float32', 'float64', 'bfloat16', 'float16']);
+
+/** The call's dtype: the `dtype` option, which a Uint16Array needs and which must match any
+ *  other array; a Float16Array is float16. */
+function checkDtype(option: unknown, data: Data, name: string): TensorsOf {
+  if (option !== undefined && !DTYPES.has(option)) {
+    throw new TypeError(`dtype must be 'float32', 'float64', 'bfloat16' or 'float16', got ${describe(option)}`);
+  }
+  const { kind } = data;
+  if (kind === 'uint16') {
+    if (option === 'bfloat16' || option === 'float16') return { dtype: option, float16Array: false };
+    throw new TypeError(
+      `${name} is a Uint16Array: give dtype 'bfloat16' or 'float16' (the format of its bits), got ${describe(option)}`,
+    );
+  }
+  const own: Dtype = kind === 'float16array' ? 'float16' : kind;
+  if (option !== undefined && option !== own) {
+    throw new TypeError(`dtype ${describe(option)} does not match ${name}, a ${arrayName(kind)} (dtype '${own}')`);
+  }
+  return { dtype: own, float16Array: kind === 'float16array' };
+}
+
+function arrayName(kind: TensorKind): string {
+  return { float32: 'Float32Array', float64: 'Float64Array', uint16: 'Uint16Array', float16array: 'Float16Array' }[
+    kind
+  ];
+}
+
+function isHalf(dtype: Dtype): boolean {
+  return dtype === 'bfloat16' || dtype === 'float16';
+}
+
+/** A tensor of the call's dtype (all tensors of one call share it: a Uint16Array, or for
+ *  float16 a Float16Array, when x is 16-bit), as a plain view. */
+function checkSameDtype(name: string, v: unknown, t: TensorsOf, likeName: string): TensorArray {
+  if (isHalf(t.dtype)) {
+    const kind = tensorKind(v);
+    if (kind === 'uint16' || (kind === 'float16array' && t.dtype === 'float16')) return plainTensorView(v, kind);
+    const what = t.dtype === 'float16' ? 'Uint16Array or Float16Array' : 'Uint16Array';
+    throw new TypeError(`${name} must be a ${what} like ${likeName} (${t.dtype} bits), got ${describe(v)}`);
+  }
   const a = plainFloatArray(v);
-  if (a === null || a instanceof Float32Array !== like instanceof Float32Array) {
-    throw new TypeError(`${name} must be a ${dtypeName(like)} like ${likeName}, got ${describe(v)}`);
+  if (a === null || a instanceof Float32Array !== (t.dtype === 'float32')) {
+    throw new TypeError(`${name} must be a ${dtypeName(t.dtype)} like ${likeName}, got ${describe(v)}`);
   }
   return a;
 }
 
-function checkLength(name: string, a: FloatArray, expected: number, what: string): void {
+/** A per-channel parameter or statistic: x's dtype for float32 and float64, Float32Array for
+ *  the 16-bit formats (PyTorch's mixed precision). */
+function checkParamDtype(name: string, v: unknown, t: TensorsOf): FloatArray {
+  const a = plainFloatArray(v);
+  if (isHalf(t.dtype)) {
+    if (a === null || !(a instanceof Float32Array)) {
+      throw new TypeError(
+        `${name} must be a Float32Array (the parameters and statistics of ${t.dtype} tensors are float32), got ${describe(v)}`,
+      );
+    }
+    return a;
+  }
+  if (a === null || a instanceof Float32Array !== (t.dtype === 'float32')) {
+    throw new TypeError(`${name} must be a ${dtypeName(t.dtype)} like x, got ${describe(v)}`);
+  }
+  return a;
+}
+
+function checkLength(name: string, a: TensorArray, expected: number, what: string): void {
   if (a.length !== expected) {
     throw new RangeError(`${name} must have length ${expected} (${what}), got ${a.length}`);
   }
@@ -134,7 +223,7 @@ function checkLength(name: string, a: FloatArray, expected: number, what: string
 const NO_OPTIONS: Record<string, unknown> = Object.freeze({});
 
 /** The option names each kind of call takes. */
-const NORM_KEYS = ['axis', 'eps', 'gamma', 'beta', 'activation', 'residual'];
+const NORM_KEYS = ['axis', 'dtype', 'eps', 'gamma', 'beta', 'activation', 'residual'];
 const TRAIN_KEYS = new Set([
   ...NORM_KEYS,
   'runningMean',
@@ -147,6 +236,7 @@ const TRAIN_KEYS = new Set([
 const EVAL_KEYS = new Set([...NORM_KEYS, 'runningMean', 'runningVar', 'out']);
 const BACKWARD_KEYS = new Set([
   'axis',
+  'dtype',
   'gamma',
   'training',
   'out',
@@ -157,7 +247,7 @@ const BACKWARD_KEYS = new Set([
   'fingerprint',
   'statsGrad',
 ]);
-const STATS_KEYS = new Set(['axis']);
+const STATS_KEYS = new Set(['axis', 'dtype']);
 
 /** Other libraries' names for our options (PyTorch, Keras/TensorFlow, ONNX). */
 const PEER_NAMES: Readonly<Record<string, string>> = {
@@ -232,7 +322,7 @@ export function readDims(shape: unknown): number[] | null {
 }
 
 /** Shape, axis and x.length together: returns the [outer, C, inner] view. */
-function checkShape(x: FloatArray, xName: string, shape: unknown, axisOption: unknown): ShapeCheck {
+function checkShape(x: TensorArray, xName: string, shape: unknown, axisOption: unknown): ShapeCheck {
   const dims = readDims(shape);
   if (dims === null) {
     throw new TypeError(`shape must be an array of non-negative integers, got ${describe(shape)}`);
@@ -325,27 +415,27 @@ function checkObject(name: string, v: unknown, what: string): Record<string, unk
   return v as Record<string, unknown>;
 }
 
-function checkChannelArray(name: string, v: unknown, x: FloatArray, channels: number): FloatArray {
-  const a = checkSameDtype(name, v, x, 'x');
+function checkChannelArray(name: string, v: unknown, t: TensorsOf, channels: number): FloatArray {
+  const a = checkParamDtype(name, v, t);
   checkLength(name, a, channels, 'the number of channels');
   return a;
 }
 
-function optionalChannelArray(name: string, v: unknown, x: FloatArray, channels: number): FloatArray | null {
-  return v === undefined || v === null ? null : checkChannelArray(name, v, x, channels);
+function optionalChannelArray(name: string, v: unknown, t: TensorsOf, channels: number): FloatArray | null {
+  return v === undefined || v === null ? null : checkChannelArray(name, v, t, channels);
 }
 
-function checkOut(v: unknown, x: FloatArray): FloatArray | null {
+function checkOut(v: unknown, x: TensorArray, t: TensorsOf): TensorArray | null {
   if (v === undefined || v === null) return null;
-  const out = checkSameDtype('out', v, x, 'x');
+  const out = checkSameDtype('out', v, t, 'x');
   checkLength('out', out, x.length, 'the length of x');
   return out;
 }
 
 /** A tensor-sized array of x's dtype that the call only reads (the residual z). */
-function optionalTensor(name: string, v: unknown, x: FloatArray): FloatArray | null {
+function optionalTensor(name: string, v: unknown, x: TensorArray, t: TensorsOf): TensorArray | null {
   if (v === undefined || v === null) return null;
-  const a = checkSameDtype(name, v, x, 'x');
+  const a = checkSameDtype(name, v, t, 'x');
   checkLength(name, a, x.length, 'the length of x');
   return a;
 }
@@ -369,25 +459,25 @@ function checkCountPerChannel(layout: Layout, shape: number[], axis: number): vo
 
 /** Whether two arrays' memory is one block: the same buffer object, or two clones of one
  *  SharedArrayBuffer (structuredClone, postMessage), probed through `written`. */
-function sameBlock(written: FloatArray, other: FloatArray): boolean {
+function sameBlock(written: TensorArray, other: TensorArray): boolean {
   if (written.buffer === other.buffer) return true;
   return isShared(written.buffer) && isShared(other.buffer) && sharesSharedMemory(written, other.buffer);
 }
 
 /** Whether two arrays share any byte of memory (SharedArrayBuffer clones included).
  *  `written` is an array the call writes (the probe in sameBlock may flip and restore it). */
-export function overlaps(written: FloatArray, other: FloatArray): boolean {
+export function overlaps(written: TensorArray, other: TensorArray): boolean {
   if (written.byteLength === 0 || other.byteLength === 0 || !sameBlock(written, other)) return false;
   const a = written;
   const b = other;
   return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
-function sameMemory(a: FloatArray, b: FloatArray): boolean {
+function sameMemory(a: TensorArray, b: TensorArray): boolean {
   return a.byteOffset === b.byteOffset && a.length === b.length;
 }
 
-type Named = [string, FloatArray | null];
+type Named = [string, TensorArray | null];
 
 /** Arrays that are written must not overlap any other array of the call, except `out`
  *  exactly over its source (the documented in-place case). Mirrors the native check. */
@@ -406,7 +496,7 @@ function checkNoAliasing(arrays: Named[], written: ReadonlySet<string>, inPlace:
   }
 }
 
-function bufferOf(a: FloatArray | null): ArrayBufferLike | null {
+function bufferOf(a: TensorArray | null): ArrayBufferLike | null {
   return a === null ? null : a.buffer;
 }
 
@@ -445,13 +535,13 @@ function sharesBuffer(
 
 /** Whether a train call's written arrays (out, runningMean, runningVar) may overlap another. */
 function trainMayAlias(
-  x: FloatArray,
-  out: FloatArray | null,
+  x: TensorArray,
+  out: TensorArray | null,
   gamma: FloatArray | null,
   beta: FloatArray | null,
   runningMean: FloatArray | null,
   runningVar: FloatArray | null,
-  residual: FloatArray | null,
+  residual: TensorArray | null,
 ): boolean {
   if (out === null && runningMean === null && runningVar === null) return false;
   const bx = x.buffer;
@@ -475,12 +565,14 @@ const BACKWARD_WRITES = new Set(['out', 'outResidual']);
 /** A shard of a synchronized batch (`shard`) may hold a single value per channel: only the
  *  merged count has to allow training, and that is checked with the merged statistics. */
 export function validateTrain(x: unknown, shape: unknown, options: unknown, shard = false): TrainPlan {
-  const xs = checkData('x', x);
+  const data = checkData('x', x);
+  const xs = data.array;
   const o = checkOptions(options, false, TRAIN_KEYS);
+  const t = checkDtype(o.dtype, data, 'x');
   const s = checkShape(xs, 'x', shape, o.axis);
   const eps = checkEps(o.eps);
-  const gamma = optionalChannelArray('gamma', o.gamma, xs, s.layout.channels);
-  const beta = optionalChannelArray('beta', o.beta, xs, s.layout.channels);
+  const gamma = optionalChannelArray('gamma', o.gamma, t, s.layout.channels);
+  const beta = optionalChannelArray('beta', o.beta, t, s.layout.channels);
   const hasMean = o.runningMean !== undefined && o.runningMean !== null;
   const hasVar = o.runningVar !== undefined && o.runningVar !== null;
   if (hasMean !== hasVar) {
@@ -488,12 +580,12 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown, shar
       `runningMean and runningVar must be given together, got only ${hasMean ? 'runningMean' : 'runningVar'}`,
     );
   }
-  const runningMean = hasMean ? checkChannelArray('runningMean', o.runningMean, xs, s.layout.channels) : null;
-  const runningVar = hasVar ? checkChannelArray('runningVar', o.runningVar, xs, s.layout.channels) : null;
+  const runningMean = hasMean ? checkChannelArray('runningMean', o.runningMean, t, s.layout.channels) : null;
+  const runningVar = hasVar ? checkChannelArray('runningVar', o.runningVar, t, s.layout.channels) : null;
   const momentum = checkMomentum(o.momentum);
-  const residual = optionalTensor('residual', o.residual, xs);
+  const residual = optionalTensor('residual', o.residual, xs, t);
   const relu = checkActivation(o.activation);
-  const out = checkOut(o.out, xs);
+  const out = checkOut(o.out, xs, t);
   if (!shard) checkCountPerChannel(s.layout, s.shape, s.axis);
   if (trainMayAlias(xs, out, gamma, beta, runningMean, runningVar, residual)) {
     checkNoAliasing(
@@ -512,6 +604,8 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown, shar
   }
   return {
     x: xs,
+    dtype: t.dtype,
+    float16Array: t.float16Array,
     shape: s.shape,
     axis: s.axis,
     layout: s.layout,
@@ -530,17 +624,19 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown, shar
 }
 
 export function validateEval(x: unknown, shape: unknown, options: unknown): EvalPlan {
-  const xs = checkData('x', x);
+  const data = checkData('x', x);
+  const xs = data.array;
   const o = checkOptions(options, true, EVAL_KEYS);
+  const t = checkDtype(o.dtype, data, 'x');
   const s = checkShape(xs, 'x', shape, o.axis);
   const eps = checkEps(o.eps);
-  const gamma = optionalChannelArray('gamma', o.gamma, xs, s.layout.channels);
-  const beta = optionalChannelArray('beta', o.beta, xs, s.layout.channels);
-  const runningMean = checkChannelArray('runningMean', o.runningMean, xs, s.layout.channels);
-  const runningVar = checkChannelArray('runningVar', o.runningVar, xs, s.layout.channels);
-  const residual = optionalTensor('residual', o.residual, xs);
+  const gamma = optionalChannelArray('gamma', o.gamma, t, s.layout.channels);
+  const beta = optionalChannelArray('beta', o.beta, t, s.layout.channels);
+  const runningMean = checkChannelArray('runningMean', o.runningMean, t, s.layout.channels);
+  const runningVar = checkChannelArray('runningVar', o.runningVar, t, s.layout.channels);
+  const residual = optionalTensor('residual', o.residual, xs, t);
   const relu = checkActivation(o.activation);
-  const out = checkOut(o.out, xs);
+  const out = checkOut(o.out, xs, t);
   if (
     out !== null &&
     sharesBuffer(
@@ -569,6 +665,8 @@ export function validateEval(x: unknown, shape: unknown, options: unknown): Eval
   }
   return {
     x: xs,
+    dtype: t.dtype,
+    float16Array: t.float16Array,
     shape: s.shape,
     axis: s.axis,
     layout: s.layout,
@@ -586,15 +684,16 @@ export function validateEval(x: unknown, shape: unknown, options: unknown): Eval
 /** `residual: true` on a backward call, and where dResidual goes. */
 function checkResidualGrad(
   o: Record<string, unknown>,
-  x: FloatArray,
-): { residual: boolean; outResidual: FloatArray | null } {
+  x: TensorArray,
+  t: TensorsOf,
+): { residual: boolean; outResidual: TensorArray | null } {
   const residual = o.residual === undefined ? false : o.residual;
   if (typeof residual !== 'boolean') {
     throw new TypeError(`residual must be a boolean (true: also return dResidual), got ${describe(residual)}`);
   }
   if (o.outResidual === undefined || o.outResidual === null) return { residual, outResidual: null };
   if (!residual) throw new TypeError('outResidual is only written with residual: true');
-  const outResidual = checkSameDtype('outResidual', o.outResidual, x, 'x');
+  const outResidual = checkSameDtype('outResidual', o.outResidual, t, 'x');
   checkLength('outResidual', outResidual, x.length, 'the length of x');
   return { residual, outResidual };
 }
@@ -607,18 +706,20 @@ export function validateBackward(
   options: unknown,
   shard = false,
 ): BackwardPlan {
-  const dys = checkData('dy', dy);
-  const xs = checkSameDtype('x', x, dys, 'dy');
+  const data = checkData('dy', dy);
+  const dys = data.array;
   const o = checkOptions(options, false, BACKWARD_KEYS);
+  const t = checkDtype(o.dtype, data, 'dy');
+  const xs = checkSameDtype('x', x, t, 'dy');
   const s = checkShape(xs, 'x', shape, o.axis);
   checkLength('dy', dys, xs.length, 'the length of x');
   if (typeof saved !== 'object' || saved === null) {
     throw new TypeError(`saved must be an object { mean, invStd }, got ${describe(saved)}`);
   }
   const { mean, invStd } = saved as Partial<SavedStats>;
-  const savedMean = checkChannelArray('saved.mean', mean, xs, s.layout.channels);
-  const savedInvStd = checkChannelArray('saved.invStd', invStd, xs, s.layout.channels);
-  const gamma = optionalChannelArray('gamma', o.gamma, xs, s.layout.channels);
+  const savedMean = checkChannelArray('saved.mean', mean, t, s.layout.channels);
+  const savedInvStd = checkChannelArray('saved.invStd', invStd, t, s.layout.channels);
+  const gamma = optionalChannelArray('gamma', o.gamma, t, s.layout.channels);
   const training = o.training === undefined ? true : o.training;
   if (typeof training !== 'boolean') {
     throw new TypeError(`training must be a boolean, got ${describe(training)}`);
@@ -630,16 +731,16 @@ export function validateBackward(
     );
   }
   const relu = checkActivation(o.activation);
-  let y: FloatArray | null = null;
+  let y: TensorArray | null = null;
   if (relu) {
     if (o.y === undefined || o.y === null) {
       throw new TypeError(`y (the forward output) is required with activation 'relu', got ${describe(o.y)}`);
     }
-    y = checkSameDtype('y', o.y, xs, 'x');
+    y = checkSameDtype('y', o.y, t, 'x');
     checkLength('y', y, xs.length, 'the length of x');
   }
-  const out = checkOut(o.out, xs);
-  const { residual, outResidual } = checkResidualGrad(o, xs);
+  const out = checkOut(o.out, xs, t);
+  const { residual, outResidual } = checkResidualGrad(o, xs, t);
   if (training && !shard) checkCountPerChannel(s.layout, s.shape, s.axis);
   if (
     outResidual !== null ||
@@ -672,6 +773,8 @@ export function validateBackward(
   return {
     dy: dys,
     x: xs,
+    dtype: t.dtype,
+    float16Array: t.float16Array,
     shape: s.shape,
     axis: s.axis,
     layout: s.layout,
@@ -689,10 +792,11 @@ export function validateBackward(
 }
 
 export function validateStats(x: unknown, shape: unknown, options: unknown): StatsPlan {
-  const xs = checkData('x', x);
+  const data = checkData('x', x);
   const o = checkOptions(options, false, STATS_KEYS);
-  const s = checkShape(xs, 'x', shape, o.axis);
-  return { x: xs, shape: s.shape, axis: s.axis, layout: s.layout };
+  const t = checkDtype(o.dtype, data, 'x');
+  const s = checkShape(data.array, 'x', shape, o.axis);
+  return { x: data.array, dtype: t.dtype, float16Array: t.float16Array, shape: s.shape, axis: s.axis, layout: s.layout };
 }
 
 /** Merged statistics: the count must allow training (>= 2 values per channel). */
@@ -758,8 +862,8 @@ export function validateBackwardSums(
 }
 
 /** fingerprint's one argument. */
-export function validateFingerprint(x: unknown): { x: FloatArray } {
-  return { x: checkData('x', x) };
+export function validateFingerprint(x: unknown): { x: TensorArray } {
+  return { x: checkData('x', x).array };
 }
 
 /** The names a plan's arrays have in the call (the plan shortens saved.mean / saved.invStd). */

@@ -52,7 +52,7 @@ describe.each(backends)('arrays judged by the engine ($name)', (b) => {
     const impostor = Object.setPrototypeOf({ length: n }, Float32Array.prototype);
     expect(() => b.batchNormTrain(impostor, shape)).toThrow(
       new TypeError(
-        'batchNormTrain: x must be a Float32Array or Float64Array, got an object posing as Float32Array (not a typed array)',
+        'batchNormTrain: x must be a Float32Array, Float64Array or Uint16Array (bfloat16 or float16 bits, with dtype), got an object posing as Float32Array (not a typed array)',
       ),
     );
     const gamma = Object.setPrototypeOf({ length: 3 }, Float32Array.prototype);

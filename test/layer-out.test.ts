@@ -2,7 +2,7 @@
 // every backend: the same numbers as without, the same running statistics and gradients, dx
 // in place over dy, and the arrays it refuses before anything changes.
 import { describe, expect, it } from 'vitest';
-import { type Backend, BatchNorm, type FloatArray, LazyBatchNorm, SyncBatchNorm } from '../index';
+import { type Backend, BatchNorm, type TensorArray, LazyBatchNorm, SyncBatchNorm } from '../index';
 import { backends } from './backends';
 import { maxAbsDiff } from './helpers/compare';
 import { generator } from './helpers/random.cjs';
@@ -35,9 +35,9 @@ function twoLayers(backend: Backend, s: Setup, activation: 'none' | 'relu') {
   return [make(), make()] as const;
 }
 
-function expectSame(got: FloatArray | null, want: FloatArray | null, label: string): void {
+function expectSame(got: TensorArray | null, want: TensorArray | null, label: string): void {
   expect(got, label).not.toBeNull();
-  expect(Array.from(got as FloatArray), label).toEqual(Array.from(want as FloatArray));
+  expect(Array.from(got as TensorArray), label).toEqual(Array.from(want as TensorArray));
 }
 
 const SHAPES: Array<[number[], number]> = [

@@ -2,7 +2,10 @@
 // g * xhat, then dx in one pass (through the batch statistics, or frozen). g is dy, or with a
 // fused ReLU dy only where the forward output y was > 0.
 import type { FloatArray } from '../types';
-import type { BackwardPlan, BackwardWithSumsPlan } from '../validate';
+import type * as Plans from '../validate';
+
+type BackwardPlan = Plans.FloatPlan<Plans.BackwardPlan>;
+type BackwardWithSumsPlan = Plans.FloatPlan<Plans.BackwardWithSumsPlan>;
 import { applyGrad, applyScale, residualGrad } from './elementwise';
 import { fingerprint } from './fingerprint';
 import { byDtype } from './specialize';

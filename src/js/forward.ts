@@ -5,7 +5,11 @@
 
 import { updateRunningChannel } from '../moments';
 import type { FloatArray } from '../types';
-import type { EvalPlan, TrainPlan, TrainWithStatsPlan } from '../validate';
+import type * as Plans from '../validate';
+
+type EvalPlan = Plans.FloatPlan<Plans.EvalPlan>;
+type TrainPlan = Plans.FloatPlan<Plans.TrainPlan>;
+type TrainWithStatsPlan = Plans.FloatPlan<Plans.TrainWithStatsPlan>;
 import { applyScale, applyScaleResidual } from './elementwise';
 import { fingerprint } from './fingerprint';
 import { channelMomentsFromSums, channelSums } from './stats';

@@ -4,9 +4,11 @@ import { backward, backwardWithSums, gradSums } from './backward';
 import { fingerprint } from './fingerprint';
 import { evaluate, train, trainWithStats } from './forward';
 import { channelMoments } from './stats';
+import { widening } from './widened';
+import type { FloatArray } from '../types';
 
-/** The TypeScript kernels; the native backend also runs them on tiny tensors. */
-export const jsKernels: Kernels = {
+/** The TypeScript kernels of float32 / float64 tensors. */
+const floatKernels: Kernels<FloatArray> = {
   train,
   trainWithStats,
   evaluate,
@@ -20,6 +22,10 @@ export const jsKernels: Kernels = {
   backwardSums: gradSums,
   fingerprint,
 };
+
+/** The TypeScript kernels of every dtype (16-bit tensors widened, see widened.ts); the native
+ *  backend also runs them on tiny tensors. */
+export const jsKernels: Kernels = widening(floatKernels);
 
 /** Runs on the JS thread: the Async forms give the same results but do not free the event loop. */
 export const js = createBackend('js', jsKernels, promisedKernels(jsKernels));

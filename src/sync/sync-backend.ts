@@ -4,7 +4,7 @@
 // ordinary BatchNorm layer, so the layer's behaviour (running statistics, momentum or
 // cumulative average, caching for backward, gradient accumulation) is the same code.
 import { namingErrors } from '../backend';
-import type { Backend, FloatArray, TrainOptions } from '../types';
+import type { Backend, TensorArray, TrainOptions } from '../types';
 import type { AllReduce } from './all-reduce';
 import { statsBuffer, statsFromBuffer, sumsBuffer, sumsFromBuffer } from './reduce-buffers';
 import { isFarFrom, type StatsShift } from './stats-shift';
@@ -19,8 +19,8 @@ export function synchronizedBackend(kernels: Backend, allReduce: AllReduce, shif
     batchNormTrain: asyncOnly,
     batchNormBackward: asyncOnly,
 
-    async batchNormTrainAsync(x: FloatArray, shape: readonly number[], options: TrainOptions = {}) {
-      const local = await kernels.batchNormStatsAsync(x, shape, { axis: options.axis });
+    async batchNormTrainAsync(x: TensorArray, shape: readonly number[], options: TrainOptions = {}) {
+      const local = await kernels.batchNormStatsAsync(x, shape, { axis: options.axis, dtype: options.dtype });
       const about = shift.current(local.mean.length, options.runningMean);
       let global = statsFromBuffer(await allReduce(statsBuffer(local, about)), about);
       // A shift far from the data cost the variance its precision: take the moments again

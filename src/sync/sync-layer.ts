@@ -11,7 +11,7 @@ import {
   type LayerBackwardOptions,
 } from '../layer';
 import { backend as selectedBackend } from '../select';
-import type { Activation, Backend, FloatArray } from '../types';
+import type { Activation, Backend, Dtype, DtypeArray, FloatArray, TensorArray } from '../types';
 import { describe } from '../validate';
 import { type AllReduce, checkTimeoutMs } from './all-reduce';
 import { StatsShift } from './stats-shift';
@@ -44,7 +44,7 @@ export class SyncBatchNorm {
   readonly runningVarCorrection: 0 | 1;
   readonly affine: boolean;
   readonly trackRunningStats: boolean;
-  readonly dtype: 'float32' | 'float64';
+  readonly dtype: Dtype;
   /** The kernels (native or js); the all-reduce wraps them. */
   readonly backend: Backend;
   readonly activation: Activation;
@@ -132,23 +132,27 @@ export class SyncBatchNorm {
   /** Normalizes this worker's shard x with the statistics of every worker's shard (training,
    *  or without running statistics: one all-reduce); eval with running statistics is local.
    *  Every worker must call it, in the same mode. */
-  forward(x: FloatArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
+  forward<A extends TensorArray>(x: A, shape: readonly number[], options?: ForwardOptions): Promise<DtypeArray<A>> {
     return this.#layer.forwardAsync(x, shape, options);
   }
 
   /** dx of this worker's shard for the last forward; adds the whole batch's dGamma/dBeta to
    *  gammaGrad/betaGrad. One all-reduce; every worker must call it. */
-  backward(dy: FloatArray, options?: LayerBackwardOptions): Promise<FloatArray> {
+  backward<A extends TensorArray>(dy: A, options?: LayerBackwardOptions): Promise<DtypeArray<A>> {
     return this.#layer.backwardAsync(dy, options);
   }
 
   /** The same as forward, under BatchNorm's name for the Promise form. */
-  forwardAsync(x: FloatArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
+  forwardAsync<A extends TensorArray>(
+    x: A,
+    shape: readonly number[],
+    options?: ForwardOptions,
+  ): Promise<DtypeArray<A>> {
     return this.forward(x, shape, options);
   }
 
   /** The same as backward, under BatchNorm's name for the Promise form. */
-  backwardAsync(dy: FloatArray, options?: LayerBackwardOptions): Promise<FloatArray> {
+  backwardAsync<A extends TensorArray>(dy: A, options?: LayerBackwardOptions): Promise<DtypeArray<A>> {
     return this.backward(dy, options);
   }
 

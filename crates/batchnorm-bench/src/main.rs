@@ -8,7 +8,7 @@ mod report;
 mod timing;
 mod workload;
 
-use batchnorm_core::{set_num_threads, Element, Layout};
+use batchnorm_core::{set_num_threads, Bf16, Element, Layout, F16};
 use rayon::ThreadPoolBuilder;
 
 use options::{Dtype, Options, USAGE};
@@ -31,6 +31,8 @@ fn main() {
     let result = match options.dtype {
         Dtype::F32 => measure::<f32>(&options),
         Dtype::F64 => measure::<f64>(&options),
+        Dtype::Bf16 => measure::<Bf16>(&options),
+        Dtype::F16 => measure::<F16>(&options),
     };
     match result {
         Ok(report) if options.json => println!("{}", report.to_json()),

@@ -4,7 +4,7 @@ use std::fmt;
 
 pub const USAGE: &str = "\
 usage: batchnorm-bench [--shape 32,64,56,56] [--axis 1] [--op train|eval|backward]
-                       [--dtype f32|f64] [--threads 1,2,4,8,16] [--iters 50] [--warmup 5] [--json]
+                       [--dtype f32|f64|bf16|f16] [--threads 1,2,4,8,16] [--iters 50] [--warmup 5] [--json]
 
 Times one batch-norm call of batchnorm-core per thread count (median of --iters calls into
 preallocated outputs) beside a memcpy of the same bytes, and prints effective GB/s:
@@ -31,6 +31,8 @@ impl fmt::Display for Op {
 pub enum Dtype {
     F32,
     F64,
+    Bf16,
+    F16,
 }
 
 impl fmt::Display for Dtype {
@@ -38,6 +40,8 @@ impl fmt::Display for Dtype {
         f.write_str(match self {
             Dtype::F32 => "f32",
             Dtype::F64 => "f64",
+            Dtype::Bf16 => "bf16",
+            Dtype::F16 => "f16",
         })
     }
 }
@@ -93,7 +97,9 @@ impl Options {
                     options.dtype = match value.as_str() {
                         "f32" => Dtype::F32,
                         "f64" => Dtype::F64,
-                        _ => return Err(format!("--dtype must be f32 or f64, got {value}")),
+                        "bf16" => Dtype::Bf16,
+                        "f16" => Dtype::F16,
+                        _ => return Err(format!("--dtype must be f32, f64, bf16 or f16, got {value}")),
                     }
                 }
                 "--threads" => options.threads = parse_list(&flag, &value)?,

@@ -12,20 +12,21 @@ const MOMENTUM: f64 = 0.1;
 
 /// Inputs and preallocated outputs for one op on one shape; outputs are written once
 /// before timing so page faults stay out of the measurement.
-pub struct Workload<T> {
+/// Tensors hold T; parameters and statistics `T::Param` (f32 for the 16-bit formats).
+pub struct Workload<T: Element> {
     op: Op,
     layout: Layout,
     x: Vec<T>,
     dy: Vec<T>,
     out: Vec<T>,
-    gamma: Vec<T>,
-    beta: Vec<T>,
-    running_mean: Vec<T>,
-    running_var: Vec<T>,
-    mean: Vec<T>,
-    inv_std: Vec<T>,
-    d_gamma: Vec<T>,
-    d_beta: Vec<T>,
+    gamma: Vec<T::Param>,
+    beta: Vec<T::Param>,
+    running_mean: Vec<T::Param>,
+    running_var: Vec<T::Param>,
+    mean: Vec<T::Param>,
+    inv_std: Vec<T::Param>,
+    d_gamma: Vec<T::Param>,
+    d_beta: Vec<T::Param>,
 }
 
 /// Deterministic values in [-1, 1) (xorshift64*), so every run sees the same data.
@@ -43,7 +44,7 @@ fn pseudo_random<T: Element>(len: usize, seed: u64) -> Vec<T> {
 }
 
 /// Normalization with learned scale and shift, as in a training network.
-fn norm<'a, T>(gamma: &'a [T], beta: &'a [T]) -> Norm<'a, T> {
+fn norm<'a, T: Element>(gamma: &'a [T::Param], beta: &'a [T::Param]) -> Norm<'a, T> {
     Norm { gamma: Some(gamma), beta: Some(beta), eps: EPS, residual: None, activation: Activation::None }
 }
 
@@ -51,28 +52,28 @@ impl<T: Element> Workload<T> {
     pub fn new(op: Op, layout: Layout) -> Result<Self, String> {
         let len = layout.len();
         let channels = layout.channels;
-        let ones = |n: usize| vec![T::from_f64(1.0); n];
+        let ones = |n: usize| vec![T::Param::from_f64(1.0); n];
         let mut workload = Workload {
             op,
             layout,
             x: pseudo_random(len, 1),
             dy: if op == Op::Backward { pseudo_random(len, 2) } else { Vec::new() },
-            out: ones(len),
+            out: vec![T::from_f64(1.0); len],
             gamma: pseudo_random(channels, 3),
             beta: pseudo_random(channels, 4),
-            running_mean: vec![T::default(); channels],
+            running_mean: vec![T::Param::default(); channels],
             running_var: ones(channels),
-            mean: vec![T::default(); channels],
-            inv_std: vec![T::default(); channels],
-            d_gamma: vec![T::default(); channels],
-            d_beta: vec![T::default(); channels],
+            mean: vec![T::Param::default(); channels],
+            inv_std: vec![T::Param::default(); channels],
+            d_gamma: vec![T::Param::default(); channels],
+            d_beta: vec![T::Param::default(); channels],
         };
         // Backward needs the statistics a training forward saved; eval reuses them as the
         // running statistics. One training call also checks the shape before any timing.
         workload.train()?;
         workload.running_mean.copy_from_slice(&workload.mean);
         workload.running_var =
-            workload.inv_std.iter().map(|s| T::from_f64(1.0 / (s.to_f64() * s.to_f64()) - EPS)).collect();
+            workload.inv_std.iter().map(|s| T::Param::from_f64(1.0 / (s.to_f64() * s.to_f64()) - EPS)).collect();
         Ok(workload)
     }
 

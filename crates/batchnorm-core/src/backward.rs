@@ -23,11 +23,12 @@ pub struct GradSums {
 
 /// Where the parameter gradients go; the gradient of a residual the forward pass added
 /// before its activation (`None`: there was none, or the caller does not want it); and, when
-/// asked, the fingerprint of x as the backward read it (see `fingerprint`).
+/// asked, the fingerprint of x as the backward read it (see `fingerprint`). The parameter
+/// gradients are `T::Param` (f32 for the 16-bit formats), dResidual a tensor of T.
 #[derive(Debug)]
-pub struct ParamGrads<'a, T> {
-    pub d_gamma: &'a mut [T],
-    pub d_beta: &'a mut [T],
+pub struct ParamGrads<'a, T: Element> {
+    pub d_gamma: &'a mut [T::Param],
+    pub d_beta: &'a mut [T::Param],
     pub d_residual: Option<&'a mut [T]>,
     pub x_fingerprint: Option<&'a mut u32>,
 }
@@ -58,8 +59,8 @@ impl<T: Element> Saved<'_, T> {
 /// The dx pass's coefficients per channel: dx = g*invStd/m * (m*dy - Σdy - xhat*Σ(dy*xhat))
 /// when training, dx = g*invStd*dy when frozen.
 fn dx_coefficients<T: Element>(
-    gamma: Option<&[T]>,
-    saved: &Saved<'_, T>,
+    gamma: Option<&[T::Param]>,
+    saved: &Saved<'_, T::Param>,
     training: bool,
     sums: &[GradSums],
     count: f64,
@@ -90,7 +91,7 @@ fn grad_sums_in<T: Element>(
     x: &[T],
     relu_output: Option<&[T]>,
     layout: &Layout,
-    saved: Saved<'_, T>,
+    saved: Saved<'_, T::Param>,
     fold: Option<&Fold>,
 ) -> Vec<GradSums> {
     let mean: Vec<f64> = saved.mean.iter().map(|v| v.to_f64()).collect();
@@ -98,13 +99,13 @@ fn grad_sums_in<T: Element>(
     sums.into_iter().enumerate().map(|(c, s)| saved.grad_sums(c, s)).collect()
 }
 
-fn check_backward<T>(
+fn check_backward<T: Element>(
     dy_len: usize,
     dx_len: usize,
     x: &[T],
     layout: &Layout,
-    gamma: Option<&[T]>,
-    saved: &Saved<'_, T>,
+    gamma: Option<&[T::Param]>,
+    saved: &Saved<'_, T::Param>,
     relu_output: Option<&[T]>,
 ) -> Result<()> {
     let channels = layout.channels;
@@ -121,7 +122,7 @@ fn check_backward<T>(
     check_len("invStd", saved.inv_std.len(), channels)
 }
 
-fn check_params<T>(params: &ParamGrads<'_, T>, layout: &Layout) -> Result<()> {
+fn check_params<T: Element>(params: &ParamGrads<'_, T>, layout: &Layout) -> Result<()> {
     check_len("dGamma", params.d_gamma.len(), layout.channels)?;
     check_len("dBeta", params.d_beta.len(), layout.channels)?;
     if let Some(d) = &params.d_residual {
@@ -155,7 +156,7 @@ pub fn grad_sums<T: Element>(
     dy: &[T],
     x: &[T],
     layout: &Layout,
-    saved: Saved<'_, T>,
+    saved: Saved<'_, T::Param>,
     relu_output: Option<&[T]>,
 ) -> Result<Vec<GradSums>> {
     check_backward(dy.len(), dy.len(), x, layout, None, &saved, relu_output)?;
@@ -169,8 +170,8 @@ fn check_dx<'a, T: Element>(
     grad: &Io<'_, T>,
     x: &'a [T],
     layout: &Layout,
-    gamma: Option<&[T]>,
-    saved: &Saved<'_, T>,
+    gamma: Option<&[T::Param]>,
+    saved: &Saved<'_, T::Param>,
     flow: &GradPath<'a, T>,
     params: &ParamGrads<'_, T>,
     count: f64,
@@ -185,8 +186,8 @@ fn check_dx<'a, T: Element>(
 
 fn write_params<T: Element>(sums: &[GradSums], params: &mut ParamGrads<'_, T>) {
     for (c, s) in sums.iter().enumerate() {
-        params.d_gamma[c] = T::from_f64(s.sum_dy_xhat);
-        params.d_beta[c] = T::from_f64(s.sum_dy);
+        params.d_gamma[c] = T::Param::from_f64(s.sum_dy_xhat);
+        params.d_beta[c] = T::Param::from_f64(s.sum_dy);
     }
 }
 
@@ -195,8 +196,8 @@ pub fn backward<T: Element>(
     grad: Io<'_, T>,
     x: &[T],
     layout: &Layout,
-    gamma: Option<&[T]>,
-    saved: Saved<'_, T>,
+    gamma: Option<&[T::Param]>,
+    saved: Saved<'_, T::Param>,
     flow: GradPath<'_, T>,
     params: ParamGrads<'_, T>,
 ) -> Result<()> {
@@ -212,7 +213,7 @@ pub fn backward<T: Element>(
         // The fingerprint rides on the sums sweep, which reads x anyway.
         let fold = params.x_fingerprint.is_some().then(Fold::new);
         let sums = grad_sums_in(exec, path, grad.src(), x, flow.relu_output, layout, saved, fold.as_ref());
-        let k = dx_coefficients(gamma, &saved, flow.training, &sums, count);
+        let k = dx_coefficients::<T>(gamma, &saved, flow.training, &sums, count);
         path.apply(exec, grad, layout, inputs, &k);
         (sums, fold.map(|f| f.total()))
     });
@@ -230,8 +231,8 @@ pub fn backward_with_sums<T: Element>(
     grad: Io<'_, T>,
     x: &[T],
     layout: &Layout,
-    gamma: Option<&[T]>,
-    saved: Saved<'_, T>,
+    gamma: Option<&[T::Param]>,
+    saved: Saved<'_, T::Param>,
     flow: GradPath<'_, T>,
     sums: &[GradSums],
     count: f64,
@@ -239,7 +240,7 @@ pub fn backward_with_sums<T: Element>(
 ) -> Result<()> {
     check_len("sums", sums.len(), layout.channels)?;
     let inputs = check_dx(&grad, x, layout, gamma, &saved, &flow, &params, count)?;
-    let k = dx_coefficients(gamma, &saved, flow.training, sums, count);
+    let k = dx_coefficients::<T>(gamma, &saved, flow.training, sums, count);
     let mut params = params;
     let d_residual = params.d_residual.take();
     // No sums sweep here to ride on: the fingerprint takes a pass of its own.

@@ -1,8 +1,20 @@
-//! The element types the kernels accept: f32 and f64, always accumulated in f64.
+//! The element types the kernels accept: f32 and f64, and the 16-bit bfloat16 and float16
+//! (whose parameters and statistics are f32, as in PyTorch's mixed precision), always
+//! accumulated in f64.
+
+use crate::half::{Bf16, F16};
 
 /// A floating-point element of a tensor. Arithmetic in the kernels is done in f64
 /// so that f32 tensors get double-precision sums (as PyTorch's `opmath` does).
 pub trait Element: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 'static {
+    /// The type of the per-channel parameters and statistics that go with a tensor of these
+    /// elements: the element itself, or f32 for the 16-bit formats.
+    type Param: Element;
+    /// The 16-bit formats run the elementwise pass in f32, as PyTorch does: their results
+    /// keep 8 or 11 significant bits, and f32 math doubles the vector width that pass has.
+    const F32_PASS: bool = false;
+    fn to_f32(self) -> f32;
+    fn from_f32(value: f32) -> Self;
     fn to_f64(self) -> f64;
     fn from_f64(value: f64) -> Self;
     /// One 32-bit word of the element's bits, for the input fingerprint: the f32 bits, or the
@@ -11,6 +23,15 @@ pub trait Element: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 
 }
 
 impl Element for f32 {
+    type Param = f32;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_f32(value: f32) -> Self {
+        value
+    }
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self as f64
@@ -26,6 +47,15 @@ impl Element for f32 {
 }
 
 impl Element for f64 {
+    type Param = f64;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    #[inline(always)]
+    fn from_f32(value: f32) -> Self {
+        f64::from(value)
+    }
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
@@ -40,3 +70,36 @@ impl Element for f64 {
         (bits as u32) ^ ((bits >> 32) as u32).rotate_left(13)
     }
 }
+
+/// The 16-bit formats: sums in f64 like the others, the elementwise pass in f32 (as PyTorch),
+/// each result rounded once from f32 to 16 bits.
+macro_rules! sixteen_bit {
+    ($t:ty) => {
+        impl Element for $t {
+            type Param = f32;
+            const F32_PASS: bool = true;
+            #[inline(always)]
+            fn to_f32(self) -> f32 {
+                <$t>::to_f32(self)
+            }
+            #[inline(always)]
+            fn from_f32(value: f32) -> Self {
+                <$t>::from_f32(value)
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                f64::from(self.to_f32())
+            }
+            #[inline(always)]
+            fn from_f64(value: f64) -> Self {
+                <$t>::from_f32(value as f32)
+            }
+            #[inline(always)]
+            fn word(self) -> u32 {
+                u32::from(self.0)
+            }
+        }
+    };
+}
+sixteen_bit!(Bf16);
+sixteen_bit!(F16);

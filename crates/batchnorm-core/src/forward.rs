@@ -26,11 +26,12 @@ pub enum Activation {
 
 /// How to normalize: learned scale (gamma) and shift (beta), `None` meaning ones / zeros;
 /// the variance epsilon; a residual added before the activation (the `+ z` of a ResNet
-/// block, same shape as x); the fused activation.
+/// block, same shape as x); the fused activation. Parameters are `T::Param` (f32 for the
+/// 16-bit formats), the residual is a tensor of T.
 #[derive(Debug, Clone, Copy)]
-pub struct Norm<'a, T> {
-    pub gamma: Option<&'a [T]>,
-    pub beta: Option<&'a [T]>,
+pub struct Norm<'a, T: Element> {
+    pub gamma: Option<&'a [T::Param]>,
+    pub beta: Option<&'a [T::Param]>,
     pub eps: f64,
     pub residual: Option<&'a [T]>,
     pub activation: Activation,
@@ -61,7 +62,7 @@ fn check_io<T: Element>(io: &Io<'_, T>, layout: &Layout) -> Result<()> {
     check_len("out", io.dst_len(), layout.len())
 }
 
-fn check_norm<T>(norm: &Norm<'_, T>, layout: &Layout) -> Result<()> {
+fn check_norm<T: Element>(norm: &Norm<'_, T>, layout: &Layout) -> Result<()> {
     if let Some(g) = norm.gamma {
         check_len("gamma", g.len(), layout.channels)?;
     }
@@ -115,8 +116,8 @@ pub fn train<T: Element>(
     io: Io<'_, T>,
     layout: &Layout,
     norm: Norm<'_, T>,
-    running: Option<RunningStats<'_, T>>,
-    saved: SavedStats<'_, T>,
+    running: Option<RunningStats<'_, T::Param>>,
+    saved: SavedStats<'_, T::Param>,
 ) -> Result<()> {
     check_train(&io, layout, &norm, &running, &saved)?;
     check_count(layout.count_per_channel() as f64)?;
@@ -149,8 +150,8 @@ pub fn train_with_moments<T: Element>(
     layout: &Layout,
     norm: Norm<'_, T>,
     moments: &[Moments],
-    running: Option<RunningStats<'_, T>>,
-    saved: SavedStats<'_, T>,
+    running: Option<RunningStats<'_, T::Param>>,
+    saved: SavedStats<'_, T::Param>,
 ) -> Result<()> {
     check_train(&io, layout, &norm, &running, &saved)?;
     check_len("stats", moments.len(), layout.channels)?;
@@ -172,8 +173,8 @@ fn check_train<T: Element>(
     io: &Io<'_, T>,
     layout: &Layout,
     norm: &Norm<'_, T>,
-    running: &Option<RunningStats<'_, T>>,
-    saved: &SavedStats<'_, T>,
+    running: &Option<RunningStats<'_, T::Param>>,
+    saved: &SavedStats<'_, T::Param>,
 ) -> Result<()> {
     check_io(io, layout)?;
     check_norm(norm, layout)?;
@@ -197,12 +198,12 @@ fn normalize_in<T: Element>(
 fn save_stats<T: Element>(
     norm: &Norm<'_, T>,
     moments: &[Moments],
-    running: Option<RunningStats<'_, T>>,
-    saved: SavedStats<'_, T>,
+    running: Option<RunningStats<'_, T::Param>>,
+    saved: SavedStats<'_, T::Param>,
 ) {
     for (c, m) in moments.iter().enumerate() {
-        saved.mean[c] = T::from_f64(m.mean);
-        saved.inv_std[c] = T::from_f64(norm.inv_std(m));
+        saved.mean[c] = T::Param::from_f64(m.mean);
+        saved.inv_std[c] = T::Param::from_f64(norm.inv_std(m));
     }
     if let Some(r) = running {
         update_running_stats(r.mean, r.var, moments, r.momentum, r.var_correction);
@@ -214,8 +215,8 @@ pub fn eval<T: Element>(
     io: Io<'_, T>,
     layout: &Layout,
     norm: Norm<'_, T>,
-    running_mean: &[T],
-    running_var: &[T],
+    running_mean: &[T::Param],
+    running_var: &[T::Param],
 ) -> Result<()> {
     check_io(&io, layout)?;
     check_norm(&norm, layout)?;

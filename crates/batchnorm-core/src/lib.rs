@@ -27,6 +27,7 @@ mod tiles;
 // The ground floor: element types, tensor views, in/out arrays, the thread pool, errors.
 mod element;
 mod error;
+mod half;
 mod io;
 mod layout;
 mod pool;
@@ -36,6 +37,7 @@ pub use element::Element;
 pub use error::{Error, Result};
 pub use fingerprint::fingerprint;
 pub use forward::{channel_moments, eval, train, train_with_moments, Activation, Norm, RunningStats, SavedStats};
+pub use half::{Bf16, F16};
 pub use io::Io;
 pub use layout::Layout;
 pub use pool::{num_threads, set_num_threads, MAX_THREADS, PARALLEL_MIN_ELEMENTS};

@@ -48,11 +48,18 @@ pub(crate) trait ValueAt<T>: Sized {
 /// `dst[j] = values.at(j, dst[j])` for every j. A task that streams calls `fence` after.
 #[inline(always)]
 pub(crate) fn write<T: Element>(dst: &mut [T], stores: Stores, values: &impl ValueAt<T>) {
-    // Steps of whole 64-byte lines only (f32, f64), so aligned stores stay aligned.
+    // Steps of whole 64-byte lines only, so aligned stores stay aligned: 16 values of f32 or
+    // f64, 32 of the 16-bit formats.
     #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-    if stores != Stores::Cached && size_of::<[T; STEP]>().is_multiple_of(64) {
-        write_streaming(dst, stores, values);
-        return;
+    if stores != Stores::Cached {
+        if size_of::<T>() == 2 {
+            write_streaming::<T, 32>(dst, stores, values);
+            return;
+        }
+        if size_of::<[T; 16]>().is_multiple_of(64) {
+            write_streaming::<T, 16>(dst, stores, values);
+            return;
+        }
     }
     #[cfg(any(not(target_arch = "x86_64"), feature = "portable"))]
     let _ = stores;
@@ -68,14 +75,11 @@ fn write_cached<T: Element>(dst: &mut [T], values: &impl ValueAt<T>) {
     }
 }
 
-/// Values computed per step into registers, then stored as whole lines (64 bytes or more).
-#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-const STEP: usize = 16;
-
 #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
-fn write_streaming<T: Element>(dst: &mut [T], stores: Stores, values: &impl ValueAt<T>) {
+/// Values computed per STEP into registers, then stored as whole lines (64 bytes or more).
+fn write_streaming<T: Element, const STEP: usize>(dst: &mut [T], stores: Stores, values: &impl ValueAt<T>) {
     // Plain stores up to the first 64-byte boundary (all of dst if T cannot reach one).
     let len = dst.len();
     let head = dst.as_ptr().align_offset(64).min(len);
@@ -206,6 +210,7 @@ mod tests {
         for stores in kinds {
             check::<f32>(stores);
             check::<f64>(stores);
+            check::<crate::half::Bf16>(stores);
         }
     }
 }

@@ -2,13 +2,16 @@
 //! regions that are written must not overlap anything else (except `out` exactly on its
 //! source, the documented in-place case), so the slices built from them never alias.
 
-use batchnorm_core::Element;
-use napi::bindgen_prelude::{Env, Float32Array, Float32ArraySlice, Float64Array, Float64ArraySlice, FromNapiValue};
+use napi::bindgen_prelude::{
+    Env, Float32Array, Float32ArraySlice, Float64Array, Float64ArraySlice, FromNapiValue, Uint16Array, Uint16ArraySlice,
+};
 use napi::{Error, JsValue, Result, Status};
+
+use crate::dtype::StoredAs;
 
 /// A typed array the binding can borrow: its element type and raw memory.
 pub trait RawArray {
-    type Elem: Element;
+    type Elem: Copy;
     /// Start pointer and element count. A detached or empty array gives length 0.
     fn region(&self) -> (*mut Self::Elem, usize);
 }
@@ -33,6 +36,8 @@ macro_rules! raw_array {
 }
 raw_array!(Float32Array, Float32ArraySlice, f32);
 raw_array!(Float64Array, Float64ArraySlice, f64);
+// The bits of bfloat16 or float16 values (see dtype.rs).
+raw_array!(Uint16Array, Uint16ArraySlice, u16);
 
 /// An argument as it stands once every argument of the call has been converted.
 ///
@@ -66,6 +71,7 @@ macro_rules! settled_array {
 }
 settled_array!(Float32ArraySlice, Float32Array);
 settled_array!(Float64ArraySlice, Float64Array);
+settled_array!(Uint16ArraySlice, Uint16Array);
 
 impl<T: Settled> Settled for Option<T> {
     type Retained = Option<T::Retained>;
@@ -130,6 +136,11 @@ impl<T> Region<T> {
     pub fn span(&self) -> Span {
         let start = self.ptr as usize;
         Span { name: self.name, bytes: start..start + self.len * std::mem::size_of::<T>(), written: self.written }
+    }
+
+    /// The region as one of the element types its memory may hold (see `dtype::StoredAs`).
+    pub fn cast<U: StoredAs<T>>(self) -> Region<U> {
+        Region { name: self.name, ptr: self.ptr.cast(), len: self.len, written: self.written }
     }
 
     /// Same memory exactly: the one overlap allowed (`out` over its source).

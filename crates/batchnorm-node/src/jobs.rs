@@ -2,12 +2,13 @@
 //! the core; sync functions run it at once, Async ones hand it to libuv as a `Task`.
 
 use batchnorm_core::{
-    Activation, GradPath, GradSums, Io, Layout, Moments, Norm, ParamGrads, RunningStats, Saved, SavedStats,
+    Activation, Element, GradPath, GradSums, Io, Layout, Moments, Norm, ParamGrads, RunningStats, Saved, SavedStats,
 };
 use napi::bindgen_prelude::{Env, Task};
 use napi::{Error, Result, Status};
 
 use crate::arrays::{check_disjoint, RawArray, Region, Span};
+use crate::dtype::{RunAs, Storage, StoredAs};
 use crate::options::{given_count, BackwardOptions, EvalOptions, ReduceOptions, TrainOptions};
 use crate::shape::{core_error, count, layout};
 
@@ -24,46 +25,48 @@ pub struct GivenSums<F> {
     pub sum_dy_xhat: F,
 }
 
-pub struct TrainJob<A, F> {
+/// Tensors (x, out, residual) are A; parameters and statistics P, whose storage goes with A's
+/// (`dtype::Storage::Param`).
+pub struct TrainJob<A, P, F> {
     pub x: A,
-    pub gamma: Option<A>,
-    pub beta: Option<A>,
-    pub running_mean: Option<A>,
-    pub running_var: Option<A>,
+    pub gamma: Option<P>,
+    pub beta: Option<P>,
+    pub running_mean: Option<P>,
+    pub running_var: Option<P>,
     pub residual: Option<A>,
     pub given: Option<GivenStats<F>>,
     pub out: A,
-    pub mean: A,
-    pub inv_std: A,
+    pub mean: P,
+    pub inv_std: P,
     /// Length 1: receives x's fingerprint as the step read it.
     pub x_fingerprint: Option<F>,
     pub shape: Vec<f64>,
     pub options: TrainOptions,
 }
 
-pub struct EvalJob<A> {
+pub struct EvalJob<A, P> {
     pub x: A,
-    pub gamma: Option<A>,
-    pub beta: Option<A>,
-    pub running_mean: A,
-    pub running_var: A,
+    pub gamma: Option<P>,
+    pub beta: Option<P>,
+    pub running_mean: P,
+    pub running_var: P,
     pub residual: Option<A>,
     pub out: A,
     pub shape: Vec<f64>,
     pub options: EvalOptions,
 }
 
-pub struct BackwardJob<A, F> {
+pub struct BackwardJob<A, P, F> {
     pub dy: A,
     pub x: A,
-    pub gamma: Option<A>,
-    pub mean: A,
-    pub inv_std: A,
+    pub gamma: Option<P>,
+    pub mean: P,
+    pub inv_std: P,
     pub y: Option<A>,
     pub given: Option<GivenSums<F>>,
     pub out: A,
-    pub d_gamma: A,
-    pub d_beta: A,
+    pub d_gamma: P,
+    pub d_beta: P,
     pub d_residual: Option<A>,
     /// Length 1: receives x's fingerprint as the backward read it.
     pub x_fingerprint: Option<F>,
@@ -79,11 +82,11 @@ pub struct MomentsJob<A, F> {
     pub options: ReduceOptions,
 }
 
-pub struct GradSumsJob<A, F> {
+pub struct GradSumsJob<A, P, F> {
     pub dy: A,
     pub x: A,
-    pub mean: A,
-    pub inv_std: A,
+    pub mean: P,
+    pub inv_std: P,
     pub y: Option<A>,
     pub sum_dy: F,
     pub sum_dy_xhat: F,
@@ -91,12 +94,19 @@ pub struct GradSumsJob<A, F> {
     pub options: ReduceOptions,
 }
 
-fn read<A: RawArray>(name: &'static str, a: &Option<A>) -> Option<Region<A::Elem>> {
-    a.as_ref().map(|a| Region::read(name, a))
+/// An optional tensor the call reads, as elements of T.
+fn tensor<T: StoredAs<A::Elem>, A: RawArray>(name: &'static str, a: &Option<A>) -> Option<Region<T>> {
+    a.as_ref().map(|a| Region::read(name, a).cast())
 }
 
-fn spans<T>(regions: &[Option<Region<T>>]) -> impl Iterator<Item = Span> + '_ {
-    regions.iter().flatten().map(Region::span)
+/// An optional parameter array the call reads, as elements of P (the element's `Param`).
+fn param<P: StoredAs<A::Elem>, A: RawArray>(name: &'static str, a: &Option<A>) -> Option<Region<P>> {
+    a.as_ref().map(|a| Region::read(name, a).cast())
+}
+
+/// The spans of a call's regions (of whichever element types), the absent ones left out.
+fn spans(regions: &[Option<Span>]) -> impl Iterator<Item = Span> + '_ {
+    regions.iter().flatten().cloned()
 }
 
 /// A per-channel f64 array the caller passes in or out: its length must be C.
@@ -157,17 +167,33 @@ unsafe fn io<'a, T>(src: &Region<T>, dst: &Region<T>) -> Io<'a, T> {
     }
 }
 
-impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
+impl<A: RawArray, P: RawArray, F: RawArray<Elem = f64>> TrainJob<A, P, F>
+where
+    A::Elem: Storage<Param = P::Elem>,
+{
     pub fn run(&self) -> Result<()> {
+        A::Elem::dispatch(self, self.options.dtype.as_deref())
+    }
+}
+
+impl<A: RawArray, P: RawArray, F: RawArray<Elem = f64>> RunAs<A::Elem> for TrainJob<A, P, F>
+where
+    A::Elem: Storage<Param = P::Elem>,
+{
+    fn run_as<T>(&self) -> Result<()>
+    where
+        T: Element + StoredAs<A::Elem>,
+        T::Param: StoredAs<P::Elem>,
+    {
         let layout = layout(&self.shape, self.options.axis)?;
-        let x = Region::read("x", &self.x);
-        let out = Region::write("out", &self.out);
-        let mean = Region::write("mean", &self.mean);
-        let inv_std = Region::write("invStd", &self.inv_std);
-        let (gamma, beta) = (read("gamma", &self.gamma), read("beta", &self.beta));
-        let residual = read("residual", &self.residual);
-        let running_mean = self.running_mean.as_ref().map(|a| Region::write("runningMean", a));
-        let running_var = self.running_var.as_ref().map(|a| Region::write("runningVar", a));
+        let x = Region::read("x", &self.x).cast::<T>();
+        let out = Region::write("out", &self.out).cast::<T>();
+        let mean = Region::write("mean", &self.mean).cast::<T::Param>();
+        let inv_std = Region::write("invStd", &self.inv_std).cast::<T::Param>();
+        let (gamma, beta) = (param::<T::Param, _>("gamma", &self.gamma), param::<T::Param, _>("beta", &self.beta));
+        let residual = tensor::<T, _>("residual", &self.residual);
+        let running_mean = self.running_mean.as_ref().map(|a| Region::write("runningMean", a).cast::<T::Param>());
+        let running_var = self.running_var.as_ref().map(|a| Region::write("runningVar", a).cast::<T::Param>());
         let given = match &self.given {
             Some(g) => Some((
                 count("stats.count", given_count("stats", &self.options.stats)?)?,
@@ -179,9 +205,18 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
         let print = fingerprint_out(&self.x_fingerprint)?;
         let (eps, activation) = (self.options.eps, activation(self.options.relu));
         let (momentum, var_correction) = (self.options.momentum, self.options.running_var_correction);
-        let mut all: Vec<Span> =
-            spans(&[Some(x), Some(out), Some(mean), Some(inv_std), gamma, beta, residual, running_mean, running_var])
-                .collect();
+        let mut all: Vec<Span> = spans(&[
+            Some(x.span()),
+            Some(out.span()),
+            Some(mean.span()),
+            Some(inv_std.span()),
+            gamma.map(|r| r.span()),
+            beta.map(|r| r.span()),
+            residual.map(|r| r.span()),
+            running_mean.map(|r| r.span()),
+            running_var.map(|r| r.span()),
+        ])
+        .collect();
         if let Some((_, m, m2)) = &given {
             all.extend([m.span(), m2.span()]);
         }
@@ -224,18 +259,42 @@ impl<A: RawArray, F: RawArray<Elem = f64>> TrainJob<A, F> {
     }
 }
 
-impl<A: RawArray> EvalJob<A> {
+impl<A: RawArray, P: RawArray> EvalJob<A, P>
+where
+    A::Elem: Storage<Param = P::Elem>,
+{
     pub fn run(&self) -> Result<()> {
+        A::Elem::dispatch(self, self.options.dtype.as_deref())
+    }
+}
+
+impl<A: RawArray, P: RawArray> RunAs<A::Elem> for EvalJob<A, P>
+where
+    A::Elem: Storage<Param = P::Elem>,
+{
+    fn run_as<T>(&self) -> Result<()>
+    where
+        T: Element + StoredAs<A::Elem>,
+        T::Param: StoredAs<P::Elem>,
+    {
         let layout = layout(&self.shape, self.options.axis)?;
-        let x = Region::read("x", &self.x);
-        let out = Region::write("out", &self.out);
-        let running_mean = Region::read("runningMean", &self.running_mean);
-        let running_var = Region::read("runningVar", &self.running_var);
-        let (gamma, beta) = (read("gamma", &self.gamma), read("beta", &self.beta));
-        let residual = read("residual", &self.residual);
+        let x = Region::read("x", &self.x).cast::<T>();
+        let out = Region::write("out", &self.out).cast::<T>();
+        let running_mean = Region::read("runningMean", &self.running_mean).cast::<T::Param>();
+        let running_var = Region::read("runningVar", &self.running_var).cast::<T::Param>();
+        let (gamma, beta) = (param::<T::Param, _>("gamma", &self.gamma), param::<T::Param, _>("beta", &self.beta));
+        let residual = tensor::<T, _>("residual", &self.residual);
         let (eps, activation) = (self.options.eps, activation(self.options.relu));
-        let all: Vec<Span> =
-            spans(&[Some(x), Some(out), Some(running_mean), Some(running_var), gamma, beta, residual]).collect();
+        let all: Vec<Span> = spans(&[
+            Some(x.span()),
+            Some(out.span()),
+            Some(running_mean.span()),
+            Some(running_var.span()),
+            gamma.map(|r| r.span()),
+            beta.map(|r| r.span()),
+            residual.map(|r| r.span()),
+        ])
+        .collect();
         check_disjoint(&all, ("x", "out"))?;
         // SAFETY: as in TrainJob::run; only `out` is written.
         unsafe {
@@ -252,18 +311,34 @@ impl<A: RawArray> EvalJob<A> {
     }
 }
 
-impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
+impl<A: RawArray, P: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, P, F>
+where
+    A::Elem: Storage<Param = P::Elem>,
+{
     pub fn run(&self) -> Result<()> {
+        A::Elem::dispatch(self, self.options.dtype.as_deref())
+    }
+}
+
+impl<A: RawArray, P: RawArray, F: RawArray<Elem = f64>> RunAs<A::Elem> for BackwardJob<A, P, F>
+where
+    A::Elem: Storage<Param = P::Elem>,
+{
+    fn run_as<T>(&self) -> Result<()>
+    where
+        T: Element + StoredAs<A::Elem>,
+        T::Param: StoredAs<P::Elem>,
+    {
         let layout = layout(&self.shape, self.options.axis)?;
-        let dy = Region::read("dy", &self.dy);
-        let x = Region::read("x", &self.x);
-        let out = Region::write("out", &self.out);
-        let mean = Region::read("mean", &self.mean);
-        let inv_std = Region::read("invStd", &self.inv_std);
-        let d_gamma = Region::write("dGamma", &self.d_gamma);
-        let d_beta = Region::write("dBeta", &self.d_beta);
-        let (gamma, y) = (read("gamma", &self.gamma), read("y", &self.y));
-        let d_residual = self.d_residual.as_ref().map(|a| Region::write("outResidual", a));
+        let dy = Region::read("dy", &self.dy).cast::<T>();
+        let x = Region::read("x", &self.x).cast::<T>();
+        let out = Region::write("out", &self.out).cast::<T>();
+        let mean = Region::read("mean", &self.mean).cast::<T::Param>();
+        let inv_std = Region::read("invStd", &self.inv_std).cast::<T::Param>();
+        let d_gamma = Region::write("dGamma", &self.d_gamma).cast::<T::Param>();
+        let d_beta = Region::write("dBeta", &self.d_beta).cast::<T::Param>();
+        let (gamma, y) = (param::<T::Param, _>("gamma", &self.gamma), tensor::<T, _>("y", &self.y));
+        let d_residual = self.d_residual.as_ref().map(|a| Region::write("outResidual", a).cast::<T>());
         let given = match &self.given {
             Some(g) => Some((
                 count("sums.count", given_count("sums", &self.options.sums)?)?,
@@ -273,16 +348,16 @@ impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
             None => None,
         };
         let mut all: Vec<Span> = spans(&[
-            Some(dy),
-            Some(x),
-            Some(out),
-            Some(mean),
-            Some(inv_std),
-            Some(d_gamma),
-            Some(d_beta),
-            gamma,
-            y,
-            d_residual,
+            Some(dy.span()),
+            Some(x.span()),
+            Some(out.span()),
+            Some(mean.span()),
+            Some(inv_std.span()),
+            Some(d_gamma.span()),
+            Some(d_beta.span()),
+            gamma.map(|r| r.span()),
+            y.map(|r| r.span()),
+            d_residual.map(|r| r.span()),
         ])
         .collect();
         if let Some((_, s, sx)) = &given {
@@ -333,10 +408,26 @@ impl<A: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, F> {
     }
 }
 
-impl<A: RawArray, F: RawArray<Elem = f64>> MomentsJob<A, F> {
+impl<A: RawArray, F: RawArray<Elem = f64>> MomentsJob<A, F>
+where
+    A::Elem: Storage,
+{
     pub fn run(&self) -> Result<()> {
+        A::Elem::dispatch(self, self.options.dtype.as_deref())
+    }
+}
+
+impl<A: RawArray, F: RawArray<Elem = f64>> RunAs<A::Elem> for MomentsJob<A, F>
+where
+    A::Elem: Storage,
+{
+    fn run_as<T>(&self) -> Result<()>
+    where
+        T: Element + StoredAs<A::Elem>,
+        T::Param: StoredAs<<A::Elem as Storage>::Param>,
+    {
         let layout = layout(&self.shape, self.options.axis)?;
-        let x = Region::read("x", &self.x);
+        let x = Region::read("x", &self.x).cast::<T>();
         let mean = channel_f64("mean", &self.mean, &layout, true)?;
         let m2 = channel_f64("m2", &self.m2, &layout, true)?;
         check_disjoint(&[x.span(), mean.span(), m2.span()], ("", ""))?;
@@ -352,17 +443,35 @@ impl<A: RawArray, F: RawArray<Elem = f64>> MomentsJob<A, F> {
     }
 }
 
-impl<A: RawArray, F: RawArray<Elem = f64>> GradSumsJob<A, F> {
+impl<A: RawArray, P: RawArray, F: RawArray<Elem = f64>> GradSumsJob<A, P, F>
+where
+    A::Elem: Storage<Param = P::Elem>,
+{
     pub fn run(&self) -> Result<()> {
+        A::Elem::dispatch(self, self.options.dtype.as_deref())
+    }
+}
+
+impl<A: RawArray, P: RawArray, F: RawArray<Elem = f64>> RunAs<A::Elem> for GradSumsJob<A, P, F>
+where
+    A::Elem: Storage<Param = P::Elem>,
+{
+    fn run_as<T>(&self) -> Result<()>
+    where
+        T: Element + StoredAs<A::Elem>,
+        T::Param: StoredAs<P::Elem>,
+    {
         let layout = layout(&self.shape, self.options.axis)?;
-        let dy = Region::read("dy", &self.dy);
-        let x = Region::read("x", &self.x);
-        let mean = Region::read("mean", &self.mean);
-        let inv_std = Region::read("invStd", &self.inv_std);
-        let y = read("y", &self.y);
+        let dy = Region::read("dy", &self.dy).cast::<T>();
+        let x = Region::read("x", &self.x).cast::<T>();
+        let mean = Region::read("mean", &self.mean).cast::<T::Param>();
+        let inv_std = Region::read("invStd", &self.inv_std).cast::<T::Param>();
+        let y = tensor::<T, _>("y", &self.y);
         let sum_dy = channel_f64("sumDy", &self.sum_dy, &layout, true)?;
         let sum_dy_xhat = channel_f64("sumDyXhat", &self.sum_dy_xhat, &layout, true)?;
-        let mut all: Vec<Span> = spans(&[Some(dy), Some(x), Some(mean), Some(inv_std), y]).collect();
+        let mut all: Vec<Span> =
+            spans(&[Some(dy.span()), Some(x.span()), Some(mean.span()), Some(inv_std.span()), y.map(|r| r.span())])
+                .collect();
         all.extend([sum_dy.span(), sum_dy_xhat.span()]);
         check_disjoint(&all, ("", ""))?;
         // SAFETY: inputs are only read; the two sums are written and overlap nothing (checked).
@@ -380,8 +489,11 @@ impl<A: RawArray, F: RawArray<Elem = f64>> GradSumsJob<A, F> {
 }
 
 macro_rules! task {
-    ($job:ident < A $(, $f:ident)? >) => {
-        impl<A: RawArray + Send $(, $f: RawArray<Elem = f64> + Send)?> Task for $job<A $(, $f)?> {
+    ($job:ident < A $(, $p:ident)? $(; $f:ident)? >) => {
+        impl<A: RawArray + Send $(, $p: RawArray + Send)? $(, $f: RawArray<Elem = f64> + Send)?> Task for $job<A $(, $p)? $(, $f)?>
+        where
+            A::Elem: Storage$(<Param = $p::Elem>)?,
+        {
             type Output = ();
             type JsValue = ();
             fn compute(&mut self) -> Result<()> {
@@ -393,8 +505,8 @@ macro_rules! task {
         }
     };
 }
-task!(TrainJob<A, F>);
-task!(EvalJob<A>);
-task!(BackwardJob<A, F>);
-task!(MomentsJob<A, F>);
-task!(GradSumsJob<A, F>);
+task!(TrainJob<A, P; F>);
+task!(EvalJob<A, P>);
+task!(BackwardJob<A, P; F>);
+task!(MomentsJob<A; F>);
+task!(GradSumsJob<A, P; F>);

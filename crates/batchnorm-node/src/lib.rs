@@ -2,13 +2,15 @@
 //! arrays, proves they cannot alias in a harmful way, and calls the core; every output
 //! array is allocated by the TypeScript side and passed in. No math lives here.
 //!
-//! Each op exists as f32/f64 and sync/Async (the Async forms run on libuv's pool, so the
+//! Each op exists for f32, f64 and 16-bit (u16: bfloat16 or float16, `dtype.rs`) arrays, and
+//! sync/Async (the Async forms run on libuv's pool, so the
 //! event loop stays free while rayon works). Arrays are positional; the scalars and flags
 //! come by name in one options object per op (`options.rs`), the last argument; `shape`
 //! is an array and stays positional.
 //! Per-channel statistics and sums exchanged between workers are always Float64Array.
 
 mod arrays;
+mod dtype;
 mod jobs;
 mod options;
 pub mod recycled;
@@ -43,40 +45,41 @@ macro_rules! binding_fn {
     };
 }
 
-/// Every op for one array type: arrays arrive positionally as `$arg_a` (and `$arg_f` for the
-/// f64 per-channel buffers), the scalars and flags by name in the last argument, `options`;
-/// the job holds the arrays as `$a` / `$f` (owned references for Async).
+/// Every op for one array type: tensors arrive positionally as `$arg_a`, parameters and
+/// statistics as `$arg_p` (the same type, except f32 for 16-bit tensors), the f64 per-channel
+/// buffers as `$arg_f`; the scalars and flags by name in the last argument, `options`. The job
+/// holds the arrays as `$a` / `$p` / `$f` (owned references for Async).
 macro_rules! ops {
-    ($mode:ident, $arg_a:ty => $a:ty, $arg_f:ty => $f:ty, $train:ident, $train_with_stats:ident, $eval:ident, $backward:ident,
-     $backward_with_sums:ident, $moments:ident, $grad_sums:ident) => {
-        binding_fn!($mode $train, TrainJob<$a, $f>, (
-            x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_a>, beta: Option<$arg_a>, running_mean: Option<$arg_a>,
-            running_var: Option<$arg_a>, residual: Option<$arg_a>, out: $arg_a, mean: $arg_a, inv_std: $arg_a,
+    ($mode:ident, $arg_a:ty => $a:ty, $arg_p:ty => $p:ty, $arg_f:ty => $f:ty, $train:ident, $train_with_stats:ident,
+     $eval:ident, $backward:ident, $backward_with_sums:ident, $moments:ident, $grad_sums:ident) => {
+        binding_fn!($mode $train, TrainJob<$a, $p, $f>, (
+            x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_p>, beta: Option<$arg_p>, running_mean: Option<$arg_p>,
+            running_var: Option<$arg_p>, residual: Option<$arg_a>, out: $arg_a, mean: $arg_p, inv_std: $arg_p,
             x_fingerprint: Option<$arg_f>, options: TrainOptions
-        ) => TrainJob::<$a, $f> {
+        ) => TrainJob::<$a, $p, $f> {
             x, shape, gamma, beta, running_mean, running_var, residual, given: None, out, mean, inv_std, x_fingerprint, options,
         });
-        binding_fn!($mode $train_with_stats, TrainJob<$a, $f>, (
-            x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_a>, beta: Option<$arg_a>, running_mean: Option<$arg_a>,
-            running_var: Option<$arg_a>, residual: Option<$arg_a>, stats_mean: $arg_f, stats_m2: $arg_f,
-            out: $arg_a, mean: $arg_a, inv_std: $arg_a, x_fingerprint: Option<$arg_f>, options: TrainOptions
+        binding_fn!($mode $train_with_stats, TrainJob<$a, $p, $f>, (
+            x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_p>, beta: Option<$arg_p>, running_mean: Option<$arg_p>,
+            running_var: Option<$arg_p>, residual: Option<$arg_a>, stats_mean: $arg_f, stats_m2: $arg_f,
+            out: $arg_a, mean: $arg_p, inv_std: $arg_p, x_fingerprint: Option<$arg_f>, options: TrainOptions
         ) => TrainJob {
             x, shape, gamma, beta, running_mean, running_var, residual, given: Some(GivenStats { mean: stats_mean, m2: stats_m2 }),
             out, mean, inv_std, x_fingerprint, options,
         });
-        binding_fn!($mode $eval, EvalJob<$a>, (
-            x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_a>, beta: Option<$arg_a>, running_mean: $arg_a, running_var: $arg_a,
+        binding_fn!($mode $eval, EvalJob<$a, $p>, (
+            x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_p>, beta: Option<$arg_p>, running_mean: $arg_p, running_var: $arg_p,
             residual: Option<$arg_a>, out: $arg_a, options: EvalOptions
         ) => EvalJob { x, shape, gamma, beta, running_mean, running_var, residual, out, options });
-        binding_fn!($mode $backward, BackwardJob<$a, $f>, (
-            dy: $arg_a, x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_a>, mean: $arg_a, inv_std: $arg_a, y: Option<$arg_a>,
-            out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a, d_residual: Option<$arg_a>, x_fingerprint: Option<$arg_f>, options: BackwardOptions
-        ) => BackwardJob::<$a, $f> {
+        binding_fn!($mode $backward, BackwardJob<$a, $p, $f>, (
+            dy: $arg_a, x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_p>, mean: $arg_p, inv_std: $arg_p, y: Option<$arg_a>,
+            out: $arg_a, d_gamma: $arg_p, d_beta: $arg_p, d_residual: Option<$arg_a>, x_fingerprint: Option<$arg_f>, options: BackwardOptions
+        ) => BackwardJob::<$a, $p, $f> {
             dy, x, shape, gamma, mean, inv_std, y, given: None, out, d_gamma, d_beta, d_residual, x_fingerprint, options,
         });
-        binding_fn!($mode $backward_with_sums, BackwardJob<$a, $f>, (
-            dy: $arg_a, x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_a>, mean: $arg_a, inv_std: $arg_a, y: Option<$arg_a>,
-            sum_dy: $arg_f, sum_dy_xhat: $arg_f, out: $arg_a, d_gamma: $arg_a, d_beta: $arg_a,
+        binding_fn!($mode $backward_with_sums, BackwardJob<$a, $p, $f>, (
+            dy: $arg_a, x: $arg_a, shape: Vec<f64>, gamma: Option<$arg_p>, mean: $arg_p, inv_std: $arg_p, y: Option<$arg_a>,
+            sum_dy: $arg_f, sum_dy_xhat: $arg_f, out: $arg_a, d_gamma: $arg_p, d_beta: $arg_p,
             d_residual: Option<$arg_a>, x_fingerprint: Option<$arg_f>, options: BackwardOptions
         ) => BackwardJob {
             dy, x, shape, gamma, mean, inv_std, y, given: Some(GivenSums { sum_dy, sum_dy_xhat }), out, d_gamma, d_beta,
@@ -85,28 +88,36 @@ macro_rules! ops {
         binding_fn!($mode $moments, MomentsJob<$a, $f>, (
             x: $arg_a, shape: Vec<f64>, mean: $arg_f, m2: $arg_f, options: ReduceOptions
         ) => MomentsJob { x, shape, mean, m2, options });
-        binding_fn!($mode $grad_sums, GradSumsJob<$a, $f>, (
-            dy: $arg_a, x: $arg_a, shape: Vec<f64>, mean: $arg_a, inv_std: $arg_a, y: Option<$arg_a>, sum_dy: $arg_f,
+        binding_fn!($mode $grad_sums, GradSumsJob<$a, $p, $f>, (
+            dy: $arg_a, x: $arg_a, shape: Vec<f64>, mean: $arg_p, inv_std: $arg_p, y: Option<$arg_a>, sum_dy: $arg_f,
             sum_dy_xhat: $arg_f, options: ReduceOptions
         ) => GradSumsJob { dy, x, shape, mean, inv_std, y, sum_dy, sum_dy_xhat, options });
     };
 }
 
-ops!(sync, Float32ArraySlice => Float32ArraySlice, Float64ArraySlice => Float64ArraySlice, train_f32, train_with_stats_f32, eval_f32, backward_f32,
-     backward_with_sums_f32, moments_f32, grad_sums_f32);
-ops!(async, Float32ArraySlice => Float32Array, Float64ArraySlice => Float64Array, train_f32_async, train_with_stats_f32_async, eval_f32_async,
-     backward_f32_async, backward_with_sums_f32_async, moments_f32_async, grad_sums_f32_async);
-ops!(sync, Float64ArraySlice => Float64ArraySlice, Float64ArraySlice => Float64ArraySlice, train_f64, train_with_stats_f64, eval_f64, backward_f64,
-     backward_with_sums_f64, moments_f64, grad_sums_f64);
-ops!(async, Float64ArraySlice => Float64Array, Float64ArraySlice => Float64Array, train_f64_async, train_with_stats_f64_async, eval_f64_async,
-     backward_f64_async, backward_with_sums_f64_async, moments_f64_async, grad_sums_f64_async);
+ops!(sync, Float32ArraySlice => Float32ArraySlice, Float32ArraySlice => Float32ArraySlice, Float64ArraySlice => Float64ArraySlice,
+     train_f32, train_with_stats_f32, eval_f32, backward_f32, backward_with_sums_f32, moments_f32, grad_sums_f32);
+ops!(async, Float32ArraySlice => Float32Array, Float32ArraySlice => Float32Array, Float64ArraySlice => Float64Array,
+     train_f32_async, train_with_stats_f32_async, eval_f32_async, backward_f32_async, backward_with_sums_f32_async,
+     moments_f32_async, grad_sums_f32_async);
+ops!(sync, Float64ArraySlice => Float64ArraySlice, Float64ArraySlice => Float64ArraySlice, Float64ArraySlice => Float64ArraySlice,
+     train_f64, train_with_stats_f64, eval_f64, backward_f64, backward_with_sums_f64, moments_f64, grad_sums_f64);
+ops!(async, Float64ArraySlice => Float64Array, Float64ArraySlice => Float64Array, Float64ArraySlice => Float64Array,
+     train_f64_async, train_with_stats_f64_async, eval_f64_async, backward_f64_async, backward_with_sums_f64_async,
+     moments_f64_async, grad_sums_f64_async);
+// bfloat16 / float16 tensors (Uint16Array bits, `options.dtype` says which) with f32 parameters.
+ops!(sync, Uint16ArraySlice => Uint16ArraySlice, Float32ArraySlice => Float32ArraySlice, Float64ArraySlice => Float64ArraySlice,
+     train_u16, train_with_stats_u16, eval_u16, backward_u16, backward_with_sums_u16, moments_u16, grad_sums_u16);
+ops!(async, Uint16ArraySlice => Uint16Array, Float32ArraySlice => Float32Array, Float64ArraySlice => Float64Array,
+     train_u16_async, train_with_stats_u16_async, eval_u16_async, backward_u16_async, backward_with_sums_u16_async,
+     moments_u16_async, grad_sums_u16_async);
 
 /// The version of this binding's calling convention (argument lists, their order, the
 /// options object's fields). The loader refuses an addon whose number differs from the one
 /// it was written for: a stale binary would read arguments in the wrong places.
 #[napi]
 pub fn binding_interface() -> u32 {
-    4
+    5
 }
 
 /// Resizes the native thread pool (work already running finishes on the old one).
@@ -130,16 +141,22 @@ pub struct FingerprintJob<A> {
     x: A,
 }
 
-impl<A: arrays::RawArray> FingerprintJob<A> {
+impl<A: arrays::RawArray> FingerprintJob<A>
+where
+    A::Elem: dtype::Storage,
+{
     fn run(&self) -> u32 {
-        let x = arrays::Region::read("x", &self.x);
+        let x = arrays::Region::read("x", &self.x).cast::<<A::Elem as dtype::Storage>::Bits>();
         // SAFETY: x is only read, and this call holds it (sync: the call's own argument;
         // Async: a reference the task keeps until it settles).
         batchnorm_core::fingerprint(unsafe { x.slice() })
     }
 }
 
-impl<A: arrays::RawArray + Send> Task for FingerprintJob<A> {
+impl<A: arrays::RawArray + Send> Task for FingerprintJob<A>
+where
+    A::Elem: dtype::Storage,
+{
     type Output = u32;
     type JsValue = u32;
     fn compute(&mut self) -> Result<u32> {
@@ -158,6 +175,17 @@ pub fn fingerprint_f32(x: Float32ArraySlice) -> Result<u32> {
 #[napi]
 pub fn fingerprint_f64(x: Float64ArraySlice) -> Result<u32> {
     Ok(FingerprintJob { x: Settled::reread(x)? }.run())
+}
+
+/// The bits of 16-bit values, whichever format: the checksum reads bits, not values.
+#[napi]
+pub fn fingerprint_u16(x: Uint16ArraySlice) -> Result<u32> {
+    Ok(FingerprintJob { x: Settled::reread(x)? }.run())
+}
+
+#[napi]
+pub fn fingerprint_u16_async(env: Env, x: Uint16ArraySlice) -> Result<AsyncTask<FingerprintJob<Uint16Array>>> {
+    Ok(AsyncTask::new(FingerprintJob { x: Settled::retain(x, &env)? }))
 }
 
 #[napi]

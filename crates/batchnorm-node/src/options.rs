@@ -19,6 +19,8 @@ pub struct Counted {
 /// Training forward (`train`, `trainWithStats`).
 #[napi(object)]
 pub struct TrainOptions {
+    /// What a Uint16Array holds: 'bfloat16' or 'float16' (absent for f32 and f64 arrays).
+    pub dtype: Option<String>,
     pub axis: f64,
     pub eps: f64,
     /// Weight of the batch statistics in the running ones (read when those are given).
@@ -34,6 +36,8 @@ pub struct TrainOptions {
 /// Inference forward (`eval`).
 #[napi(object)]
 pub struct EvalOptions {
+    /// What a Uint16Array holds: 'bfloat16' or 'float16' (absent for f32 and f64 arrays).
+    pub dtype: Option<String>,
     pub axis: f64,
     pub eps: f64,
     pub relu: bool,
@@ -42,6 +46,8 @@ pub struct EvalOptions {
 /// Backward (`backward`, `backwardWithSums`).
 #[napi(object)]
 pub struct BackwardOptions {
+    /// What a Uint16Array holds: 'bfloat16' or 'float16' (absent for f32 and f64 arrays).
+    pub dtype: Option<String>,
     pub axis: f64,
     /// Through the batch statistics (true) or with them frozen.
     pub training: bool,
@@ -52,6 +58,8 @@ pub struct BackwardOptions {
 /// The sync pieces' reductions (`moments`, `gradSums`).
 #[napi(object)]
 pub struct ReduceOptions {
+    /// What a Uint16Array holds: 'bfloat16' or 'float16' (absent for f32 and f64 arrays).
+    pub dtype: Option<String>,
     pub axis: f64,
 }
 

@@ -57,9 +57,66 @@ fn lanes_total(mut lanes: [f64; PAIR_LANES]) -> f64 {
     lanes[0]
 }
 
+/// Blocks of PAIR_LANES values a 16-bit run sums in f32 lanes before adding them into f64:
+/// each f32 lane adds at most 16 terms (an error of a few f32 units of the block's sum, far below
+/// a 16-bit unit), and the conversions to f64 that made these sweeps compute-bound go.
+const F32_BLOCKS: usize = 16;
+
+/// `sum_and_dot` for the 16-bit formats, whose u and v are f32: `uv(block, lane)` over `blocks`
+/// blocks, summed in f32 lanes F32_BLOCKS blocks at a time, each group's lanes then added into
+/// the f64 totals. Blocks by index (not an iterator taken piecewise), so the lanes stay in
+/// registers.
+#[inline(always)]
+fn sum_and_dot_f32(
+    blocks: usize,
+    tail: impl Iterator<Item = (f32, f32)>,
+    fma: bool,
+    uv: impl Fn(usize, usize) -> (f32, f32),
+) -> (f64, f64) {
+    let mut sum = [0.0f64; PAIR_LANES];
+    let mut dot = [0.0f64; PAIR_LANES];
+    let mut first = 0;
+    while first < blocks {
+        let last = blocks.min(first + F32_BLOCKS);
+        let mut part_sum = [0.0f32; PAIR_LANES];
+        let mut part_dot = [0.0f32; PAIR_LANES];
+        for b in first..last {
+            for l in 0..PAIR_LANES {
+                let (u, v) = uv(b, l);
+                part_sum[l] += u;
+                part_dot[l] = if fma { u.mul_add(v, part_dot[l]) } else { part_dot[l] + u * v };
+            }
+        }
+        for l in 0..PAIR_LANES {
+            sum[l] += f64::from(part_sum[l]);
+            dot[l] += f64::from(part_dot[l]);
+        }
+        first = last;
+    }
+    let (mut rest_sum, mut rest_dot) = (0.0, 0.0);
+    for (u, v) in tail {
+        rest_sum += f64::from(u);
+        rest_dot += f64::from(u) * f64::from(v);
+    }
+    (lanes_total(sum) + rest_sum, lanes_total(dot) + rest_dot)
+}
+
 /// `Σ(x - k)` and `Σ(x - k)²` over a contiguous run.
 #[inline(always)]
 fn shifted_sums<T: Element>(x: &[T], k: f64, fma: bool) -> (f64, f64) {
+    if T::F32_PASS {
+        // k is one of x's values, so exact in f32.
+        let k = k as f32;
+        let (blocks, rest) = x.as_chunks::<PAIR_LANES>();
+        let tail = rest.iter().map(|v| {
+            let d = v.to_f32() - k;
+            (d, d)
+        });
+        return sum_and_dot_f32(blocks.len(), tail, fma, |b, l| {
+            let d = blocks[b][l].to_f32() - k;
+            (d, d)
+        });
+    }
     let blocks = x.chunks_exact(PAIR_LANES);
     let tail = blocks.remainder().iter().map(|v| {
         let d = v.to_f64() - k;
@@ -106,6 +163,28 @@ fn grad_sums<T: Element>(dy: &[T], x: &[T], relu_output: Option<&[T]>, mean: f64
     let x = &x[..n];
     let full = n - n % PAIR_LANES;
     let pairs = dy[..full].chunks_exact(PAIR_LANES).zip(x[..full].chunks_exact(PAIR_LANES));
+    if T::F32_PASS {
+        // The 16-bit formats' mean is an f32 parameter: exact in f32.
+        let mean = mean as f32;
+        let through = |g: f32, o: f32| if o > 0.0 { g } else { 0.0 };
+        let blocks = full / PAIR_LANES;
+        let (g, v) =
+            (&dy[..full].as_chunks::<PAIR_LANES>().0[..blocks], &x[..full].as_chunks::<PAIR_LANES>().0[..blocks]);
+        return match relu_output {
+            None => {
+                let tail = (full..n).map(|i| (dy[i].to_f32(), x[i].to_f32() - mean));
+                sum_and_dot_f32(blocks, tail, fma, |b, l| (g[b][l].to_f32(), v[b][l].to_f32() - mean))
+            }
+            Some(y) => {
+                let y = &y[..n];
+                let o = &y[..full].as_chunks::<PAIR_LANES>().0[..blocks];
+                let tail = (full..n).map(|i| (through(dy[i].to_f32(), y[i].to_f32()), x[i].to_f32() - mean));
+                sum_and_dot_f32(blocks, tail, fma, |b, l| {
+                    (through(g[b][l].to_f32(), o[b][l].to_f32()), v[b][l].to_f32() - mean)
+                })
+            }
+        };
+    }
     match relu_output {
         None => {
             let tail = (full..n).map(|i| (dy[i].to_f64(), x[i].to_f64() - mean));

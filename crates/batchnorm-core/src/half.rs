@@ -1,0 +1,158 @@
+//! The 16-bit storage formats, bfloat16 and float16 (IEEE binary16), each a u16 of bits. They
+//! widen to f32 exactly and narrow from f32 with round-to-nearest-even, subnormals kept, NaN as
+//! PyTorch's scalar conversions give it (bfloat16 0x7FC0; float16 0x7E00 with the sign). Every
+//! conversion is branch-free integer and f32 code, so the kernels' loops vectorize over it.
+
+/// A bfloat16 value: the high half of an f32's bits.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+#[repr(transparent)]
+pub struct Bf16(pub u16);
+
+/// A float16 (IEEE 754 binary16) value.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+#[repr(transparent)]
+pub struct F16(pub u16);
+
+impl Bf16 {
+    #[inline(always)]
+    pub fn to_f32(self) -> f32 {
+        f32::from_bits(u32::from(self.0) << 16)
+    }
+
+    #[inline(always)]
+    pub fn from_f32(v: f32) -> Self {
+        let bits = v.to_bits();
+        // Adding 0x7FFF plus the kept half's lowest bit rounds half to even.
+        let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16;
+        Bf16(if v.is_nan() { 0x7FC0 } else { rounded })
+    }
+}
+
+/// f32 bits of 2^-24, the value of float16's lowest subnormal bit.
+const F16_SUBNORMAL_UNIT: u32 = 0x3380_0000;
+/// f32 bits of 2^-14, float16's smallest normal value.
+const F16_MIN_NORMAL: u32 = 0x3880_0000;
+/// f32 bits of 65536: from here on float16 overflows to infinity, whatever the rounding.
+const F16_OVERFLOW: u32 = 0x4780_0000;
+/// The exponent bias difference, f32's 127 less float16's 15, in f32's exponent field.
+const REBIAS: u32 = 112 << 23;
+
+impl F16 {
+    #[inline(always)]
+    pub fn to_f32(self) -> f32 {
+        let h = u32::from(self.0);
+        let sign = (h & 0x8000) << 16;
+        let magnitude = h & 0x7FFF;
+        let normal = (magnitude << 13) + REBIAS;
+        // A subnormal (or zero) is its mantissa times 2^-24: exact in f32.
+        let subnormal = (magnitude as f32 * f32::from_bits(F16_SUBNORMAL_UNIT)).to_bits();
+        // Infinity and NaN keep their mantissa (so a quiet NaN stays quiet).
+        let special = (magnitude << 13) | 0x7F80_0000;
+        let bits = if magnitude >= 0x7C00 {
+            special
+        } else if magnitude < 0x0400 {
+            subnormal
+        } else {
+            normal
+        };
+        f32::from_bits(bits | sign)
+    }
+
+    #[inline(always)]
+    pub fn from_f32(v: f32) -> Self {
+        let bits = v.to_bits();
+        let sign = ((bits >> 16) & 0x8000) as u16;
+        let magnitude = bits & 0x7FFF_FFFF;
+        // Normal results: rebias, then round the 13 dropped bits half to even (a carry out of
+        // the mantissa raises the exponent, up to infinity, as it should).
+        let rebiased = magnitude.wrapping_sub(REBIAS);
+        let normal = rebiased.wrapping_add(0xFFF + ((rebiased >> 13) & 1)) >> 13;
+        // Subnormal results: adding 0.5 (whose f32 unit is 2^-24) makes the FPU round to the
+        // subnormal grid; what is left above 0.5 is the mantissa.
+        let subnormal = (f32::from_bits(magnitude) + 0.5).to_bits().wrapping_sub(0x3F00_0000);
+        let overflow = if magnitude > 0x7F80_0000 { 0x7E00 } else { 0x7C00 };
+        let result = if magnitude >= F16_OVERFLOW {
+            overflow
+        } else if magnitude < F16_MIN_NORMAL {
+            subnormal
+        } else {
+            normal
+        };
+        F16(result as u16 | sign)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// float16's value by its definition, for checking the bit tricks.
+    fn f16_by_definition(h: u16) -> f32 {
+        let sign = if h & 0x8000 != 0 { -1.0f64 } else { 1.0 };
+        let (e, m) = (i32::from((h >> 10) & 0x1F), f64::from(h & 0x3FF));
+        let v = match e {
+            0 => m * 2f64.powi(-24),
+            31 if m == 0.0 => f64::INFINITY,
+            31 => f64::NAN,
+            _ => (1.0 + m / 1024.0) * 2f64.powi(e - 15),
+        };
+        (sign * v) as f32
+    }
+
+    #[test]
+    fn every_float16_widens_to_its_value() {
+        for h in 0..=u16::MAX {
+            let (got, want) = (F16(h).to_f32(), f16_by_definition(h));
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{h:#06x}: {got} != {want}");
+        }
+    }
+
+    /// Narrowing each 16-bit value's f32 gives it back; each midpoint between neighbours rounds
+    /// to the even one, and the f32 just either side of it to the nearer one.
+    fn check_round_trip_and_midpoints(widen: impl Fn(u16) -> f32, narrow: impl Fn(f32) -> u16) {
+        for h in 0..=u16::MAX {
+            let v = widen(h);
+            if v.is_nan() {
+                assert!(widen(narrow(v)).is_nan(), "{h:#06x}: NaN must stay NaN");
+                continue;
+            }
+            assert_eq!(narrow(v), h, "{h:#06x} round trip");
+            let next = h.wrapping_add(1);
+            let w = widen(next);
+            if next & 0x7FFF == 0 || w.is_nan() || v.is_infinite() || w.is_infinite() {
+                continue;
+            }
+            let mid = ((f64::from(v) + f64::from(w)) / 2.0) as f32;
+            assert_eq!(f64::from(mid), (f64::from(v) + f64::from(w)) / 2.0, "midpoint exact in f32");
+            let even = if h & 1 == 0 { h } else { next };
+            assert_eq!(narrow(mid), even, "{h:#06x} midpoint to even");
+            let toward_h = f32::from_bits(if mid.abs() > v.abs() { mid.to_bits() - 1 } else { mid.to_bits() + 1 });
+            let toward_next = f32::from_bits(if mid.abs() > v.abs() { mid.to_bits() + 1 } else { mid.to_bits() - 1 });
+            assert_eq!(narrow(toward_h), h, "{h:#06x} below midpoint");
+            assert_eq!(narrow(toward_next), next, "{h:#06x} above midpoint");
+        }
+    }
+
+    #[test]
+    fn float16_rounds_to_nearest_even() {
+        check_round_trip_and_midpoints(|h| F16(h).to_f32(), |v| F16::from_f32(v).0);
+        assert_eq!(F16::from_f32(65520.0).0, 0x7C00, "the midpoint above 65504 rounds to infinity");
+        assert_eq!(F16::from_f32(65519.99).0, 0x7BFF);
+        assert_eq!(F16::from_f32(1e10).0, 0x7C00);
+        assert_eq!(F16::from_f32(-f32::INFINITY).0, 0xFC00);
+        assert_eq!(F16::from_f32(f32::NAN).0, 0x7E00);
+        assert_eq!(F16::from_f32(-f32::NAN).0, 0xFE00);
+        assert_eq!(F16::from_f32(f32::from_bits(1)).0, 0, "f32 subnormals underflow to zero");
+        assert_eq!(F16::from_f32(2.9802322e-8).0, 0, "half the lowest subnormal rounds to even, 0");
+        assert_eq!(F16::from_f32(2.9802326e-8).0, 1);
+    }
+
+    #[test]
+    fn bfloat16_rounds_to_nearest_even() {
+        check_round_trip_and_midpoints(|h| Bf16(h).to_f32(), |v| Bf16::from_f32(v).0);
+        assert_eq!(Bf16::from_f32(f32::NAN).0, 0x7FC0);
+        assert_eq!(Bf16::from_f32(f32::MAX).0, 0x7F80, "rounds up to infinity");
+        assert_eq!(Bf16::from_f32(f32::from_bits(1)).0, 0, "subnormals kept: the lowest rounds to 0");
+        assert_eq!(Bf16::from_f32(f32::from_bits(0x0001_8000)).0, 0x0002, "a subnormal midpoint to even");
+    }
+}
