@@ -382,7 +382,7 @@ describe('BatchNorm constructor arguments', () => {
       'dtype unknown',
       () => new BatchNorm(2, { dtype: 'float16' as never }),
       TypeError,
-      /dtype must be 'float32' or 'float64'/,
+      /dtype must be 'float32', 'float64', 'bfloat16' or 'float16'/,
     ],
     ['backend not a Backend', () => new BatchNorm(2, { backend: {} as never }), TypeError, /backend must be a Backend/],
     [
