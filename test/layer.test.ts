@@ -380,7 +380,7 @@ describe('BatchNorm constructor arguments', () => {
     ],
     [
       'dtype unknown',
-      () => new BatchNorm(2, { dtype: 'float16' as never }),
+      () => new BatchNorm(2, { dtype: 'int8' as never }),
       TypeError,
       /dtype must be 'float32', 'float64', 'bfloat16' or 'float16'/,
     ],
