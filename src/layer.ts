@@ -267,7 +267,12 @@ export class BatchNorm {
     const plan = this.#planForward(x, shape, options);
     if (!plan.batchStats) {
       const y = this.#kernels.batchNormEval(x, plan.shape, this.#evalOptions(plan));
-      return this.#finishForward(plan, y, plan.frozen as SavedStats, this.#fingerprints(x, y, undefined)) as DtypeArray<A>;
+      return this.#finishForward(
+        plan,
+        y,
+        plan.frozen as SavedStats,
+        this.#fingerprints(x, y, undefined),
+      ) as DtypeArray<A>;
     }
     const r = this.#kernels.batchNormTrain(x, plan.shape, this.#trainOptions(plan));
     return this.#finishForward(plan, r.y, r, this.#fingerprints(x, r.y, r.fingerprint)) as DtypeArray<A>;
@@ -435,10 +440,22 @@ export class BatchNorm {
   #planForward(x: TensorArray, shape: readonly number[], options: unknown): ForwardPlan {
     const { residual, out } = checkForwardOptions(options);
     const kind = tensorKind(x);
-    const fits = { float32: ['float32'], float64: ['float64'], bfloat16: ['uint16'], float16: ['uint16', 'float16array'] };
+    const fits = {
+      float32: ['float32'],
+      float64: ['float64'],
+      bfloat16: ['uint16'],
+      float16: ['uint16', 'float16array'],
+    };
     if (kind === null || !fits[this.dtype].includes(kind)) {
-      const expected = { float32: 'Float32Array', float64: 'Float64Array', bfloat16: 'Uint16Array', float16: 'Uint16Array' };
-      throw new TypeError(`x must be a ${expected[this.dtype]} (the layer's dtype '${this.dtype}'), got ${describe(x)}`);
+      const expected = {
+        float32: 'Float32Array',
+        float64: 'Float64Array',
+        bfloat16: 'Uint16Array',
+        float16: 'Uint16Array',
+      };
+      throw new TypeError(
+        `x must be a ${expected[this.dtype]} (the layer's dtype '${this.dtype}'), got ${describe(x)}`,
+      );
     }
     const { shape: dims, layout } = validateStats(x, shape, { axis: this.axis, dtype: this.dtype });
     if (layout.channels !== this.numFeatures) {
@@ -509,7 +526,12 @@ export class BatchNorm {
   }
 
   /** After a successful call: count the batch and keep what backward needs. */
-  #finishForward(plan: ForwardPlan, y: TensorArray, stats: SavedStats, [xPrint, yPrint]: [number, number]): TensorArray {
+  #finishForward(
+    plan: ForwardPlan,
+    y: TensorArray,
+    stats: SavedStats,
+    [xPrint, yPrint]: [number, number],
+  ): TensorArray {
     if (plan.updatesRunning) this.#numBatchesTracked++;
     const previous = this.#cache;
     this.#cache = {

@@ -14,8 +14,8 @@ import type {
   BackwardResult,
   ChannelStats,
   FloatArray,
-  TensorArray,
   SavedStats,
+  TensorArray,
   TrainOptions,
   TrainResult,
 } from './types';

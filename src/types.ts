@@ -206,7 +206,11 @@ export interface Backend {
   fingerprintAsync(x: TensorArray): Promise<number>;
 
   /** Per-channel statistics of one shard of a batch (for synchronized batch norm). */
-  batchNormStats<A extends TensorArray>(x: A, shape: readonly number[], options?: { axis?: number; dtype?: Dtype }): ChannelStats;
+  batchNormStats<A extends TensorArray>(
+    x: A,
+    shape: readonly number[],
+    options?: { axis?: number; dtype?: Dtype },
+  ): ChannelStats;
   /** batchNormStats off the JS thread (native backend). */
   batchNormStatsAsync<A extends TensorArray>(
     x: A,

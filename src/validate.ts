@@ -796,7 +796,14 @@ export function validateStats(x: unknown, shape: unknown, options: unknown): Sta
   const o = checkOptions(options, false, STATS_KEYS);
   const t = checkDtype(o.dtype, data, 'x');
   const s = checkShape(data.array, 'x', shape, o.axis);
-  return { x: data.array, dtype: t.dtype, float16Array: t.float16Array, shape: s.shape, axis: s.axis, layout: s.layout };
+  return {
+    x: data.array,
+    dtype: t.dtype,
+    float16Array: t.float16Array,
+    shape: s.shape,
+    axis: s.axis,
+    layout: s.layout,
+  };
 }
 
 /** Merged statistics: the count must allow training (>= 2 values per channel). */

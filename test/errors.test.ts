@@ -116,25 +116,29 @@ const cases: ErrorCase[] = [
   {
     name: 'x is a plain array',
     error: TypeError,
-    message: /^x must be a Float32Array, Float64Array or Uint16Array \(bfloat16 or float16 bits, with dtype\), got an array of length 12$/,
+    message:
+      /^x must be a Float32Array, Float64Array or Uint16Array \(bfloat16 or float16 bits, with dtype\), got an array of length 12$/,
     call: () => train({}, { x: Array.from(ramp(Float32Array, N)) }),
   },
   {
     name: 'x is an Int32Array',
     error: TypeError,
-    message: /^x must be a Float32Array, Float64Array or Uint16Array \(bfloat16 or float16 bits, with dtype\), got Int32Array$/,
+    message:
+      /^x must be a Float32Array, Float64Array or Uint16Array \(bfloat16 or float16 bits, with dtype\), got Int32Array$/,
     call: () => train({}, { x: new Int32Array(N) }),
   },
   {
     name: 'x is null (eval)',
     error: TypeError,
-    message: /^x must be a Float32Array, Float64Array or Uint16Array \(bfloat16 or float16 bits, with dtype\), got null$/,
+    message:
+      /^x must be a Float32Array, Float64Array or Uint16Array \(bfloat16 or float16 bits, with dtype\), got null$/,
     call: () => evaluate({}, { x: null }),
   },
   {
     name: 'dy is a plain array (backward)',
     error: TypeError,
-    message: /^dy must be a Float32Array, Float64Array or Uint16Array \(bfloat16 or float16 bits, with dtype\), got an array of length 12$/,
+    message:
+      /^dy must be a Float32Array, Float64Array or Uint16Array \(bfloat16 or float16 bits, with dtype\), got an array of length 12$/,
     call: () => backward({}, { dy: Array.from(ramp(Float32Array, N)) }),
   },
   {

@@ -2,7 +2,7 @@
 // every backend: the same numbers as without, the same running statistics and gradients, dx
 // in place over dy, and the arrays it refuses before anything changes.
 import { describe, expect, it } from 'vitest';
-import { type Backend, BatchNorm, type TensorArray, LazyBatchNorm, SyncBatchNorm } from '../index';
+import { type Backend, BatchNorm, LazyBatchNorm, SyncBatchNorm, type TensorArray } from '../index';
 import { backends } from './backends';
 import { maxAbsDiff } from './helpers/compare';
 import { generator } from './helpers/random.cjs';

@@ -6,8 +6,10 @@ import type * as Plans from '../validate';
 
 type BackwardPlan = Plans.FloatPlan<Plans.BackwardPlan>;
 type BackwardWithSumsPlan = Plans.FloatPlan<Plans.BackwardWithSumsPlan>;
+
 import { applyGrad, applyScale, residualGrad } from './elementwise';
 import { fingerprint } from './fingerprint';
+import { halfPass, isHalfPlan } from './half-pass';
 import { byDtype } from './specialize';
 import { columnAccumulators, foldColumns, MIN_RUN } from './stats';
 import { beginScratch, scratch } from './workspace';
@@ -216,6 +218,20 @@ function finishBackward(
   const { channels } = plan.layout;
   const k = coefficients(channels);
   for (let c = 0; c < channels; c++) setChannel(plan, c, count, sumDy[c], sumDyXhat[c], dGamma, dBeta, k);
+  if (isHalfPlan(plan)) {
+    const means = plan.training ? plan.mean : null;
+    halfPass(plan.dy, dx, plan.layout, {
+      scale: k.scale,
+      center: null,
+      shift: k.offset,
+      other: plan.training ? plan.x : null,
+      otherScale: plan.training ? k.xScale : null,
+      otherCenter: means,
+      mask: plan.y,
+      relu: false,
+    });
+    return;
+  }
   if (!plan.training) {
     // Frozen statistics: dx = dy * scale + offset, so nothing to center.
     applyScale(plan.dy, plan.y, dx, plan.layout, k.scale, scratch(channels).fill(0), k.offset, false);

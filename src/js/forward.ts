@@ -10,8 +10,10 @@ import type * as Plans from '../validate';
 type EvalPlan = Plans.FloatPlan<Plans.EvalPlan>;
 type TrainPlan = Plans.FloatPlan<Plans.TrainPlan>;
 type TrainWithStatsPlan = Plans.FloatPlan<Plans.TrainWithStatsPlan>;
+
 import { applyScale, applyScaleResidual } from './elementwise';
 import { fingerprint } from './fingerprint';
+import { halfPass, isHalfPlan } from './half-pass';
 import { channelMomentsFromSums, channelSums } from './stats';
 import { beginScratch, scratch } from './workspace';
 
@@ -58,6 +60,21 @@ function coefficients(channels: number): Coefficients {
 
 /** The one elementwise pass of every forward: y = act((x - center) * scale + offset (+ residual)). */
 function normalizeInto(plan: TrainPlan | EvalPlan, y: FloatArray, k: Coefficients): void {
+  if (isHalfPlan(plan)) {
+    const { scale, center, offset: shift } = k;
+    const other = plan.residual;
+    halfPass(plan.x, y, plan.layout, {
+      scale,
+      center,
+      shift,
+      other,
+      otherScale: null,
+      otherCenter: null,
+      mask: null,
+      relu: plan.relu,
+    });
+    return;
+  }
   if (plan.residual) {
     applyScaleResidual(plan.x, plan.residual, y, plan.layout, k.scale, k.center, k.offset, plan.relu);
   } else {

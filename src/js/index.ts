@@ -1,11 +1,11 @@
 // The pure-TypeScript backend: always available, same answers as native.
 import { createBackend, type Kernels, promisedKernels } from '../backend';
+import type { FloatArray } from '../types';
 import { backward, backwardWithSums, gradSums } from './backward';
 import { fingerprint } from './fingerprint';
 import { evaluate, train, trainWithStats } from './forward';
 import { channelMoments } from './stats';
 import { widening } from './widened';
-import type { FloatArray } from '../types';
 
 /** The TypeScript kernels of float32 / float64 tensors. */
 const floatKernels: Kernels<FloatArray> = {

@@ -1,7 +1,9 @@
 // The js kernels compute on float32 / float64 arrays. A bfloat16 or float16 call reaches them
-// widened: its tensors converted to float32 (exactly), the float32 kernel run, and its tensor
-// outputs rounded to 16 bits with round-to-nearest-even, as the native kernels round. The
-// parameters and statistics of a 16-bit call are float32 already and pass as they are.
+// widened: its tensors converted to float64 (exactly), the float64 kernel run, and its tensor
+// outputs rounded to float32 and then to 16 bits with round-to-nearest-even, as the native
+// kernels round. Not float32: its kernel keeps the shift x·scale + (beta − mean·scale) in
+// float32, whose rounding (~1e-5 at a mean of 100) is many 16-bit units of a result near 0.
+// The parameters and statistics of a 16-bit call are float32 and pass as they are.
 import type { Kernels } from '../backend';
 import { type HalfDtype, narrowToHalf, widenHalf } from '../half';
 import type { FloatArray, TensorArray } from '../types';
@@ -12,14 +14,19 @@ function halfOf(plan: TensorsOf): HalfDtype | null {
   return plan.dtype === 'bfloat16' || plan.dtype === 'float16' ? plan.dtype : null;
 }
 
-/** A 16-bit tensor's values as float32 (null stays null). */
-function widened(a: TensorArray | null, dtype: HalfDtype): Float32Array | null {
-  return a === null ? null : widenHalf(a as Uint16Array, dtype, new Float32Array(a.length));
+/** A 16-bit tensor's values as float64 (null stays null). */
+function widened(a: TensorArray | null, dtype: HalfDtype): Float64Array | null {
+  return a === null ? null : Float64Array.from(widenHalf(a as Uint16Array, dtype, new Float32Array(a.length)));
 }
 
-/** The float32 plan of a 16-bit one: its tensors widened, `out` the float32 result. */
-function floatPlan<P extends TensorsOf & { x: TensorArray }>(plan: P, dtype: HalfDtype, out: Float32Array): FloatPlan<P> {
-  const widenedPlan: Record<string, unknown> = { ...(plan as object), dtype: 'float32', out };
+/** The float64 plan of a 16-bit one: its tensors widened, `out` the float64 result. */
+function floatPlan<P extends TensorsOf & { x: TensorArray }>(
+  plan: P,
+  dtype: HalfDtype,
+  out: Float64Array,
+): FloatPlan<P> {
+  // The dtype stays: the kernels' elementwise pass runs as native's float32 one (half-pass.ts).
+  const widenedPlan: Record<string, unknown> = { ...(plan as object), out };
   for (const key of ['x', 'dy', 'residual', 'y'] as const) {
     const a = (plan as Record<string, unknown>)[key];
     // `residual` is a flag, not a tensor, in backward plans.
@@ -27,6 +34,11 @@ function floatPlan<P extends TensorsOf & { x: TensorArray }>(plan: P, dtype: Hal
   }
   if ('outResidual' in plan) widenedPlan.outResidual = null;
   return widenedPlan as FloatPlan<P>;
+}
+
+/** float64 results rounded to float32, then to 16 bits, into `into`. */
+function narrowed(values: Float64Array, dtype: HalfDtype, into: Uint16Array): void {
+  narrowToHalf(Float32Array.from(values), dtype, into);
 }
 
 /** x's fingerprint into `print` from its own bits (the widened copy has other bits). */
@@ -42,55 +54,55 @@ export function widening(k: Kernels<FloatArray>): Kernels {
     train(plan, y, mean, invStd, print) {
       const dtype = halfOf(plan);
       if (dtype === null) return k.train(float(plan), y as FloatArray, mean, invStd, print);
-      const y32 = new Float32Array(y.length);
-      k.train(floatPlan(plan, dtype, y32), y32, mean, invStd, printOf(plan.x, print));
-      narrowToHalf(y32, dtype, y as Uint16Array);
+      const y64 = new Float64Array(y.length);
+      k.train(floatPlan(plan, dtype, y64), y64, mean, invStd, printOf(plan.x, print));
+      narrowed(y64, dtype, y as Uint16Array);
     },
     trainWithStats(plan, y, mean, invStd, print) {
       const dtype = halfOf(plan);
       if (dtype === null) return k.trainWithStats(float(plan), y as FloatArray, mean, invStd, print);
-      const y32 = new Float32Array(y.length);
-      k.trainWithStats(floatPlan(plan, dtype, y32), y32, mean, invStd, printOf(plan.x, print));
-      narrowToHalf(y32, dtype, y as Uint16Array);
+      const y64 = new Float64Array(y.length);
+      k.trainWithStats(floatPlan(plan, dtype, y64), y64, mean, invStd, printOf(plan.x, print));
+      narrowed(y64, dtype, y as Uint16Array);
     },
     evaluate(plan, y) {
       const dtype = halfOf(plan);
       if (dtype === null) return k.evaluate(float(plan), y as FloatArray);
-      const y32 = new Float32Array(y.length);
-      k.evaluate(floatPlan(plan, dtype, y32), y32);
-      narrowToHalf(y32, dtype, y as Uint16Array);
+      const y64 = new Float64Array(y.length);
+      k.evaluate(floatPlan(plan, dtype, y64), y64);
+      narrowed(y64, dtype, y as Uint16Array);
     },
     backward(plan, dx, dGamma, dBeta, dResidual, print) {
       const dtype = halfOf(plan);
       if (dtype === null) {
         return k.backward(float(plan), dx as FloatArray, dGamma, dBeta, dResidual as FloatArray | null, print);
       }
-      const dx32 = new Float32Array(dx.length);
-      const dResidual32 = dResidual && new Float32Array(dResidual.length);
-      k.backward(floatPlan(plan, dtype, dx32), dx32, dGamma, dBeta, dResidual32, printOf(plan.x, print));
-      narrowToHalf(dx32, dtype, dx as Uint16Array);
-      if (dResidual && dResidual32) narrowToHalf(dResidual32, dtype, dResidual as Uint16Array);
+      const dx64 = new Float64Array(dx.length);
+      const dResidual64 = dResidual && new Float64Array(dResidual.length);
+      k.backward(floatPlan(plan, dtype, dx64), dx64, dGamma, dBeta, dResidual64, printOf(plan.x, print));
+      narrowed(dx64, dtype, dx as Uint16Array);
+      if (dResidual && dResidual64) narrowed(dResidual64, dtype, dResidual as Uint16Array);
     },
     backwardWithSums(plan, dx, dGamma, dBeta, dResidual, print) {
       const dtype = halfOf(plan);
       if (dtype === null) {
         return k.backwardWithSums(float(plan), dx as FloatArray, dGamma, dBeta, dResidual as FloatArray | null, print);
       }
-      const dx32 = new Float32Array(dx.length);
-      const dResidual32 = dResidual && new Float32Array(dResidual.length);
-      k.backwardWithSums(floatPlan(plan, dtype, dx32), dx32, dGamma, dBeta, dResidual32, printOf(plan.x, print));
-      narrowToHalf(dx32, dtype, dx as Uint16Array);
-      if (dResidual && dResidual32) narrowToHalf(dResidual32, dtype, dResidual as Uint16Array);
+      const dx64 = new Float64Array(dx.length);
+      const dResidual64 = dResidual && new Float64Array(dResidual.length);
+      k.backwardWithSums(floatPlan(plan, dtype, dx64), dx64, dGamma, dBeta, dResidual64, printOf(plan.x, print));
+      narrowed(dx64, dtype, dx as Uint16Array);
+      if (dResidual && dResidual64) narrowed(dResidual64, dtype, dResidual as Uint16Array);
     },
     stats(plan, mean, m2) {
       const dtype = halfOf(plan);
       if (dtype === null) return k.stats(float(plan), mean, m2);
-      k.stats(floatPlan(plan, dtype, new Float32Array(0)), mean, m2);
+      k.stats(floatPlan(plan, dtype, new Float64Array(0)), mean, m2);
     },
     backwardSums(plan, sumDy, sumDyXhat) {
       const dtype = halfOf(plan);
       if (dtype === null) return k.backwardSums(float(plan), sumDy, sumDyXhat);
-      k.backwardSums(floatPlan(plan, dtype, new Float32Array(0)), sumDy, sumDyXhat);
+      k.backwardSums(floatPlan(plan, dtype, new Float64Array(0)), sumDy, sumDyXhat);
     },
     fingerprint: (x) => fingerprint(x),
   };

@@ -84,24 +84,28 @@ impl<
     #[inline(always)]
     fn at_f32(&self, j: usize, old: T) -> T {
         let (c, fma) = (self.k.at(j), self.fma);
-        let (center, scale, shift) = (c.center as f32, c.scale as f32, c.shift as f32);
+        let (scale, shift) = (c.scale as f32, c.shift as f32);
         let v = if IN_PLACE { old } else { self.src[j] }.to_f32();
-        let v = if MASK {
-            if self.mask[j].to_f32() > 0.0 {
-                v
-            } else {
-                0.0
-            }
-        } else {
-            v
-        };
-        let mut r = if fma { (v - center).mul_add(scale, shift) } else { (v - center) * scale + shift };
+        let v =
+            if MASK && self.mask[j].to_f32().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) { 0.0 } else { v };
+        let d = centered(v, c.center);
+        let mut r = if fma { d.mul_add(scale, shift) } else { d * scale + shift };
         if OTHER {
-            let o = self.other[j].to_f32() - c.center_other as f32;
+            let o = centered(self.other[j].to_f32(), c.center_other);
             r = if fma { o.mul_add(c.scale_other as f32, r) } else { r + o * c.scale_other as f32 };
         }
         T::from_f32(if RELU && r < 0.0 { 0.0 } else { r })
     }
+}
+
+/// `v - center` in f32 with the f64 center's own f32 rounding taken back out (the center in
+/// two f32 parts): rounding a mean of 100 to f32 moves it by up to 4e-6, which is many 16-bit
+/// units of a result near 0, while `v - hi` is exact for v near the center.
+#[inline(always)]
+fn centered(v: f32, center: f64) -> f32 {
+    let hi = center as f32;
+    let lo = (center - f64::from(hi)) as f32;
+    (v - hi) - lo
 }
 
 /// One run of the pass: its source (unless in place), inputs and coefficients. The const

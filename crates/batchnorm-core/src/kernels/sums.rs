@@ -63,9 +63,10 @@ fn lanes_total(mut lanes: [f64; PAIR_LANES]) -> f64 {
 const F32_BLOCKS: usize = 16;
 
 /// `sum_and_dot` for the 16-bit formats, whose u and v are f32: `uv(block, lane)` over `blocks`
-/// blocks, summed in f32 lanes F32_BLOCKS blocks at a time, each group's lanes then added into
-/// the f64 totals. Blocks by index (not an iterator taken piecewise), so the lanes stay in
-/// registers.
+/// blocks. Σu in f64 lanes: the mean (and Σdy) centers every output, and its error would show
+/// in results near 0. Σu·v in f32 lanes F32_BLOCKS blocks at a time, each group's lanes then
+/// added into the f64 totals. Blocks by index (not an iterator taken piecewise), so the lanes
+/// stay in registers.
 #[inline(always)]
 fn sum_and_dot_f32(
     blocks: usize,
@@ -78,17 +79,15 @@ fn sum_and_dot_f32(
     let mut first = 0;
     while first < blocks {
         let last = blocks.min(first + F32_BLOCKS);
-        let mut part_sum = [0.0f32; PAIR_LANES];
         let mut part_dot = [0.0f32; PAIR_LANES];
         for b in first..last {
             for l in 0..PAIR_LANES {
                 let (u, v) = uv(b, l);
-                part_sum[l] += u;
+                sum[l] += f64::from(u);
                 part_dot[l] = if fma { u.mul_add(v, part_dot[l]) } else { part_dot[l] + u * v };
             }
         }
         for l in 0..PAIR_LANES {
-            sum[l] += f64::from(part_sum[l]);
             dot[l] += f64::from(part_dot[l]);
         }
         first = last;
