@@ -61,7 +61,10 @@ const budget: Budget = quick
 if (args.threads) setNumThreads(Number(args.threads));
 
 const shapes = quick ? QUICK_SHAPES : FULL_SHAPES;
-const dtypes: readonly DType[] = ['f32', 'f64'];
+const dtypes: readonly DType[] = ['f32', 'f64', 'bf16', 'f16'];
+/** The 16-bit dtypes on the two big conv layouts (and every quick shape): the js fallback
+ *  widens them, seconds per call on the rest. */
+const halfShapes = new Set<Shape>(quick ? shapes : FULL_SHAPES.slice(0, 2));
 const backends: Backend[] = native ? [native, js] : [js];
 
 interface Task {
@@ -81,6 +84,7 @@ function plan(): Group[] {
   const groups: Group[] = [];
   for (const shape of shapes) {
     for (const dtype of dtypes) {
+      if ((dtype === 'bf16' || dtype === 'f16') && !halfShapes.has(shape)) continue;
       const wanted = (op: string) => !filter || filter.test(`${op} ${shapeText(shape)} ${dtype}`);
       const tasks: Task[] = [];
       const add = (op: Op, output: Row['output']) =>

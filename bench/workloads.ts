@@ -1,9 +1,13 @@
 // What the benchmark measures: ops x shapes x dtypes x backends, each as a call that reuses
 // preallocated arrays, plus a memcpy of the same bytes to compare against.
-import type { Backend, FloatArray } from '../index';
+import type { Backend, FloatArray, HalfDtype, TensorArray } from '../index';
+import { halfBitsOf } from '../src/half';
 
 export type Op = 'fwd-train' | 'fwd-eval' | 'backward';
-export type DType = 'f32' | 'f64';
+export type DType = 'f32' | 'f64' | 'bf16' | 'f16';
+
+/** The 16-bit dtypes' option names. */
+const HALF: Partial<Record<DType, HalfDtype>> = { bf16: 'bfloat16', f16: 'float16' };
 
 export const OPS: readonly Op[] = ['fwd-train', 'fwd-eval', 'backward'];
 
@@ -49,29 +53,41 @@ function channelCount(shape: Shape): number {
   return shape.dims[axis];
 }
 
-function allocate(dtype: DType, length: number): FloatArray {
+/** A tensor of the dtype (16-bit ones as Uint16Array bits). */
+function allocate(dtype: DType, length: number): TensorArray {
+  if (HALF[dtype]) return new Uint16Array(length);
   return dtype === 'f32' ? new Float32Array(length) : new Float64Array(length);
 }
 
+/** Parameters and statistics: float32 for the 16-bit dtypes. */
+function allocateParams(dtype: DType, length: number): FloatArray {
+  return dtype === 'f64' ? new Float64Array(length) : new Float32Array(length);
+}
+
 /** Deterministic values in [-1, 1) (xorshift32), so every run sees the same data. */
-export function pseudoRandom(dtype: DType, length: number, seed: number): FloatArray {
-  const a = allocate(dtype, length);
+function fillPseudoRandom<A extends TensorArray>(a: A, dtype: DType, seed: number): A {
+  const half = HALF[dtype];
   let s = seed | 1;
-  for (let i = 0; i < length; i++) {
+  for (let i = 0; i < a.length; i++) {
     s ^= s << 13;
     s ^= s >>> 17;
     s ^= s << 5;
-    a[i] = (s >>> 0) / 2 ** 31 - 1;
+    const v = (s >>> 0) / 2 ** 31 - 1;
+    a[i] = half ? halfBitsOf(v, half) : v;
   }
   return a;
 }
 
+export function pseudoRandom(dtype: DType, length: number, seed: number): TensorArray {
+  return fillPseudoRandom(allocate(dtype, length), dtype, seed);
+}
+
 /** The arrays of one shape and dtype, shared by every op and backend measured on it. */
 export class Problem {
-  readonly x: FloatArray;
-  readonly dy: FloatArray;
+  readonly x: TensorArray;
+  readonly dy: TensorArray;
   /** Reused output (y or dx), written once up front so its pages are mapped. */
-  readonly out: FloatArray;
+  readonly out: TensorArray;
   readonly gamma: FloatArray;
   readonly beta: FloatArray;
   readonly runningMean: FloatArray;
@@ -89,12 +105,13 @@ export class Problem {
     this.x = pseudoRandom(dtype, n, 1);
     this.dy = pseudoRandom(dtype, n, 2);
     this.out = allocate(dtype, n).fill(1);
-    this.gamma = pseudoRandom(dtype, c, 3);
-    this.beta = pseudoRandom(dtype, c, 4);
-    this.runningMean = allocate(dtype, c);
-    this.runningVar = allocate(dtype, c).fill(1);
-    this.evalMean = pseudoRandom(dtype, c, 5);
-    this.evalVar = allocate(dtype, c).fill(0.5);
+    const params = dtype === 'f64' ? 'f64' : 'f32';
+    this.gamma = fillPseudoRandom(allocateParams(dtype, c), params, 3);
+    this.beta = fillPseudoRandom(allocateParams(dtype, c), params, 4);
+    this.runningMean = allocateParams(dtype, c);
+    this.runningVar = allocateParams(dtype, c).fill(1);
+    this.evalMean = fillPseudoRandom(allocateParams(dtype, c), params, 5);
+    this.evalVar = allocateParams(dtype, c).fill(0.5);
   }
 
   get bytesPerArray(): number {
@@ -111,6 +128,7 @@ export class Problem {
     const { x, out } = this;
     if (x instanceof Float32Array && out instanceof Float32Array) return () => out.set(x);
     if (x instanceof Float64Array && out instanceof Float64Array) return () => out.set(x);
+    if (x instanceof Uint16Array && out instanceof Uint16Array) return () => out.set(x);
     throw new TypeError('x and out must share a dtype');
   }
 
@@ -120,25 +138,26 @@ export class Problem {
     const dims = shape.dims;
     const axis = shape.axis;
     const out = reuseOut ? this.out : undefined;
+    const dtype = HALF[this.dtype];
     switch (op) {
       case 'fwd-train': {
         const { runningMean, runningVar } = this;
         return () => {
-          backend.batchNormTrain(x, dims, { axis, gamma, beta, runningMean, runningVar, out });
+          backend.batchNormTrain(x, dims, { axis, dtype, gamma, beta, runningMean, runningVar, out });
         };
       }
       case 'fwd-eval': {
         const { evalMean: runningMean, evalVar: runningVar } = this;
         return () => {
-          backend.batchNormEval(x, dims, { axis, gamma, beta, runningMean, runningVar, out });
+          backend.batchNormEval(x, dims, { axis, dtype, gamma, beta, runningMean, runningVar, out });
         };
       }
       case 'backward': {
         // Training-form backward needs the batch statistics a training forward saved.
-        const { mean, invStd } = backend.batchNormTrain(x, dims, { axis, gamma, beta });
+        const { mean, invStd } = backend.batchNormTrain(x, dims, { axis, dtype, gamma, beta });
         const saved = { mean, invStd };
         return () => {
-          backend.batchNormBackward(dy, x, dims, saved, { axis, gamma, out });
+          backend.batchNormBackward(dy, x, dims, saved, { axis, dtype, gamma, out });
         };
       }
     }

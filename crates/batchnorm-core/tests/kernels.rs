@@ -499,3 +499,88 @@ fn the_sweeps_fold_the_same_fingerprint_as_a_pass_of_its_own() {
         assert_eq!(print3, want, "{shape:?} axis {axis}: backward");
     }
 }
+
+/// The 16-bit formats on every path: statistics as the f64 reference's of the widened values
+/// (to f32 precision), y within one 16-bit unit of the f64 answer rounded to 16 bits, in place
+/// the same bits, and backward's dx likewise against the f64 kernel on the widened values.
+fn half_matches_reference<T: batchnorm_core::Element<Param = f32>>(name: &str) {
+    let mut rng = Rng(7);
+    let ulps = |a: T, b: T| {
+        let ordered = |v: T| {
+            let w = v.word() as i32;
+            if w & 0x8000 != 0 {
+                -(w & 0x7fff)
+            } else {
+                w
+            }
+        };
+        (ordered(a) - ordered(b)).abs()
+    };
+    for &(shape, axis) in SHAPES {
+        let l = Layout::from_shape(shape, axis).unwrap();
+        let what = format!("{name} {shape:?} axis {axis}");
+        let x: Vec<T> = rng.vec(l.len(), 3.0, 2.0).into_iter().map(T::from_f64).collect();
+        let wide: Vec<f64> = x.iter().map(|v| v.to_f64()).collect();
+        let gamma: Vec<f32> = rng.vec(l.channels, 1.0, 0.5).into_iter().map(|v| v as f32).collect();
+        let beta: Vec<f32> = rng.vec(l.channels, 0.0, 1.0).into_iter().map(|v| v as f32).collect();
+        let (g64, b64): (Vec<f64>, Vec<f64>) =
+            (gamma.iter().map(|&v| v.into()).collect(), beta.iter().map(|&v| v.into()).collect());
+        let (mut y, mut mean, mut inv_std) =
+            (vec![T::default(); l.len()], vec![0f32; l.channels], vec![0f32; l.channels]);
+        let n = Norm {
+            gamma: Some(&gamma[..]),
+            beta: Some(&beta[..]),
+            eps: 1e-3,
+            residual: None,
+            activation: Activation::None,
+        };
+        let saved = SavedStats { mean: &mut mean, inv_std: &mut inv_std, x_fingerprint: None };
+        train(Io::Separate { src: &x, dst: &mut y }, &l, n, None, saved).unwrap();
+        let (want_y, want_mean, want_inv) =
+            train_fresh(&wide, &l, norm(Some(&g64), Some(&b64), 1e-3, Activation::None));
+        let (mean64, inv64): (Vec<f64>, Vec<f64>) =
+            (mean.iter().map(|&v| v.into()).collect(), inv_std.iter().map(|&v| v.into()).collect());
+        assert_close(&mean64, &want_mean, 1e-6, &format!("{what} mean"));
+        assert_close(&inv64, &want_inv, 1e-6, &format!("{what} invStd"));
+        for (k, (&got, &want)) in y.iter().zip(&want_y).enumerate() {
+            assert!(ulps(got, T::from_f64(want)) <= 1, "{what} y[{k}]: {got:?} vs {want}");
+        }
+        let mut in_place = x.clone();
+        let (mut m2, mut s2) = (vec![0f32; l.channels], vec![0f32; l.channels]);
+        let saved = SavedStats { mean: &mut m2, inv_std: &mut s2, x_fingerprint: None };
+        train(Io::InPlace(&mut in_place), &l, n, None, saved).unwrap();
+        assert_eq!(in_place, y, "{what}: in place");
+
+        let dy: Vec<T> = rng.vec(l.len(), 0.0, 1.0).into_iter().map(T::from_f64).collect();
+        let dy64: Vec<f64> = dy.iter().map(|v| v.to_f64()).collect();
+        let (mut dx, mut dg, mut db) = (vec![T::default(); l.len()], vec![0f32; l.channels], vec![0f32; l.channels]);
+        let params = ParamGrads { d_gamma: &mut dg, d_beta: &mut db, d_residual: None, x_fingerprint: None };
+        let saved = Saved { mean: &mean, inv_std: &inv_std };
+        let flow = GradPath { training: true, relu_output: None };
+        backward(Io::Separate { src: &dy, dst: &mut dx }, &x, &l, Some(&gamma), saved, flow, params).unwrap();
+        let saved64 = Saved { mean: &mean64, inv_std: &inv64 };
+        let (want_dx, _, want_db) =
+            backward_fresh(&dy64, &wide, &l, &g64, saved64, GradPath { training: true, relu_output: None });
+        let db64: Vec<f64> = db.iter().map(|&v| v.into()).collect();
+        assert_close(&db64, &want_db, 1e-5, &format!("{what} dBeta"));
+        let dy_term = |k: usize| {
+            let c = (k / l.inner) % l.channels;
+            (dy64[k] * g64[c] * inv64[c]).abs()
+        };
+        for (k, (&got, &want)) in dx.iter().zip(&want_dx).enumerate() {
+            // A dx whose terms cancel keeps their float32 rounding (see docs/half-precision.md).
+            let allowed = if want.abs() * 64.0 < dy_term(k) { 4 } else { 1 };
+            assert!(ulps(got, T::from_f64(want)) <= allowed, "{what} dx[{k}]: {got:?} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn bfloat16_matches_reference_on_every_path() {
+    half_matches_reference::<batchnorm_core::Bf16>("bfloat16");
+}
+
+#[test]
+fn float16_matches_reference_on_every_path() {
+    half_matches_reference::<batchnorm_core::F16>("float16");
+}
