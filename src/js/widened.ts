@@ -47,6 +47,21 @@ function printOf(x: TensorArray, print: Float64Array | null): null {
   return null;
 }
 
+/** A 16-bit backward: `run` on the widened plan into float64 dx (and dResidual), narrowed after. */
+function backwardWidened<P extends TensorsOf & { x: TensorArray }>(
+  dtype: HalfDtype,
+  plan: P,
+  dx: TensorArray,
+  dResidual: TensorArray | null,
+  run: (plan: FloatPlan<P>, dx: Float64Array, dResidual: Float64Array | null) => void,
+): void {
+  const dx64 = new Float64Array(dx.length);
+  const dResidual64 = dResidual && new Float64Array(dResidual.length);
+  run(floatPlan(plan, dtype, dx64), dx64, dResidual64);
+  narrowed(dx64, dtype, dx as Uint16Array);
+  if (dResidual && dResidual64) narrowed(dResidual64, dtype, dResidual as Uint16Array);
+}
+
 /** Kernels for every dtype from kernels for float32 / float64 ones. */
 export function widening(k: Kernels<FloatArray>): Kernels {
   const float = <P>(plan: P) => plan as FloatPlan<P>;
@@ -77,22 +92,18 @@ export function widening(k: Kernels<FloatArray>): Kernels {
       if (dtype === null) {
         return k.backward(float(plan), dx as FloatArray, dGamma, dBeta, dResidual as FloatArray | null, print);
       }
-      const dx64 = new Float64Array(dx.length);
-      const dResidual64 = dResidual && new Float64Array(dResidual.length);
-      k.backward(floatPlan(plan, dtype, dx64), dx64, dGamma, dBeta, dResidual64, printOf(plan.x, print));
-      narrowed(dx64, dtype, dx as Uint16Array);
-      if (dResidual && dResidual64) narrowed(dResidual64, dtype, dResidual as Uint16Array);
+      backwardWidened(dtype, plan, dx, dResidual, (p, dx64, dResidual64) =>
+        k.backward(p, dx64, dGamma, dBeta, dResidual64, printOf(plan.x, print)),
+      );
     },
     backwardWithSums(plan, dx, dGamma, dBeta, dResidual, print) {
       const dtype = halfOf(plan);
       if (dtype === null) {
         return k.backwardWithSums(float(plan), dx as FloatArray, dGamma, dBeta, dResidual as FloatArray | null, print);
       }
-      const dx64 = new Float64Array(dx.length);
-      const dResidual64 = dResidual && new Float64Array(dResidual.length);
-      k.backwardWithSums(floatPlan(plan, dtype, dx64), dx64, dGamma, dBeta, dResidual64, printOf(plan.x, print));
-      narrowed(dx64, dtype, dx as Uint16Array);
-      if (dResidual && dResidual64) narrowed(dResidual64, dtype, dResidual as Uint16Array);
+      backwardWidened(dtype, plan, dx, dResidual, (p, dx64, dResidual64) =>
+        k.backwardWithSums(p, dx64, dGamma, dBeta, dResidual64, printOf(plan.x, print)),
+      );
     },
     stats(plan, mean, m2) {
       const dtype = halfOf(plan);
