@@ -47,18 +47,19 @@ function printOf(x: TensorArray, print: Float64Array | null): null {
   return null;
 }
 
-/** A 16-bit backward: `run` on the widened plan into float64 dx (and dResidual), narrowed after. */
-function backwardWidened<P extends TensorsOf & { x: TensorArray }>(
+/** A 16-bit call: `run` on the widened plan into float64 outputs (y or dx, and backward's
+ *  dResidual), each narrowed into the caller's array after. */
+function runWidened<P extends TensorsOf & { x: TensorArray }>(
   dtype: HalfDtype,
   plan: P,
-  dx: TensorArray,
+  out: TensorArray,
   dResidual: TensorArray | null,
-  run: (plan: FloatPlan<P>, dx: Float64Array, dResidual: Float64Array | null) => void,
+  run: (plan: FloatPlan<P>, out: Float64Array, dResidual: Float64Array | null) => void,
 ): void {
-  const dx64 = new Float64Array(dx.length);
+  const out64 = new Float64Array(out.length);
   const dResidual64 = dResidual && new Float64Array(dResidual.length);
-  run(floatPlan(plan, dtype, dx64), dx64, dResidual64);
-  narrowed(dx64, dtype, dx as Uint16Array);
+  run(floatPlan(plan, dtype, out64), out64, dResidual64);
+  narrowed(out64, dtype, out as Uint16Array);
   if (dResidual && dResidual64) narrowed(dResidual64, dtype, dResidual as Uint16Array);
 }
 
@@ -69,30 +70,24 @@ export function widening(k: Kernels<FloatArray>): Kernels {
     train(plan, y, mean, invStd, print) {
       const dtype = halfOf(plan);
       if (dtype === null) return k.train(float(plan), y as FloatArray, mean, invStd, print);
-      const y64 = new Float64Array(y.length);
-      k.train(floatPlan(plan, dtype, y64), y64, mean, invStd, printOf(plan.x, print));
-      narrowed(y64, dtype, y as Uint16Array);
+      runWidened(dtype, plan, y, null, (p, y64) => k.train(p, y64, mean, invStd, printOf(plan.x, print)));
     },
     trainWithStats(plan, y, mean, invStd, print) {
       const dtype = halfOf(plan);
       if (dtype === null) return k.trainWithStats(float(plan), y as FloatArray, mean, invStd, print);
-      const y64 = new Float64Array(y.length);
-      k.trainWithStats(floatPlan(plan, dtype, y64), y64, mean, invStd, printOf(plan.x, print));
-      narrowed(y64, dtype, y as Uint16Array);
+      runWidened(dtype, plan, y, null, (p, y64) => k.trainWithStats(p, y64, mean, invStd, printOf(plan.x, print)));
     },
     evaluate(plan, y) {
       const dtype = halfOf(plan);
       if (dtype === null) return k.evaluate(float(plan), y as FloatArray);
-      const y64 = new Float64Array(y.length);
-      k.evaluate(floatPlan(plan, dtype, y64), y64);
-      narrowed(y64, dtype, y as Uint16Array);
+      runWidened(dtype, plan, y, null, (p, y64) => k.evaluate(p, y64));
     },
     backward(plan, dx, dGamma, dBeta, dResidual, print) {
       const dtype = halfOf(plan);
       if (dtype === null) {
         return k.backward(float(plan), dx as FloatArray, dGamma, dBeta, dResidual as FloatArray | null, print);
       }
-      backwardWidened(dtype, plan, dx, dResidual, (p, dx64, dResidual64) =>
+      runWidened(dtype, plan, dx, dResidual, (p, dx64, dResidual64) =>
         k.backward(p, dx64, dGamma, dBeta, dResidual64, printOf(plan.x, print)),
       );
     },
@@ -101,7 +96,7 @@ export function widening(k: Kernels<FloatArray>): Kernels {
       if (dtype === null) {
         return k.backwardWithSums(float(plan), dx as FloatArray, dGamma, dBeta, dResidual as FloatArray | null, print);
       }
-      backwardWidened(dtype, plan, dx, dResidual, (p, dx64, dResidual64) =>
+      runWidened(dtype, plan, dx, dResidual, (p, dx64, dResidual64) =>
         k.backwardWithSums(p, dx64, dGamma, dBeta, dResidual64, printOf(plan.x, print)),
       );
     },

@@ -94,13 +94,8 @@ pub struct GradSumsJob<A, P, F> {
     pub options: ReduceOptions,
 }
 
-/// An optional tensor the call reads, as elements of T.
-fn tensor<T: StoredAs<A::Elem>, A: RawArray>(name: &'static str, a: &Option<A>) -> Option<Region<T>> {
-    a.as_ref().map(|a| Region::read(name, a).cast())
-}
-
-/// An optional parameter array the call reads, as elements of P (the element's `Param`).
-fn param<P: StoredAs<A::Elem>, A: RawArray>(name: &'static str, a: &Option<A>) -> Option<Region<P>> {
+/// An optional array the call reads (a tensor or a parameter), as elements of U.
+fn read<U: StoredAs<A::Elem>, A: RawArray>(name: &'static str, a: &Option<A>) -> Option<Region<U>> {
     a.as_ref().map(|a| Region::read(name, a).cast())
 }
 
@@ -167,15 +162,6 @@ unsafe fn io<'a, T>(src: &Region<T>, dst: &Region<T>) -> Io<'a, T> {
     }
 }
 
-impl<A: RawArray, P: RawArray, F: RawArray<Elem = f64>> TrainJob<A, P, F>
-where
-    A::Elem: Storage<Param = P::Elem>,
-{
-    pub fn run(&self) -> Result<()> {
-        A::Elem::dispatch(self, self.options.dtype.as_deref())
-    }
-}
-
 impl<A: RawArray, P: RawArray, F: RawArray<Elem = f64>> RunAs<A::Elem> for TrainJob<A, P, F>
 where
     A::Elem: Storage<Param = P::Elem>,
@@ -190,8 +176,8 @@ where
         let out = Region::write("out", &self.out).cast::<T>();
         let mean = Region::write("mean", &self.mean).cast::<T::Param>();
         let inv_std = Region::write("invStd", &self.inv_std).cast::<T::Param>();
-        let (gamma, beta) = (param::<T::Param, _>("gamma", &self.gamma), param::<T::Param, _>("beta", &self.beta));
-        let residual = tensor::<T, _>("residual", &self.residual);
+        let (gamma, beta) = (read::<T::Param, _>("gamma", &self.gamma), read::<T::Param, _>("beta", &self.beta));
+        let residual = read::<T, _>("residual", &self.residual);
         let running_mean = self.running_mean.as_ref().map(|a| Region::write("runningMean", a).cast::<T::Param>());
         let running_var = self.running_var.as_ref().map(|a| Region::write("runningVar", a).cast::<T::Param>());
         let given = match &self.given {
@@ -259,15 +245,6 @@ where
     }
 }
 
-impl<A: RawArray, P: RawArray> EvalJob<A, P>
-where
-    A::Elem: Storage<Param = P::Elem>,
-{
-    pub fn run(&self) -> Result<()> {
-        A::Elem::dispatch(self, self.options.dtype.as_deref())
-    }
-}
-
 impl<A: RawArray, P: RawArray> RunAs<A::Elem> for EvalJob<A, P>
 where
     A::Elem: Storage<Param = P::Elem>,
@@ -282,8 +259,8 @@ where
         let out = Region::write("out", &self.out).cast::<T>();
         let running_mean = Region::read("runningMean", &self.running_mean).cast::<T::Param>();
         let running_var = Region::read("runningVar", &self.running_var).cast::<T::Param>();
-        let (gamma, beta) = (param::<T::Param, _>("gamma", &self.gamma), param::<T::Param, _>("beta", &self.beta));
-        let residual = tensor::<T, _>("residual", &self.residual);
+        let (gamma, beta) = (read::<T::Param, _>("gamma", &self.gamma), read::<T::Param, _>("beta", &self.beta));
+        let residual = read::<T, _>("residual", &self.residual);
         let (eps, activation) = (self.options.eps, activation(self.options.relu));
         let all: Vec<Span> = spans(&[
             Some(x.span()),
@@ -311,15 +288,6 @@ where
     }
 }
 
-impl<A: RawArray, P: RawArray, F: RawArray<Elem = f64>> BackwardJob<A, P, F>
-where
-    A::Elem: Storage<Param = P::Elem>,
-{
-    pub fn run(&self) -> Result<()> {
-        A::Elem::dispatch(self, self.options.dtype.as_deref())
-    }
-}
-
 impl<A: RawArray, P: RawArray, F: RawArray<Elem = f64>> RunAs<A::Elem> for BackwardJob<A, P, F>
 where
     A::Elem: Storage<Param = P::Elem>,
@@ -337,7 +305,7 @@ where
         let inv_std = Region::read("invStd", &self.inv_std).cast::<T::Param>();
         let d_gamma = Region::write("dGamma", &self.d_gamma).cast::<T::Param>();
         let d_beta = Region::write("dBeta", &self.d_beta).cast::<T::Param>();
-        let (gamma, y) = (param::<T::Param, _>("gamma", &self.gamma), tensor::<T, _>("y", &self.y));
+        let (gamma, y) = (read::<T::Param, _>("gamma", &self.gamma), read::<T, _>("y", &self.y));
         let d_residual = self.d_residual.as_ref().map(|a| Region::write("outResidual", a).cast::<T>());
         let given = match &self.given {
             Some(g) => Some((
@@ -408,15 +376,6 @@ where
     }
 }
 
-impl<A: RawArray, F: RawArray<Elem = f64>> MomentsJob<A, F>
-where
-    A::Elem: Storage,
-{
-    pub fn run(&self) -> Result<()> {
-        A::Elem::dispatch(self, self.options.dtype.as_deref())
-    }
-}
-
 impl<A: RawArray, F: RawArray<Elem = f64>> RunAs<A::Elem> for MomentsJob<A, F>
 where
     A::Elem: Storage,
@@ -443,15 +402,6 @@ where
     }
 }
 
-impl<A: RawArray, P: RawArray, F: RawArray<Elem = f64>> GradSumsJob<A, P, F>
-where
-    A::Elem: Storage<Param = P::Elem>,
-{
-    pub fn run(&self) -> Result<()> {
-        A::Elem::dispatch(self, self.options.dtype.as_deref())
-    }
-}
-
 impl<A: RawArray, P: RawArray, F: RawArray<Elem = f64>> RunAs<A::Elem> for GradSumsJob<A, P, F>
 where
     A::Elem: Storage<Param = P::Elem>,
@@ -466,7 +416,7 @@ where
         let x = Region::read("x", &self.x).cast::<T>();
         let mean = Region::read("mean", &self.mean).cast::<T::Param>();
         let inv_std = Region::read("invStd", &self.inv_std).cast::<T::Param>();
-        let y = tensor::<T, _>("y", &self.y);
+        let y = read::<T, _>("y", &self.y);
         let sum_dy = channel_f64("sumDy", &self.sum_dy, &layout, true)?;
         let sum_dy_xhat = channel_f64("sumDyXhat", &self.sum_dy_xhat, &layout, true)?;
         let mut all: Vec<Span> =
@@ -488,8 +438,18 @@ where
     }
 }
 
+/// Each job's `run` (its element type picked once, from `options.dtype`) and its Async `Task`.
 macro_rules! task {
     ($job:ident < A $(, $p:ident)? $(; $f:ident)? >) => {
+        impl<A: RawArray $(, $p: RawArray)? $(, $f: RawArray<Elem = f64>)?> $job<A $(, $p)? $(, $f)?>
+        where
+            A::Elem: Storage$(<Param = $p::Elem>)?,
+        {
+            pub fn run(&self) -> Result<()> {
+                A::Elem::dispatch(self, self.options.dtype.as_deref())
+            }
+        }
+
         impl<A: RawArray + Send $(, $p: RawArray + Send)? $(, $f: RawArray<Elem = f64> + Send)?> Task for $job<A $(, $p)? $(, $f)?>
         where
             A::Elem: Storage$(<Param = $p::Elem>)?,
