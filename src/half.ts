@@ -6,6 +6,11 @@
 /** The 16-bit formats a Uint16Array may hold. */
 export type HalfDtype = 'bfloat16' | 'float16';
 
+/** The dtype itself when it is a 16-bit format, else null. */
+export function halfDtypeOf(dtype: string): HalfDtype | null {
+  return dtype === 'bfloat16' || dtype === 'float16' ? dtype : null;
+}
+
 /** float16's value of each bit pattern, made once on first use (256 KiB). */
 let float16Values: Float32Array | null = null;
 

@@ -5,7 +5,7 @@
 import { ghostBackend } from './ghost-backend';
 import { checkRenorm, type RenormOptions, renormBackend } from './renorm-backend';
 import { backend as selectedBackend } from './select';
-import { floatDtype, plainView, tensorKind } from './typed-arrays';
+import { floatDtype, plainView, type TensorKind, tensorKind } from './typed-arrays';
 import type {
   Activation,
   Backend,
@@ -98,6 +98,20 @@ const STATE_NAMES: ReadonlyArray<[ArrayName | 'numBatchesTracked', string]> = [
   ['runningVar', 'running_var'],
   ['numBatchesTracked', 'num_batches_tracked'],
 ];
+
+/** The arrays a layer of each dtype takes as x (see tensorKind), and the name its error gives. */
+const INPUT_KINDS: Readonly<Record<Dtype, readonly TensorKind[]>> = {
+  float32: ['float32'],
+  float64: ['float64'],
+  bfloat16: ['uint16'],
+  float16: ['uint16', 'float16array'],
+};
+const INPUT_NAMES: Readonly<Record<Dtype, string>> = {
+  float32: 'Float32Array',
+  float64: 'Float64Array',
+  bfloat16: 'Uint16Array',
+  float16: 'Uint16Array',
+};
 
 const OPTION_NAMES = new Set([
   'axis',
@@ -440,21 +454,9 @@ export class BatchNorm {
   #planForward(x: TensorArray, shape: readonly number[], options: unknown): ForwardPlan {
     const { residual, out } = checkForwardOptions(options);
     const kind = tensorKind(x);
-    const fits = {
-      float32: ['float32'],
-      float64: ['float64'],
-      bfloat16: ['uint16'],
-      float16: ['uint16', 'float16array'],
-    };
-    if (kind === null || !fits[this.dtype].includes(kind)) {
-      const expected = {
-        float32: 'Float32Array',
-        float64: 'Float64Array',
-        bfloat16: 'Uint16Array',
-        float16: 'Uint16Array',
-      };
+    if (kind === null || !INPUT_KINDS[this.dtype].includes(kind)) {
       throw new TypeError(
-        `x must be a ${expected[this.dtype]} (the layer's dtype '${this.dtype}'), got ${describe(x)}`,
+        `x must be a ${INPUT_NAMES[this.dtype]} (the layer's dtype '${this.dtype}'), got ${describe(x)}`,
       );
     }
     const { shape: dims, layout } = validateStats(x, shape, { axis: this.axis, dtype: this.dtype });

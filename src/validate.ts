@@ -1,5 +1,6 @@
 // The one place arguments are checked. Both backends call it before any work, so a bad
 // call throws the same class and message everywhere and nothing has been written yet.
+import { halfDtypeOf } from './half';
 import { type Layout, layoutOf } from './layout';
 import {
   floatDtype,
@@ -176,14 +177,10 @@ function arrayName(kind: TensorKind): string {
   ];
 }
 
-function isHalf(dtype: Dtype): boolean {
-  return dtype === 'bfloat16' || dtype === 'float16';
-}
-
 /** A tensor of the call's dtype (all tensors of one call share it: a Uint16Array, or for
  *  float16 a Float16Array, when x is 16-bit), as a plain view. */
 function checkSameDtype(name: string, v: unknown, t: TensorsOf, likeName: string): TensorArray {
-  if (isHalf(t.dtype)) {
+  if (halfDtypeOf(t.dtype) !== null) {
     const kind = tensorKind(v);
     if (kind === 'uint16' || (kind === 'float16array' && t.dtype === 'float16')) return plainTensorView(v, kind);
     const what = t.dtype === 'float16' ? 'Uint16Array or Float16Array' : 'Uint16Array';
@@ -200,7 +197,7 @@ function checkSameDtype(name: string, v: unknown, t: TensorsOf, likeName: string
  *  the 16-bit formats (PyTorch's mixed precision). */
 function checkParamDtype(name: string, v: unknown, t: TensorsOf): FloatArray {
   const a = plainFloatArray(v);
-  if (isHalf(t.dtype)) {
+  if (halfDtypeOf(t.dtype) !== null) {
     if (a === null || !(a instanceof Float32Array)) {
       throw new TypeError(
         `${name} must be a Float32Array (the parameters and statistics of ${t.dtype} tensors are float32), got ${describe(v)}`,

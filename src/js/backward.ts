@@ -7,9 +7,10 @@ import type * as Plans from '../validate';
 type BackwardPlan = Plans.FloatPlan<Plans.BackwardPlan>;
 type BackwardWithSumsPlan = Plans.FloatPlan<Plans.BackwardWithSumsPlan>;
 
+import { halfDtypeOf } from '../half';
 import { applyGrad, applyScale, residualGrad } from './elementwise';
 import { fingerprint } from './fingerprint';
-import { halfPass, isHalfPlan } from './half-pass';
+import { halfPass } from './half-pass';
 import { byDtype } from './specialize';
 import { columnAccumulators, foldColumns, MIN_RUN } from './stats';
 import { beginScratch, scratch } from './workspace';
@@ -218,7 +219,7 @@ function finishBackward(
   const { channels } = plan.layout;
   const k = coefficients(channels);
   for (let c = 0; c < channels; c++) setChannel(plan, c, count, sumDy[c], sumDyXhat[c], dGamma, dBeta, k);
-  if (isHalfPlan(plan)) {
+  if (halfDtypeOf(plan.dtype) !== null) {
     const means = plan.training ? plan.mean : null;
     halfPass(plan.dy, dx, plan.layout, {
       scale: k.scale,

@@ -11,9 +11,10 @@ type EvalPlan = Plans.FloatPlan<Plans.EvalPlan>;
 type TrainPlan = Plans.FloatPlan<Plans.TrainPlan>;
 type TrainWithStatsPlan = Plans.FloatPlan<Plans.TrainWithStatsPlan>;
 
+import { halfDtypeOf } from '../half';
 import { applyScale, applyScaleResidual } from './elementwise';
 import { fingerprint } from './fingerprint';
-import { halfPass, isHalfPlan } from './half-pass';
+import { halfPass } from './half-pass';
 import { channelMomentsFromSums, channelSums } from './stats';
 import { beginScratch, scratch } from './workspace';
 
@@ -60,7 +61,7 @@ function coefficients(channels: number): Coefficients {
 
 /** The one elementwise pass of every forward: y = act((x - center) * scale + offset (+ residual)). */
 function normalizeInto(plan: TrainPlan | EvalPlan, y: FloatArray, k: Coefficients): void {
-  if (isHalfPlan(plan)) {
+  if (halfDtypeOf(plan.dtype) !== null) {
     const { scale, center, offset: shift } = k;
     const other = plan.residual;
     halfPass(plan.x, y, plan.layout, {

@@ -56,8 +56,3 @@ export function halfPass(src: FloatArray, dst: FloatArray, layout: Layout, p: Ha
     }
   }
 }
-
-/** Whether a plan is a 16-bit call's, widened (see widened.ts). */
-export function isHalfPlan(plan: { dtype: string }): boolean {
-  return plan.dtype === 'bfloat16' || plan.dtype === 'float16';
-}

@@ -5,14 +5,10 @@
 // float32, whose rounding (~1e-5 at a mean of 100) is many 16-bit units of a result near 0.
 // The parameters and statistics of a 16-bit call are float32 and pass as they are.
 import type { Kernels } from '../backend';
-import { type HalfDtype, narrowToHalf, widenHalf } from '../half';
+import { type HalfDtype, halfDtypeOf, narrowToHalf, widenHalf } from '../half';
 import type { FloatArray, TensorArray } from '../types';
 import type { FloatPlan, TensorsOf } from '../validate';
 import { fingerprint } from './fingerprint';
-
-function halfOf(plan: TensorsOf): HalfDtype | null {
-  return plan.dtype === 'bfloat16' || plan.dtype === 'float16' ? plan.dtype : null;
-}
 
 /** A 16-bit tensor's values as float64 (null stays null). */
 function widened(a: TensorArray | null, dtype: HalfDtype): Float64Array | null {
@@ -68,22 +64,22 @@ export function widening(k: Kernels<FloatArray>): Kernels {
   const float = <P>(plan: P) => plan as FloatPlan<P>;
   return {
     train(plan, y, mean, invStd, print) {
-      const dtype = halfOf(plan);
+      const dtype = halfDtypeOf(plan.dtype);
       if (dtype === null) return k.train(float(plan), y as FloatArray, mean, invStd, print);
       runWidened(dtype, plan, y, null, (p, y64) => k.train(p, y64, mean, invStd, printOf(plan.x, print)));
     },
     trainWithStats(plan, y, mean, invStd, print) {
-      const dtype = halfOf(plan);
+      const dtype = halfDtypeOf(plan.dtype);
       if (dtype === null) return k.trainWithStats(float(plan), y as FloatArray, mean, invStd, print);
       runWidened(dtype, plan, y, null, (p, y64) => k.trainWithStats(p, y64, mean, invStd, printOf(plan.x, print)));
     },
     evaluate(plan, y) {
-      const dtype = halfOf(plan);
+      const dtype = halfDtypeOf(plan.dtype);
       if (dtype === null) return k.evaluate(float(plan), y as FloatArray);
       runWidened(dtype, plan, y, null, (p, y64) => k.evaluate(p, y64));
     },
     backward(plan, dx, dGamma, dBeta, dResidual, print) {
-      const dtype = halfOf(plan);
+      const dtype = halfDtypeOf(plan.dtype);
       if (dtype === null) {
         return k.backward(float(plan), dx as FloatArray, dGamma, dBeta, dResidual as FloatArray | null, print);
       }
@@ -92,7 +88,7 @@ export function widening(k: Kernels<FloatArray>): Kernels {
       );
     },
     backwardWithSums(plan, dx, dGamma, dBeta, dResidual, print) {
-      const dtype = halfOf(plan);
+      const dtype = halfDtypeOf(plan.dtype);
       if (dtype === null) {
         return k.backwardWithSums(float(plan), dx as FloatArray, dGamma, dBeta, dResidual as FloatArray | null, print);
       }
@@ -101,12 +97,12 @@ export function widening(k: Kernels<FloatArray>): Kernels {
       );
     },
     stats(plan, mean, m2) {
-      const dtype = halfOf(plan);
+      const dtype = halfDtypeOf(plan.dtype);
       if (dtype === null) return k.stats(float(plan), mean, m2);
       k.stats(floatPlan(plan, dtype, new Float64Array(0)), mean, m2);
     },
     backwardSums(plan, sumDy, sumDyXhat) {
-      const dtype = halfOf(plan);
+      const dtype = halfDtypeOf(plan.dtype);
       if (dtype === null) return k.backwardSums(float(plan), sumDy, sumDyXhat);
       k.backwardSums(floatPlan(plan, dtype, new Float64Array(0)), sumDy, sumDyXhat);
     },
