@@ -73,6 +73,10 @@ function stepping(call: () => void): () => Promise<void> {
 }
 
 /** The candidates on one shape: every path a training step takes, native backend. */
+/** Ghost batches of this many samples (Keras's virtual_batch_size) in the ghost-layer row. */
+const GHOST_BATCH = 8;
+const GHOST_ROW = `layer forward + backward, out, virtualBatchSize ${GHOST_BATCH}`;
+
 function candidates(backend: Backend, s: StepShape): Candidate[] {
   const { dims, axis } = s;
   const n = dims.reduce((a, b) => a * b, 1);
@@ -89,6 +93,7 @@ function candidates(backend: Backend, s: StepShape): Candidate[] {
   const train = { axis, gamma, beta, runningMean, runningVar };
   const layer = new BatchNorm(c, { axis, backend });
   const layerOut = new BatchNorm(c, { axis, backend });
+  const ghostOut = new BatchNorm(c, { axis, backend, virtualBatchSize: GHOST_BATCH });
   const list: Array<[string, () => void]> = [
     [
       'train + backward, out',
@@ -116,6 +121,13 @@ function candidates(backend: Backend, s: StepShape): Candidate[] {
       () => {
         layerOut.forward(x, dims, { out });
         layerOut.backward(dy, { out: dx });
+      },
+    ],
+    [
+      GHOST_ROW,
+      () => {
+        ghostOut.forward(x, dims, { out });
+        ghostOut.backward(dy, { out: dx });
       },
     ],
     ['train, out', () => backend.batchNormTrain(x, dims, { ...train, out })],
@@ -251,6 +263,9 @@ export function stepMarkdown(all: readonly StepResults[]): string {
     );
     lines.push(
       `| ${r.shape} | layer loop with out: peak above x, dy, y, dx | (for reference) | ${r.layerOutPeakOverX.toFixed(2)} \\|x\\| |`,
+    );
+    lines.push(
+      `| ${r.shape} | ghost-batch layer step / layer step (out) | (for reference) | ${ratio(GHOST_ROW, 'layer forward + backward, out')} |`,
     );
     if (r.torch) {
       const t = r.torch;

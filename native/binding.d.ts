@@ -16,6 +16,11 @@ export interface BackwardOptions {
   axis: number
   /** Through the batch statistics (true) or with them frozen. */
   training: boolean
+  /**
+   * Ghost batches: the groups the forward normalized separately (1: the whole batch;
+   * `backward` only; absent: 1).
+   */
+  groups?: number
   /** `backwardWithSums` only: the given sums' count. */
   sums?: Counted
 }
@@ -163,6 +168,11 @@ export interface TrainOptions {
   runningVarCorrection: number
   /** A ReLU fused after the normalization. */
   relu: boolean
+  /**
+   * Ghost batches: the batch is cut into this many groups, each normalized on its own
+   * (absent or 1: the whole batch; `train` only).
+   */
+  groups?: number
   /** `trainWithStats` only: the given statistics' count. */
   stats?: Counted
 }

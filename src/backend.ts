@@ -163,7 +163,8 @@ function emptyTrain(r: TrainResult, print: Float64Array | null): TrainResult {
 }
 
 function trainOutputs(plan: TrainPlan, allocate: OutputAllocator): TrainResult {
-  const c = plan.layout.channels;
+  // One set of statistics per group of a ghost batch.
+  const c = plan.groups * plan.layout.channels;
   return { y: plan.out ?? allocate(plan.x, plan.x.length), mean: allocParams(plan, c), invStd: allocParams(plan, c) };
 }
 

@@ -2,7 +2,6 @@
 // API, with PyTorch's nn.BatchNorm semantics (train/eval, momentum or cumulative average,
 // affine, trackRunningStats) and its state_dict names.
 
-import { ghostBackend } from './ghost-backend';
 import { checkRenorm, type RenormOptions, renormBackend } from './renorm-backend';
 import { backend as selectedBackend } from './select';
 import { floatDtype, plainView, type TensorKind, tensorKind } from './typed-arrays';
@@ -24,6 +23,7 @@ import {
   checkKeys,
   checkMomentum,
   checkVarCorrection,
+  checkVirtualBatchSize,
   describe,
   fromFunction,
   overlaps,
@@ -193,7 +193,7 @@ export class BatchNorm {
   readonly trackRunningStats: boolean;
   readonly dtype: Dtype;
   readonly backend: Backend;
-  /** What the layer calls: the backend, or with virtualBatchSize its ghost-batch form. */
+  /** What the layer calls: the backend, or with renorm its renormalizing form. */
   readonly #kernels: Backend;
   readonly activation: Activation;
 
@@ -506,7 +506,11 @@ export class BatchNorm {
 
   #trainOptions(plan: ForwardPlan) {
     // x's fingerprint from the statistics sweep: backward checks x against it.
-    const base = { ...this.#normOptions(plan), fingerprint: true };
+    const base = {
+      ...this.#normOptions(plan),
+      fingerprint: true,
+      ...(this.virtualBatchSize === null ? {} : { virtualBatchSize: this.virtualBatchSize }),
+    };
     if (!plan.updatesRunning) return base;
     // PyTorch counts the batch first, so the cumulative factor of the n-th batch is 1/n.
     const momentum = this.momentum ?? 1 / (this.#numBatchesTracked + 1);
@@ -559,6 +563,8 @@ export class BatchNorm {
       training: cache.batchStats,
       fingerprint: true,
     };
+    // Frozen statistics are one set for the whole batch; batch statistics were per group.
+    if (cache.batchStats && this.virtualBatchSize !== null) options.virtualBatchSize = this.virtualBatchSize;
     if (out !== null) options.out = out;
     if (cache.y) {
       options.activation = 'relu';
@@ -746,13 +752,7 @@ function layerSettings(options: unknown): LayerSettings {
   const eps = checkEps(o.eps);
   const momentum = o.momentum === null ? null : checkMomentum(o.momentum, true);
   const correction = checkVarCorrection(o.runningVarCorrection) as 0 | 1;
-  const virtualBatchSize = option('virtualBatchSize', null);
-  if (virtualBatchSize !== null) {
-    if (typeof virtualBatchSize !== 'number' || !Number.isSafeInteger(virtualBatchSize)) {
-      throw new TypeError(`virtualBatchSize must be an integer or null, got ${describe(virtualBatchSize)}`);
-    }
-    if (virtualBatchSize < 1) throw new RangeError(`virtualBatchSize must be >= 1, got ${virtualBatchSize}`);
-  }
+  const virtualBatchSize = checkVirtualBatchSize(o.virtualBatchSize);
   const renorm = checkRenorm(o.renorm);
   const flag = (name: string, fallback: boolean): boolean => checkFlag(name, option(name, fallback));
   const dtype = option('dtype', 'float32');
@@ -769,7 +769,7 @@ function layerSettings(options: unknown): LayerSettings {
     eps,
     momentum,
     runningVarCorrection: correction,
-    virtualBatchSize: virtualBatchSize as number | null,
+    virtualBatchSize,
     renorm,
     affine: flag('affine', true),
     trackRunningStats: flag('trackRunningStats', true),
@@ -779,7 +779,7 @@ function layerSettings(options: unknown): LayerSettings {
   };
 }
 
-/** What a layer calls: its backend, or the ghost-batch or renormalizing form of it. */
+/** What a layer calls: its backend, or the renormalizing form of it. */
 function kernelsFor(o: LayerSettings): Backend {
   if (o.renorm !== null) {
     if (!o.trackRunningStats) {
@@ -788,5 +788,5 @@ function kernelsFor(o: LayerSettings): Backend {
     if (o.virtualBatchSize !== null) throw new TypeError('BatchNorm: renorm and virtualBatchSize cannot be combined');
     return renormBackend(o.backend, o.renorm);
   }
-  return o.virtualBatchSize === null ? o.backend : ghostBackend(o.backend, o.virtualBatchSize);
+  return o.backend;
 }

@@ -75,7 +75,15 @@ export interface TrainOptions<A extends TensorArray = TensorArray> extends NormO
   /** Also return x's fingerprint (see Backend.fingerprint) as the step read it, taken in
    *  the statistics sweep on native (no extra pass). Default false. */
   fingerprint?: boolean;
+  /** Ghost batch normalization (Keras `virtual_batch_size`): each group of k consecutive
+   *  samples along axis 0 normalized with its own statistics, in one call. The batch must be a
+   *  multiple of k; mean and invStd then hold (batch / k) × C values, group-major, and the
+   *  running statistics move by the groups' average mean and variance. */
+  virtualBatchSize?: number | null;
 }
+
+/** Options of the synchronized pieces' training forms: one set of statistics for the batch. */
+export type ShardTrainOptions<A extends TensorArray = TensorArray> = Omit<TrainOptions<A>, 'virtualBatchSize'>;
 
 /** What a training forward gives: y and the batch statistics it normalized with (the saved
  *  statistics `batchNormBackward` takes). */
@@ -130,7 +138,13 @@ export interface BackwardOptions<A extends TensorArray = TensorArray> {
   statsGrad?: boolean;
   /** Also return x's fingerprint as the backward read it (native: in the sums sweep). */
   fingerprint?: boolean;
+  /** The forward's virtualBatchSize (training only): saved holds one set per group, and each
+   *  group is differentiated on its own; dGamma and dBeta are sums over the groups. */
+  virtualBatchSize?: number | null;
 }
+
+/** Options of the synchronized pieces' backward forms: one set of statistics for the batch. */
+export type ShardBackwardOptions<A extends TensorArray = TensorArray> = Omit<BackwardOptions<A>, 'virtualBatchSize'>;
 
 /** One shard's (or the merged) per-channel statistics: `count` values per channel,
  *  their mean and M2 = sum of squared deviations from the mean. Always float64. */
@@ -222,14 +236,14 @@ export interface Backend {
     x: A,
     shape: readonly number[],
     stats: ChannelStats,
-    options?: TrainOptions<A>,
+    options?: ShardTrainOptions<A>,
   ): TrainResult<A>;
   /** batchNormTrainWithStats off the JS thread (native backend). */
   batchNormTrainWithStatsAsync<A extends TensorArray>(
     x: A,
     shape: readonly number[],
     stats: ChannelStats,
-    options?: TrainOptions<A>,
+    options?: ShardTrainOptions<A>,
   ): Promise<TrainResult<A>>;
   /** sum(dy) and sum(dy * xhat) per channel of one shard. */
   batchNormBackwardSums<A extends TensorArray>(
@@ -237,7 +251,7 @@ export interface Backend {
     x: DtypeArray<A>,
     shape: readonly number[],
     saved: SavedStats<A>,
-    options?: BackwardOptions<A>,
+    options?: ShardBackwardOptions<A>,
   ): GradSums;
   /** batchNormBackwardSums off the JS thread (native backend). */
   batchNormBackwardSumsAsync<A extends TensorArray>(
@@ -245,7 +259,7 @@ export interface Backend {
     x: DtypeArray<A>,
     shape: readonly number[],
     saved: SavedStats<A>,
-    options?: BackwardOptions<A>,
+    options?: ShardBackwardOptions<A>,
   ): Promise<GradSums>;
   /** dx, dGamma, dBeta of one shard from sums reduced over every shard. */
   batchNormBackwardWithSums<A extends TensorArray>(
@@ -254,7 +268,7 @@ export interface Backend {
     shape: readonly number[],
     saved: SavedStats<A>,
     sums: GradSums,
-    options?: BackwardOptions<A>,
+    options?: ShardBackwardOptions<A>,
   ): BackwardResult<A>;
   /** batchNormBackwardWithSums off the JS thread (native backend). */
   batchNormBackwardWithSumsAsync<A extends TensorArray>(
@@ -263,6 +277,6 @@ export interface Backend {
     shape: readonly number[],
     saved: SavedStats<A>,
     sums: GradSums,
-    options?: BackwardOptions<A>,
+    options?: ShardBackwardOptions<A>,
   ): Promise<BackwardResult<A>>;
 }

@@ -45,6 +45,9 @@ export interface TrainPlan extends TensorsOf {
   out: TensorArray | null;
   /** Also give x's fingerprint as the step read it. */
   fingerprint: boolean;
+  /** Ghost batches (`virtualBatchSize`): the groups of samples normalized each on its own,
+   *  1 for the whole batch. The saved statistics are groups × C, group-major. */
+  groups: number;
 }
 
 /** A training step that normalizes with statistics the caller merged. */
@@ -94,6 +97,8 @@ export interface BackwardPlan extends TensorsOf {
   fingerprint: boolean;
   /** Frozen statistics only: also give dMean and dVar, the gradients of the given statistics. */
   statsGrad: boolean;
+  /** Ghost batches: the groups the forward normalized each on its own (1: the whole batch). */
+  groups: number;
 }
 
 export interface BackwardWithSumsPlan extends BackwardPlan {
@@ -221,7 +226,8 @@ const NO_OPTIONS: Record<string, unknown> = Object.freeze({});
 
 /** The option names each kind of call takes. */
 const NORM_KEYS = ['axis', 'dtype', 'eps', 'gamma', 'beta', 'activation', 'residual'];
-const TRAIN_KEYS = new Set([
+/** A shard of a synchronized batch, or a step with given statistics: one set for the batch. */
+const SHARD_TRAIN_KEYS = new Set([
   ...NORM_KEYS,
   'runningMean',
   'runningVar',
@@ -230,8 +236,9 @@ const TRAIN_KEYS = new Set([
   'out',
   'fingerprint',
 ]);
+const TRAIN_KEYS = new Set([...SHARD_TRAIN_KEYS, 'virtualBatchSize']);
 const EVAL_KEYS = new Set([...NORM_KEYS, 'runningMean', 'runningVar', 'out']);
-const BACKWARD_KEYS = new Set([
+const SHARD_BACKWARD_KEYS = new Set([
   'axis',
   'dtype',
   'gamma',
@@ -244,6 +251,7 @@ const BACKWARD_KEYS = new Set([
   'fingerprint',
   'statsGrad',
 ]);
+const BACKWARD_KEYS = new Set([...SHARD_BACKWARD_KEYS, 'virtualBatchSize']);
 const STATS_KEYS = new Set(['axis', 'dtype']);
 
 /** Other libraries' names for our options (PyTorch, Keras/TensorFlow, ONNX). */
@@ -443,15 +451,57 @@ export function checkFlag(name: string, v: unknown): boolean {
   return v;
 }
 
-/** Training needs two values per channel for a variance, except a batch of none (m = 0),
- *  which gives an empty output as in PyTorch (see isEmptyBatch in backend.ts). */
-function checkCountPerChannel(layout: Layout, shape: number[], axis: number): void {
-  const m = layout.outer * layout.inner;
-  if (m === 1) {
+/** Training needs two values per channel for a variance (in each group of a ghost batch),
+ *  except a batch of none (m = 0), which gives an empty output as in PyTorch (see
+ *  isEmptyBatch in backend.ts). */
+function checkCountPerChannel(layout: Layout, shape: number[], axis: number, ghost: Ghost): void {
+  const m = (ghost.groups === 0 ? 0 : layout.outer / ghost.groups) * layout.inner;
+  if (m !== 1) return;
+  const where = ghost.k === null ? '' : ` in each group of virtualBatchSize ${ghost.k}`;
+  throw new RangeError(
+    `x must have more than 1 value per channel${where} when training, got ${m} (shape [${shape.join(', ')}], axis ${axis})`,
+  );
+}
+
+/** Ghost batches: k samples per group (null: the whole batch is one), and the groups. */
+interface Ghost {
+  k: number | null;
+  groups: number;
+}
+
+const WHOLE_BATCH: Ghost = Object.freeze({ k: null, groups: 1 });
+
+/** `virtualBatchSize: k` (Keras's `virtual_batch_size`): groups of k consecutive samples
+ *  along axis 0, so the batch must be a multiple of k and the channels on another axis. */
+export function checkVirtualBatchSize(v: unknown): number | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
+    throw new TypeError(`virtualBatchSize must be an integer or null, got ${describe(v)}`);
+  }
+  if (v < 1) throw new RangeError(`virtualBatchSize must be >= 1, got ${v}`);
+  return v;
+}
+
+function checkGhost(v: unknown, s: ShapeCheck): Ghost {
+  const k = checkVirtualBatchSize(v);
+  if (k === null) return WHOLE_BATCH;
+  if ((s.axis < 0 ? s.axis + s.shape.length : s.axis) === 0) {
     throw new RangeError(
-      `x must have more than 1 value per channel when training, got ${m} (shape [${shape.join(', ')}], axis ${axis})`,
+      `virtualBatchSize groups samples along axis 0, so the channels must be on another axis, got axis ${s.axis}`,
     );
   }
+  const n = s.shape[0];
+  if (n % k !== 0) throw new RangeError(`x has a batch of ${n} samples, not a multiple of virtualBatchSize ${k}`);
+  return { k, groups: n / k };
+}
+
+/** The saved statistics of a backward: one set per channel, or per group and channel. */
+function checkSaved(name: string, v: unknown, t: TensorsOf, channels: number, ghost: Ghost): FloatArray {
+  if (ghost.k === null) return checkChannelArray(name, v, t, channels);
+  const a = checkParamDtype(name, v, t);
+  const what = `${ghost.groups} groups of virtualBatchSize ${ghost.k} × ${channels} channels`;
+  checkLength(name, a, ghost.groups * channels, what);
+  return a;
 }
 
 /** Whether two arrays' memory is one block: the same buffer object, or two clones of one
@@ -564,7 +614,7 @@ const BACKWARD_WRITES = new Set(['out', 'outResidual']);
 export function validateTrain(x: unknown, shape: unknown, options: unknown, shard = false): TrainPlan {
   const data = checkData('x', x);
   const xs = data.array;
-  const o = checkOptions(options, false, TRAIN_KEYS);
+  const o = checkOptions(options, false, shard ? SHARD_TRAIN_KEYS : TRAIN_KEYS);
   const t = checkDtype(o.dtype, data, 'x');
   const s = checkShape(xs, 'x', shape, o.axis);
   const eps = checkEps(o.eps);
@@ -583,7 +633,8 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown, shar
   const residual = optionalTensor('residual', o.residual, xs, t);
   const relu = checkActivation(o.activation);
   const out = checkOut(o.out, xs, t);
-  if (!shard) checkCountPerChannel(s.layout, s.shape, s.axis);
+  const ghost = checkGhost(o.virtualBatchSize, s);
+  if (!shard) checkCountPerChannel(s.layout, s.shape, s.axis, ghost);
   if (trainMayAlias(xs, out, gamma, beta, runningMean, runningVar, residual)) {
     checkNoAliasing(
       [
@@ -617,6 +668,7 @@ export function validateTrain(x: unknown, shape: unknown, options: unknown, shar
     relu,
     out,
     fingerprint: checkFlag('fingerprint', o.fingerprint),
+    groups: ghost.groups,
   };
 }
 
@@ -705,7 +757,7 @@ export function validateBackward(
 ): BackwardPlan {
   const data = checkData('dy', dy);
   const dys = data.array;
-  const o = checkOptions(options, false, BACKWARD_KEYS);
+  const o = checkOptions(options, false, shard ? SHARD_BACKWARD_KEYS : BACKWARD_KEYS);
   const t = checkDtype(o.dtype, data, 'dy');
   const xs = checkSameDtype('x', x, t, 'dy');
   const s = checkShape(xs, 'x', shape, o.axis);
@@ -713,14 +765,20 @@ export function validateBackward(
   if (typeof saved !== 'object' || saved === null) {
     throw new TypeError(`saved must be an object { mean, invStd }, got ${describe(saved)}`);
   }
-  const { mean, invStd } = saved as Partial<SavedStats>;
-  const savedMean = checkChannelArray('saved.mean', mean, t, s.layout.channels);
-  const savedInvStd = checkChannelArray('saved.invStd', invStd, t, s.layout.channels);
-  const gamma = optionalChannelArray('gamma', o.gamma, t, s.layout.channels);
   const training = o.training === undefined ? true : o.training;
   if (typeof training !== 'boolean') {
     throw new TypeError(`training must be a boolean, got ${describe(training)}`);
   }
+  const ghost = checkGhost(o.virtualBatchSize, s);
+  if (ghost.k !== null && !training) {
+    throw new TypeError(
+      'virtualBatchSize needs training: true (frozen statistics are one set for the whole batch: leave it out)',
+    );
+  }
+  const { mean, invStd } = saved as Partial<SavedStats>;
+  const savedMean = checkSaved('saved.mean', mean, t, s.layout.channels, ghost);
+  const savedInvStd = checkSaved('saved.invStd', invStd, t, s.layout.channels, ghost);
+  const gamma = optionalChannelArray('gamma', o.gamma, t, s.layout.channels);
   const statsGrad = checkFlag('statsGrad', o.statsGrad);
   if (statsGrad && training) {
     throw new TypeError(
@@ -738,7 +796,7 @@ export function validateBackward(
   }
   const out = checkOut(o.out, xs, t);
   const { residual, outResidual } = checkResidualGrad(o, xs, t);
-  if (training && !shard) checkCountPerChannel(s.layout, s.shape, s.axis);
+  if (training && !shard) checkCountPerChannel(s.layout, s.shape, s.axis, ghost);
   if (
     outResidual !== null ||
     (out !== null &&
@@ -785,6 +843,7 @@ export function validateBackward(
     outResidual,
     fingerprint: checkFlag('fingerprint', o.fingerprint),
     statsGrad,
+    groups: ghost.groups,
   };
 }
 

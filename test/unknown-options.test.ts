@@ -25,7 +25,7 @@ describe.each(backends)('unknown option keys ($name)', (b) => {
     const runningVar = new Float32Array(3).fill(1);
     expect(() => b.batchNormTrain(x(), shape, { runningMean, runningVar, momentun: 0.2 } as never)).toThrow(
       new TypeError(
-        'batchNormTrain: unknown option "momentun" (expected one of axis, dtype, eps, gamma, beta, activation, residual, runningMean, runningVar, momentum, runningVarCorrection, out, fingerprint)',
+        'batchNormTrain: unknown option "momentun" (expected one of axis, dtype, eps, gamma, beta, activation, residual, runningMean, runningVar, momentum, runningVarCorrection, out, fingerprint, virtualBatchSize)',
       ),
     );
     expect(Array.from(runningMean)).toEqual([0, 0, 0]);
@@ -43,7 +43,7 @@ describe.each(backends)('unknown option keys ($name)', (b) => {
     const saved = b.batchNormTrain(xs, shape);
     expect(() => b.batchNormBackward(xs, xs, shape, saved, { trainng: false } as never)).toThrow(
       new TypeError(
-        'batchNormBackward: unknown option "trainng" (expected one of axis, dtype, gamma, training, out, activation, y, residual, outResidual, fingerprint, statsGrad)',
+        'batchNormBackward: unknown option "trainng" (expected one of axis, dtype, gamma, training, out, activation, y, residual, outResidual, fingerprint, statsGrad, virtualBatchSize)',
       ),
     );
     await expect(b.batchNormTrainAsync(xs, shape, { weight: channels() } as never)).rejects.toThrow(TypeError);

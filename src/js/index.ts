@@ -4,11 +4,12 @@ import type { FloatArray } from '../types';
 import { backward, backwardWithSums, gradSums } from './backward';
 import { fingerprint } from './fingerprint';
 import { evaluate, train, trainWithStats } from './forward';
+import { inGroups } from './ghost';
 import { channelMoments } from './stats';
 import { widening } from './widened';
 
-/** The TypeScript kernels of float32 / float64 tensors. */
-const floatKernels: Kernels<FloatArray> = {
+/** The TypeScript kernels of float32 / float64 tensors (ghost batches cut into groups). */
+const floatKernels: Kernels<FloatArray> = inGroups({
   train,
   trainWithStats,
   evaluate,
@@ -21,7 +22,7 @@ const floatKernels: Kernels<FloatArray> = {
   },
   backwardSums: gradSums,
   fingerprint,
-};
+});
 
 /** The TypeScript kernels of every dtype (16-bit tensors widened, see widened.ts); the native
  *  backend also runs them on tiny tensors. */

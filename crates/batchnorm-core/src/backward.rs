@@ -2,7 +2,7 @@
 //! either through the batch statistics (training) or with them frozen (inference),
 //! optionally through a fused ReLU (dy counts only where its output was > 0).
 
-use crate::checks::{check_count, check_len};
+use crate::checks::{check_count, check_len, group_layout};
 use crate::coefficients::Coefficients;
 use crate::element::Element;
 use crate::error::Result;
@@ -13,6 +13,7 @@ use crate::layout::Layout;
 use crate::pass::Inputs;
 use crate::path::Path;
 use crate::pool::{self, Exec};
+use crate::store::streams;
 
 /// Per-channel sums the backward pass needs: sum(dy) and sum(dy * xhat).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -99,11 +100,14 @@ fn grad_sums_in<T: Element>(
     sums.into_iter().enumerate().map(|(c, s)| saved.grad_sums(c, s)).collect()
 }
 
+/// The saved statistics are per group and channel (groups × C).
+#[allow(clippy::too_many_arguments)]
 fn check_backward<T: Element>(
     dy_len: usize,
     dx_len: usize,
     x: &[T],
     layout: &Layout,
+    groups: usize,
     gamma: Option<&[T::Param]>,
     saved: &Saved<'_, T::Param>,
     relu_output: Option<&[T]>,
@@ -118,8 +122,8 @@ fn check_backward<T: Element>(
     if let Some(y) = relu_output {
         check_len("y", y.len(), layout.len())?;
     }
-    check_len("mean", saved.mean.len(), channels)?;
-    check_len("invStd", saved.inv_std.len(), channels)
+    check_len("mean", saved.mean.len(), groups * channels)?;
+    check_len("invStd", saved.inv_std.len(), groups * channels)
 }
 
 fn check_params<T: Element>(params: &ParamGrads<'_, T>, layout: &Layout) -> Result<()> {
@@ -159,7 +163,7 @@ pub fn grad_sums<T: Element>(
     saved: Saved<'_, T::Param>,
     relu_output: Option<&[T]>,
 ) -> Result<Vec<GradSums>> {
-    check_backward(dy.len(), dy.len(), x, layout, None, &saved, relu_output)?;
+    check_backward(dy.len(), dy.len(), x, layout, 1, None, &saved, relu_output)?;
     Ok(pool::run(layout.len(), |exec| grad_sums_in(exec, Path::of(layout), dy, x, relu_output, layout, saved, None)))
 }
 
@@ -170,13 +174,14 @@ fn check_dx<'a, T: Element>(
     grad: &Io<'_, T>,
     x: &'a [T],
     layout: &Layout,
+    groups: usize,
     gamma: Option<&[T::Param]>,
     saved: &Saved<'_, T::Param>,
     flow: &GradPath<'a, T>,
     params: &ParamGrads<'_, T>,
     count: f64,
 ) -> Result<Inputs<'a, T>> {
-    check_backward(grad.src_len(), grad.dst_len(), x, layout, gamma, saved, flow.relu_output)?;
+    check_backward(grad.src_len(), grad.dst_len(), x, layout, groups, gamma, saved, flow.relu_output)?;
     check_params(params, layout)?;
     if flow.training {
         check_count(count)?;
@@ -201,21 +206,63 @@ pub fn backward<T: Element>(
     flow: GradPath<'_, T>,
     params: ParamGrads<'_, T>,
 ) -> Result<()> {
-    let count = layout.count_per_channel() as f64;
-    let inputs = check_dx(&grad, x, layout, gamma, &saved, &flow, &params, count)?;
+    backward_in_groups(grad, x, layout, 1, gamma, saved, flow, params)
+}
+
+/// The backward of `train_in_groups` (ghost batches): each of the `groups` runs of the batch
+/// differentiated with its own statistics (`saved`: groups × C, group-major), in one call;
+/// dGamma and dBeta are the sums over the groups. One group is `backward`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_in_groups<T: Element>(
+    grad: Io<'_, T>,
+    x: &[T],
+    layout: &Layout,
+    groups: usize,
+    gamma: Option<&[T::Param]>,
+    saved: Saved<'_, T::Param>,
+    flow: GradPath<'_, T>,
+    params: ParamGrads<'_, T>,
+) -> Result<()> {
+    let group = group_layout(layout, groups)?;
+    let count = group.count_per_channel() as f64;
+    let inputs = check_dx(&grad, x, layout, groups, gamma, &saved, &flow, &params, count)?;
     let mut params = params;
+    let mut grad = grad;
     let d_residual = params.d_residual.take();
-    let path = Path::of(layout);
+    let path = Path::of(&group);
+    let (size, channels, streaming) = (group.len(), layout.channels, streams::<T>(layout.len()));
     let (sums, print) = pool::run(layout.len(), |exec| {
         if let Some(d) = d_residual {
             residual_grad_in(exec, grad.src(), flow.relu_output, d);
         }
-        // The fingerprint rides on the sums sweep, which reads x anyway.
-        let fold = params.x_fingerprint.is_some().then(Fold::new);
-        let sums = grad_sums_in(exec, path, grad.src(), x, flow.relu_output, layout, saved, fold.as_ref());
-        let k = dx_coefficients::<T>(gamma, &saved, flow.training, &sums, count);
-        path.apply(exec, grad, layout, inputs, &k);
-        (sums, fold.map(|f| f.total()))
+        // The fingerprint rides on the sums sweeps, which read x anyway.
+        let mut fold = params.x_fingerprint.is_some().then(Fold::new);
+        let mut total: Vec<GradSums> = Vec::new();
+        // No channels: nothing to loop over, however many groups the batch has.
+        let runs = if layout.is_empty() { 0 } else { groups };
+        for g in 0..runs {
+            let (range, stats) = (g * size..(g + 1) * size, g * channels..(g + 1) * channels);
+            if let Some(f) = fold.as_mut() {
+                f.starting_at(range.start);
+            }
+            let saved = Saved { mean: &saved.mean[stats.clone()], inv_std: &saved.inv_std[stats] };
+            let relu_output = flow.relu_output.map(|y| &y[range.clone()]);
+            let part = grad.part(range.clone());
+            let sums =
+                grad_sums_in(exec, path, part.src(), &x[range.clone()], relu_output, &group, saved, fold.as_ref());
+            let k = dx_coefficients::<T>(gamma, &saved, flow.training, &sums, count);
+            path.apply_storing(exec, part, &group, inputs.part(range), &k, streaming);
+            // The first group's sums as they are (one group is the plain backward, -0.0 included).
+            if g == 0 {
+                total = sums;
+            } else {
+                for (t, s) in total.iter_mut().zip(&sums) {
+                    t.sum_dy += s.sum_dy;
+                    t.sum_dy_xhat += s.sum_dy_xhat;
+                }
+            }
+        }
+        (total, fold.map(|f| f.total()))
     });
     if let (Some(out), Some(print)) = (params.x_fingerprint.as_deref_mut(), print) {
         *out = print;
@@ -239,7 +286,7 @@ pub fn backward_with_sums<T: Element>(
     params: ParamGrads<'_, T>,
 ) -> Result<()> {
     check_len("sums", sums.len(), layout.channels)?;
-    let inputs = check_dx(&grad, x, layout, gamma, &saved, &flow, &params, count)?;
+    let inputs = check_dx(&grad, x, layout, 1, gamma, &saved, &flow, &params, count)?;
     let k = dx_coefficients::<T>(gamma, &saved, flow.training, sums, count);
     let mut params = params;
     let d_residual = params.d_residual.take();

@@ -2,6 +2,7 @@
 //! the forward and backward passes say the same thing about the same mistake.
 
 use crate::error::{Error, Result};
+use crate::layout::Layout;
 
 /// Checks that a per-element or per-channel array has the expected length.
 pub(crate) fn check_len(name: &str, actual: usize, expected: usize) -> Result<()> {
@@ -43,4 +44,16 @@ pub(crate) fn check_count(count: f64) -> Result<()> {
         return Err(Error::range(format!("x must have more than 1 value per channel when training, got {count}")));
     }
     Ok(())
+}
+
+/// The layout of one group when a batch of `layout.outer` rows is cut into `groups` equal
+/// runs (ghost batches); one group is the whole layout.
+pub(crate) fn group_layout(layout: &Layout, groups: usize) -> Result<Layout> {
+    if groups == 0 || !layout.outer.is_multiple_of(groups) {
+        return Err(Error::range(format!(
+            "groups must be >= 1 and divide the {} rows before the channel axis, got {groups}",
+            layout.outer
+        )));
+    }
+    Ok(Layout { outer: layout.outer / groups, ..*layout })
 }

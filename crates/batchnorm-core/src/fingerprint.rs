@@ -138,6 +138,8 @@ pub(crate) fn cached_row_runs(rows: Range<usize>, inner: usize) -> impl Iterator
 /// thread's slot, so the sweep pays no second trip to memory and no contended atomic.
 pub(crate) struct Fold {
     slots: Vec<Slot>,
+    /// Where the array the sweep reads starts in the whole one (a ghost batch's group).
+    base: usize,
 }
 
 /// One thread's running sum, alone on its cache line.
@@ -147,13 +149,18 @@ struct Slot(AtomicU32);
 impl Fold {
     pub(crate) fn new() -> Fold {
         // One slot per pool thread, and one for a caller outside the pool.
-        Fold { slots: (0..rayon::current_num_threads() + 1).map(|_| Slot(AtomicU32::new(0))).collect() }
+        Fold { slots: (0..rayon::current_num_threads() + 1).map(|_| Slot(AtomicU32::new(0))).collect(), base: 0 }
     }
 
-    /// Adds `values`, which sit at index `first` of the whole array.
+    /// The next sweeps read the part of the whole array that starts at index `base`.
+    pub(crate) fn starting_at(&mut self, base: usize) {
+        self.base = base;
+    }
+
+    /// Adds `values`, which sit at index `first` of the part being swept.
     pub(crate) fn add<T: Element>(&self, values: &[T], first: usize) {
         let slot = rayon::current_thread_index().map_or(0, |i| i + 1).min(self.slots.len() - 1);
-        self.slots[slot].0.fetch_add(partial(values, first), Ordering::Relaxed);
+        self.slots[slot].0.fetch_add(partial(values, self.base + first), Ordering::Relaxed);
     }
 
     pub(crate) fn total(&self) -> u32 {

@@ -3,7 +3,9 @@
 //! and optionally ReLU. Per channel the hot loop is one fused
 //! `(x - mean) * (gamma * invStd) + beta`.
 
-use crate::checks::{check_count, check_eps, check_len, check_momentum, check_var_correction};
+use std::ops::Range;
+
+use crate::checks::{check_count, check_eps, check_len, check_momentum, check_var_correction, group_layout};
 use crate::coefficients::Coefficients;
 use crate::element::Element;
 use crate::error::Result;
@@ -12,8 +14,9 @@ use crate::io::Io;
 use crate::layout::Layout;
 use crate::pass::Inputs;
 use crate::path::Path;
-use crate::pool::{self, Exec};
+use crate::pool;
 use crate::stats::{channel_moments_in, update_running_stats, Moments};
+use crate::store::streams;
 
 /// What follows the normalization in the same pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,13 +78,15 @@ fn check_norm<T: Element>(norm: &Norm<'_, T>, layout: &Layout) -> Result<()> {
     check_eps(norm.eps)
 }
 
+/// Saved statistics are per group and channel (groups × C), running ones per channel.
 fn check_train_outputs<T>(
     running: &Option<RunningStats<'_, T>>,
     saved: &SavedStats<'_, T>,
     channels: usize,
+    groups: usize,
 ) -> Result<()> {
-    check_len("mean", saved.mean.len(), channels)?;
-    check_len("invStd", saved.inv_std.len(), channels)?;
+    check_len("mean", saved.mean.len(), groups * channels)?;
+    check_len("invStd", saved.inv_std.len(), groups * channels)?;
     if let Some(r) = running {
         check_len("runningMean", r.mean.len(), channels)?;
         check_len("runningVar", r.var.len(), channels)?;
@@ -105,6 +110,11 @@ impl<T: Element> Norm<'_, T> {
         Inputs { other: self.residual, mask: None, relu_result: self.activation == Activation::Relu }
     }
 
+    /// The normalization of the elements `range`: one group of a ghost batch.
+    fn part(&self, range: Range<usize>) -> Self {
+        Norm { residual: self.residual.map(|z| &z[range]), ..*self }
+    }
+
     fn inv_std(&self, m: &Moments) -> f64 {
         1.0 / (m.biased_var() + self.eps).sqrt()
     }
@@ -119,15 +129,47 @@ pub fn train<T: Element>(
     running: Option<RunningStats<'_, T::Param>>,
     saved: SavedStats<'_, T::Param>,
 ) -> Result<()> {
-    check_train(&io, layout, &norm, &running, &saved)?;
-    check_count(layout.count_per_channel() as f64)?;
+    train_in_groups(io, layout, 1, norm, running, saved)
+}
+
+/// Ghost batch normalization (Hoffer et al. 2017; Keras `virtual_batch_size`): the batch cut
+/// along `outer` into `groups` equal runs, each normalized with its own statistics, in one
+/// call. Per group a statistics sweep (the fingerprint folded in) and the pass, so the groups
+/// together read and write memory as one batch does. `saved` takes groups × C statistics,
+/// group-major; the running statistics move by the groups' average (`update_running_stats`).
+/// One group is `train`.
+pub fn train_in_groups<T: Element>(
+    io: Io<'_, T>,
+    layout: &Layout,
+    groups: usize,
+    norm: Norm<'_, T>,
+    running: Option<RunningStats<'_, T::Param>>,
+    saved: SavedStats<'_, T::Param>,
+) -> Result<()> {
+    let group = group_layout(layout, groups)?;
+    check_train(&io, layout, groups, &norm, &running, &saved)?;
+    check_count(group.count_per_channel() as f64)?;
     let mut saved = saved;
-    let path = Path::of(layout);
+    let mut io = io;
+    let path = Path::of(&group);
+    let (size, streaming) = (group.len(), streams::<T>(layout.len()));
     let (moments, print) = pool::run(layout.len(), |exec| {
-        // The fingerprint rides on the statistics sweep, which reads x anyway.
-        let fold = saved.x_fingerprint.is_some().then(Fold::new);
-        let moments = channel_moments_in(exec, path, io.src(), layout, fold.as_ref());
-        normalize_in(exec, path, io, layout, &norm, &moments);
+        // The fingerprint rides on the statistics sweeps, which read x anyway.
+        let mut fold = saved.x_fingerprint.is_some().then(Fold::new);
+        let mut moments = Vec::with_capacity(groups * layout.channels);
+        // No channels: nothing to loop over, however many groups the batch has.
+        let runs = if layout.is_empty() { 0 } else { groups };
+        for g in 0..runs {
+            let range = g * size..(g + 1) * size;
+            if let Some(f) = fold.as_mut() {
+                f.starting_at(range.start);
+            }
+            let part = io.part(range.clone());
+            let m = channel_moments_in(exec, path, part.src(), &group, fold.as_ref());
+            let k = coefficients(&norm, &m);
+            path.apply_storing(exec, part, &group, norm.part(range).inputs(), &k, streaming);
+            moments.extend(m);
+        }
         (moments, fold.map(|f| f.total()))
     });
     if let (Some(out), Some(print)) = (saved.x_fingerprint.as_deref_mut(), print) {
@@ -153,7 +195,7 @@ pub fn train_with_moments<T: Element>(
     running: Option<RunningStats<'_, T::Param>>,
     saved: SavedStats<'_, T::Param>,
 ) -> Result<()> {
-    check_train(&io, layout, &norm, &running, &saved)?;
+    check_train(&io, layout, 1, &norm, &running, &saved)?;
     check_len("stats", moments.len(), layout.channels)?;
     for m in moments {
         check_count(m.count)?;
@@ -163,7 +205,8 @@ pub fn train_with_moments<T: Element>(
     if let Some(out) = saved.x_fingerprint.as_deref_mut() {
         *out = fingerprint(io.src());
     }
-    pool::run(layout.len(), |exec| normalize_in(exec, Path::of(layout), io, layout, &norm, moments));
+    let k = coefficients(&norm, moments);
+    pool::run(layout.len(), |exec| Path::of(layout).apply(exec, io, layout, norm.inputs(), &k));
     save_stats(&norm, moments, running, saved);
     Ok(())
 }
@@ -172,29 +215,22 @@ pub fn train_with_moments<T: Element>(
 fn check_train<T: Element>(
     io: &Io<'_, T>,
     layout: &Layout,
+    groups: usize,
     norm: &Norm<'_, T>,
     running: &Option<RunningStats<'_, T::Param>>,
     saved: &SavedStats<'_, T::Param>,
 ) -> Result<()> {
     check_io(io, layout)?;
     check_norm(norm, layout)?;
-    check_train_outputs(running, saved, layout.channels)
+    check_train_outputs(running, saved, layout.channels, groups)
 }
 
-fn normalize_in<T: Element>(
-    exec: Exec,
-    path: Path,
-    io: Io<'_, T>,
-    layout: &Layout,
-    norm: &Norm<'_, T>,
-    moments: &[Moments],
-) {
-    let k: Vec<Coefficients> =
-        moments.iter().enumerate().map(|(c, m)| norm.coefficients(c, m.mean, norm.inv_std(m))).collect();
-    path.apply(exec, io, layout, norm.inputs(), &k);
+/// The pass's coefficients of each channel, from the statistics it normalizes with.
+fn coefficients<T: Element>(norm: &Norm<'_, T>, moments: &[Moments]) -> Vec<Coefficients> {
+    moments.iter().enumerate().map(|(c, m)| norm.coefficients(c, m.mean, norm.inv_std(m))).collect()
 }
 
-/// Writes the statistics a step normalized with, and updates the running ones.
+/// Writes the statistics a step normalized with (groups × C), and updates the running ones.
 fn save_stats<T: Element>(
     norm: &Norm<'_, T>,
     moments: &[Moments],

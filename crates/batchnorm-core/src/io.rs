@@ -1,6 +1,8 @@
 //! Elementwise passes read one array and write another, or rewrite one array in place
 //! (`out === x`). These types keep both cases safe without aliasing a `&` and a `&mut`.
 
+use std::ops::Range;
+
 use crate::element::Element;
 use crate::pool::Exec;
 
@@ -30,6 +32,14 @@ impl<'a, T: Element> Io<'a, T> {
         match self {
             Io::Separate { src, .. } => src,
             Io::InPlace(dst) => dst,
+        }
+    }
+
+    /// The elements `range` of both arrays: one group of a ghost batch.
+    pub(crate) fn part(&mut self, range: Range<usize>) -> Io<'_, T> {
+        match self {
+            Io::Separate { src, dst } => Io::Separate { src: &src[range.clone()], dst: &mut dst[range] },
+            Io::InPlace(dst) => Io::InPlace(&mut dst[range]),
         }
     }
 

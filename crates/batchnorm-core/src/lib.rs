@@ -32,11 +32,15 @@ mod io;
 mod layout;
 mod pool;
 
-pub use backward::{backward, backward_with_sums, grad_sums, GradPath, GradSums, ParamGrads, Saved};
+pub use backward::{
+    backward, backward_in_groups, backward_with_sums, grad_sums, GradPath, GradSums, ParamGrads, Saved,
+};
 pub use element::Element;
 pub use error::{Error, Result};
 pub use fingerprint::fingerprint;
-pub use forward::{channel_moments, eval, train, train_with_moments, Activation, Norm, RunningStats, SavedStats};
+pub use forward::{
+    channel_moments, eval, train, train_in_groups, train_with_moments, Activation, Norm, RunningStats, SavedStats,
+};
 pub use half::{Bf16, F16};
 pub use io::Io;
 pub use layout::Layout;

@@ -3,6 +3,8 @@
 //! per channel c, `dst = act((src - center) * scale + (other - center_other) * scale_other + shift)`.
 //! Centering before scaling keeps data with a large offset exact.
 
+use std::ops::Range;
+
 use crate::element::Element;
 use crate::io::{Chunk, Io};
 use crate::pool::Exec;
@@ -17,6 +19,17 @@ pub(crate) struct Inputs<'a, T> {
     pub mask: Option<&'a [T]>,
     /// Clamp the pass's result at 0 (fused ReLU forward).
     pub relu_result: bool,
+}
+
+impl<'a, T> Inputs<'a, T> {
+    /// The inputs of the elements `range`: one group of a ghost batch.
+    pub(crate) fn part(&self, range: Range<usize>) -> Inputs<'a, T> {
+        Inputs {
+            other: self.other.map(|v| &v[range.clone()]),
+            mask: self.mask.map(|v| &v[range]),
+            relu_result: self.relu_result,
+        }
+    }
 }
 
 /// The chunk loop of the pass: `pass(start, chunk, other, mask)` over chunks of `chunk_len`

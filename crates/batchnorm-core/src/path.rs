@@ -98,8 +98,9 @@ impl Path {
         self.apply_storing(exec, io, layout, inputs, k, streams::<T>(layout.len()));
     }
 
-    /// The pass, streaming its output or not as told.
-    fn apply_storing<T: Element>(
+    /// The pass, streaming its output or not as told (a ghost batch's group streams as its
+    /// whole batch would).
+    pub(crate) fn apply_storing<T: Element>(
         self,
         exec: Exec,
         io: Io<'_, T>,

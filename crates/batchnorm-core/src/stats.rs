@@ -137,7 +137,9 @@ fn rescaled_moments<T: Element>(x: &[T], layout: &Layout, c: usize) -> Option<Mo
 }
 
 /// `running = (1 - momentum) * running + momentum * batch`, with the batch variance taken as
-/// `M2 / (count - var_correction)` (1: unbiased, PyTorch; 0: biased, Keras/TF/ONNX).
+/// `M2 / (count - var_correction)` (1: unbiased, PyTorch; 0: biased, Keras/TF/ONNX). A ghost
+/// batch gives G groups of moments (group-major, G × C): its batch mean and variance are the
+/// groups' averages, as Keras keeps them.
 pub fn update_running_stats<T: Element>(
     running_mean: &mut [T],
     running_var: &mut [T],
@@ -145,9 +147,18 @@ pub fn update_running_stats<T: Element>(
     momentum: f64,
     var_correction: f64,
 ) {
-    for ((rm, rv), m) in running_mean.iter_mut().zip(running_var.iter_mut()).zip(moments) {
-        *rm = T::from_f64((1.0 - momentum) * rm.to_f64() + momentum * m.mean);
-        *rv = T::from_f64((1.0 - momentum) * rv.to_f64() + momentum * m.corrected_var(var_correction));
+    let channels = running_mean.len();
+    let groups = moments.len().checked_div(channels).unwrap_or(0);
+    for (c, (rm, rv)) in running_mean.iter_mut().zip(running_var.iter_mut()).enumerate() {
+        // From the first group on (not from 0.0), so one group is its own value, -0.0 included.
+        let (mut mean, mut var) = (moments[c].mean, moments[c].corrected_var(var_correction));
+        for m in moments[c..].iter().step_by(channels).skip(1) {
+            mean += m.mean;
+            var += m.corrected_var(var_correction);
+        }
+        let (mean, var) = (mean / groups as f64, var / groups as f64);
+        *rm = T::from_f64((1.0 - momentum) * rm.to_f64() + momentum * mean);
+        *rv = T::from_f64((1.0 - momentum) * rv.to_f64() + momentum * var);
     }
 }
 

@@ -9,7 +9,7 @@ use napi::{Error, Result, Status};
 
 use crate::arrays::{check_disjoint, RawArray, Region, Span};
 use crate::dtype::{RunAs, Storage, StoredAs};
-use crate::options::{given_count, BackwardOptions, EvalOptions, ReduceOptions, TrainOptions};
+use crate::options::{given_count, groups, BackwardOptions, EvalOptions, ReduceOptions, TrainOptions};
 use crate::shape::{core_error, count, layout};
 
 /// Statistics merged by the caller (e.g. across workers): mean and M2 per channel (their
@@ -189,6 +189,7 @@ where
             None => None,
         };
         let print = fingerprint_out(&self.x_fingerprint)?;
+        let groups = groups(self.options.groups, given.is_some())?;
         let (eps, activation) = (self.options.eps, activation(self.options.relu));
         let (momentum, var_correction) = (self.options.momentum, self.options.running_var_correction);
         let mut all: Vec<Span> = spans(&[
@@ -231,7 +232,7 @@ where
                 x_fingerprint: print.is_some().then_some(&mut value),
             };
             match given {
-                None => batchnorm_core::train(io(&x, &out), &layout, norm, running, saved),
+                None => batchnorm_core::train_in_groups(io(&x, &out), &layout, groups, norm, running, saved),
                 Some((count, m, m2)) => {
                     let moments: Vec<Moments> =
                         m.slice().iter().zip(m2.slice()).map(|(&mean, &m2)| Moments { count, mean, m2 }).collect();
@@ -335,6 +336,7 @@ where
         all.extend(print.map(|p| p.span()));
         check_disjoint(&all, ("dy", "out"))?;
         let training = self.options.training;
+        let groups = groups(self.options.groups, given.is_some())?;
         let mut value = 0u32;
         // SAFETY: as in TrainJob::run; out may equal dy (handled by `io`), nothing else aliases a write.
         unsafe {
@@ -348,7 +350,16 @@ where
             };
             let gamma = gamma.map(|g| g.slice());
             match given {
-                None => batchnorm_core::backward(io(&dy, &out), x.slice(), &layout, gamma, saved, path, params),
+                None => batchnorm_core::backward_in_groups(
+                    io(&dy, &out),
+                    x.slice(),
+                    &layout,
+                    groups,
+                    gamma,
+                    saved,
+                    path,
+                    params,
+                ),
                 Some((count, s, sx)) => {
                     let sums: Vec<GradSums> = s
                         .slice()

@@ -8,6 +8,7 @@ use napi::{Error, Result, Status};
 use napi_derive::napi;
 
 use crate::arrays::settled_as_is;
+use crate::shape::count;
 
 /// The count per channel of statistics or sums the caller gives (a plan's `stats` / `sums`;
 /// their arrays arrive positionally).
@@ -29,6 +30,9 @@ pub struct TrainOptions {
     pub running_var_correction: f64,
     /// A ReLU fused after the normalization.
     pub relu: bool,
+    /// Ghost batches: the batch is cut into this many groups, each normalized on its own
+    /// (absent or 1: the whole batch; `train` only).
+    pub groups: Option<f64>,
     /// `trainWithStats` only: the given statistics' count.
     pub stats: Option<Counted>,
 }
@@ -51,6 +55,9 @@ pub struct BackwardOptions {
     pub axis: f64,
     /// Through the batch statistics (true) or with them frozen.
     pub training: bool,
+    /// Ghost batches: the groups the forward normalized separately (1: the whole batch;
+    /// `backward` only; absent: 1).
+    pub groups: Option<f64>,
     /// `backwardWithSums` only: the given sums' count.
     pub sums: Option<Counted>,
 }
@@ -61,6 +68,16 @@ pub struct ReduceOptions {
     /// What a Uint16Array holds: 'bfloat16' or 'float16' (absent for f32 and f64 arrays).
     pub dtype: Option<String>,
     pub axis: f64,
+}
+
+/// The groups of a ghost batch: what the ops with given statistics or sums (one set for the
+/// whole batch) must be given as 1.
+pub fn groups(options_groups: Option<f64>, given: bool) -> Result<usize> {
+    let groups = count("options.groups", options_groups.unwrap_or(1.0))? as usize;
+    if given && groups != 1 {
+        return Err(Error::new(Status::InvalidArg, "options.groups must be 1 with given statistics or sums"));
+    }
+    Ok(groups)
 }
 
 /// The count of `given`, required by the ops that take given statistics or sums.
