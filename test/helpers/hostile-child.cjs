@@ -182,6 +182,22 @@ const SCALAR_SPOILERS = {
     ['count a string', '4'],
     ['count null', null],
   ],
+  // The valid call's shape is [4, 3]: 3 and 8 do not divide its 4 samples, 2 leaves mean and
+  // invStd 3 long where 6 are needed (and given statistics or sums allow only 1), 4 leaves one
+  // value per channel to train on.
+  groups: [
+    ['groups NaN', NaN],
+    ['groups 0', 0],
+    ['groups negative', -2],
+    ['groups fractional', 1.5],
+    ['groups Infinity', Infinity],
+    ['groups 2^64', 2 ** 64],
+    ['groups 3', 3],
+    ['groups 8', 8],
+    ['groups 2', 2],
+    ['groups 4', 4],
+    ['groups a string', '2'],
+  ],
   flag: [
     ['a string', 'yes'],
     ['a number', 1],

@@ -31,12 +31,14 @@ const relu = param('relu', 'flag');
 const momentum = param('momentum', 'momentum');
 const correction = param('runningVarCorrection', 'correction');
 const training = param('training', 'flag');
+/** Ghost batches: the groups the batch is cut into (absent: 1). */
+const groups = param('groups', 'groups', { optional: true });
 /** The count of given statistics (options.stats.count) or sums (options.sums.count). */
 const statsCount = { ...param('count', 'count'), field: 'stats' };
 const sumsCount = { ...param('count', 'count'), field: 'sums' };
 
 /** The kinds that travel in the options object rather than positionally. */
-const OPTION_KINDS = new Set(['axis', 'eps', 'momentum', 'correction', 'count', 'flag']);
+const OPTION_KINDS = new Set(['axis', 'eps', 'momentum', 'correction', 'count', 'flag', 'groups']);
 
 /** Parameter lists: the positional arguments in the binding's order (native/binding.d.ts),
  *  then the options object's fields; `bindingArgs` turns a list into the binding's arguments. */
@@ -58,6 +60,7 @@ const OPS = {
     momentum,
     correction,
     relu,
+    groups,
   ],
   trainWithStats: [
     x,
@@ -79,6 +82,7 @@ const OPS = {
     correction,
     relu,
     statsCount,
+    groups,
   ],
   eval: [
     x,
@@ -108,6 +112,7 @@ const OPS = {
     xFingerprint,
     axis,
     training,
+    groups,
   ],
   backwardWithSums: [
     dy,
@@ -127,6 +132,7 @@ const OPS = {
     axis,
     training,
     sumsCount,
+    groups,
   ],
   moments: [x, shape, param('mean', 'channel64', { written: true }), param('m2', 'channel64', { written: true }), axis],
   gradSums: [
@@ -214,6 +220,8 @@ function makeCall(
         return p.name === 'training';
       case 'count':
         return perChannel;
+      case 'groups':
+        return 1;
       case 'data':
         if (p.optional && !full) return null;
         if (p.written) return new T(size).fill(sentinel);
