@@ -13,8 +13,28 @@ pub trait Element: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 
     /// The 16-bit formats run the elementwise pass in f32, as PyTorch does: their results
     /// keep 8 or 11 significant bits, and f32 math doubles the vector width that pass has.
     const F32_PASS: bool = false;
+    /// The 16-bit results are rounded 8 at a time (`narrow8`) rather than one by one: float16,
+    /// whose block conversion is one F16C instruction where a portable one is dozens.
+    const NARROW_IN_BLOCKS: bool = false;
     fn to_f32(self) -> f32;
     fn from_f32(value: f32) -> Self;
+    /// `to_f32`, with F16C's conversion when `f16c` says the calling loop was compiled for a
+    /// CPU that has it (the kernels pass `has_f16c!()`); only float16 has one.
+    #[inline(always)]
+    fn widen(self, f16c: bool) -> f32 {
+        let _ = f16c;
+        self.to_f32()
+    }
+    /// `from_f32` of 8 values, with F16C's conversion when `f16c` (as `widen`).
+    #[inline(always)]
+    fn narrow8(values: [f32; 8], f16c: bool) -> [Self; 8] {
+        let _ = f16c;
+        let mut out = [Self::default(); 8];
+        for (o, &v) in out.iter_mut().zip(&values) {
+            *o = Self::from_f32(v);
+        }
+        out
+    }
     fn to_f64(self) -> f64;
     fn from_f64(value: f64) -> Self;
     /// One 32-bit word of the element's bits, for the input fingerprint: the f32 bits, or the
@@ -74,10 +94,11 @@ impl Element for f64 {
 /// The 16-bit formats: sums in f64 like the others, the elementwise pass in f32 (as PyTorch),
 /// each result rounded once from f32 to 16 bits.
 macro_rules! sixteen_bit {
-    ($t:ty) => {
+    ($t:ty { $($own:tt)* }) => {
         impl Element for $t {
             type Param = f32;
             const F32_PASS: bool = true;
+            $($own)*
             #[inline(always)]
             fn to_f32(self) -> f32 {
                 <$t>::to_f32(self)
@@ -101,5 +122,16 @@ macro_rules! sixteen_bit {
         }
     };
 }
-sixteen_bit!(Bf16);
-sixteen_bit!(F16);
+sixteen_bit!(Bf16 {});
+// float16's conversions have F16C instructions (see half.rs).
+sixteen_bit!(F16 {
+    const NARROW_IN_BLOCKS: bool = true;
+    #[inline(always)]
+    fn widen(self, f16c: bool) -> f32 {
+        self.widen_with(f16c)
+    }
+    #[inline(always)]
+    fn narrow8(values: [f32; 8], f16c: bool) -> [Self; 8] {
+        F16::narrow8_with(values, f16c)
+    }
+});

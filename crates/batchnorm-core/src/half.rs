@@ -82,6 +82,70 @@ impl F16 {
     }
 }
 
+impl F16 {
+    /// `to_f32`, by F16C's `vcvtph2ps` when `f16c`. The caller promises that `f16c` is true
+    /// only in code compiled for a CPU with F16C (a `multiversion` clone that enables it).
+    #[inline(always)]
+    pub(crate) fn widen_with(self, f16c: bool) -> f32 {
+        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
+        if f16c {
+            // SAFETY: the caller's promise: the CPU has F16C.
+            return unsafe { f16c::widen(self.0) };
+        }
+        let _ = f16c;
+        self.to_f32()
+    }
+
+    /// `from_f32` of 8 values, by F16C's `vcvtps2ph` when `f16c` (as `widen_with`).
+    #[inline(always)]
+    pub(crate) fn narrow8_with(values: [f32; 8], f16c: bool) -> [F16; 8] {
+        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
+        if f16c {
+            // SAFETY: as in widen_with; F16C implies AVX, which the 256-bit load needs.
+            return unsafe { f16c::narrow8(values) };
+        }
+        let _ = f16c;
+        let mut out = [F16(0); 8];
+        for (o, &v) in out.iter_mut().zip(&values) {
+            *o = F16::from_f32(v);
+        }
+        out
+    }
+}
+
+/// F16C's conversions. Called from `#[inline(always)]` code, they are inlined only into loops
+/// compiled with F16C enabled; elsewhere the branch that calls them is compiled out.
+#[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
+mod f16c {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU has F16C.
+    #[inline(always)]
+    pub(super) unsafe fn widen(h: u16) -> f32 {
+        // SAFETY: the caller's promise; the rest is SSE2, part of the x86-64 baseline.
+        unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h)))) }
+    }
+
+    /// Round to nearest even (the instruction's immediate 0), subnormals kept; a NaN becomes
+    /// 0x7E00 with its sign, as `F16::from_f32` gives it (the instruction keeps the payload).
+    ///
+    /// # Safety
+    /// The CPU has F16C (and so AVX).
+    #[inline(always)]
+    pub(super) unsafe fn narrow8(values: [f32; 8]) -> [super::F16; 8] {
+        // SAFETY: the caller's promise; values is 32 bytes (unaligned load).
+        unsafe {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(values.as_ptr()));
+            let nan = _mm_cmpgt_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7FFF)), _mm_set1_epi16(0x7C00));
+            let canonical = _mm_or_si128(_mm_and_si128(h, _mm_set1_epi16(i16::MIN)), _mm_set1_epi16(0x7E00));
+            let r = _mm_or_si128(_mm_and_si128(nan, canonical), _mm_andnot_si128(nan, h));
+            // F16 is a repr(transparent) u16: 8 of them are the vector's 16 bytes.
+            std::mem::transmute::<__m128i, [super::F16; 8]>(r)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +209,39 @@ mod tests {
         assert_eq!(F16::from_f32(f32::from_bits(1)).0, 0, "f32 subnormals underflow to zero");
         assert_eq!(F16::from_f32(2.9802322e-8).0, 0, "half the lowest subnormal rounds to even, 0");
         assert_eq!(F16::from_f32(2.9802326e-8).0, 1);
+    }
+
+    /// F16C's conversions against the portable ones: every float16, and the midpoints and
+    /// their neighbours, NaNs (any payload) and the subnormal and overflow edges.
+    #[test]
+    fn f16c_conversions_match_the_portable_ones() {
+        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
+        if std::arch::is_x86_feature_detected!("f16c") {
+            for h in 0..=u16::MAX {
+                let (got, want) = (F16(h).widen_with(true), F16(h).to_f32());
+                assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{h:#06x}");
+            }
+            let mut values: Vec<f32> = (0..=u16::MAX).map(|h| F16(h).to_f32()).collect();
+            for h in 0..u16::MAX {
+                let (v, w) = (F16(h).to_f32(), F16(h + 1).to_f32());
+                if v.is_finite() && w.is_finite() {
+                    let mid = ((f64::from(v) + f64::from(w)) / 2.0) as f32;
+                    values.extend([
+                        mid,
+                        f32::from_bits(mid.to_bits() + 1),
+                        f32::from_bits(mid.to_bits().wrapping_sub(1)),
+                    ]);
+                }
+            }
+            values.extend([65504.0, 65519.99, 65520.0, 1e10, f32::MAX, f32::from_bits(1), 2.9802322e-8, 2.9802326e-8]);
+            values.extend([f32::NAN, -f32::NAN, f32::from_bits(0x7F80_0001), f32::from_bits(0xFFC0_1234)]);
+            for block in values.chunks(8) {
+                let mut v = [0.0f32; 8];
+                v[..block.len()].copy_from_slice(block);
+                let (got, want) = (F16::narrow8_with(v, true), v.map(F16::from_f32));
+                assert_eq!(got, want, "{v:?}");
+            }
+        }
     }
 
     #[test]

@@ -39,6 +39,20 @@ pub(crate) enum Stores {
 /// source when the pass runs in place).
 pub(crate) trait ValueAt<T>: Sized {
     fn at(&self, j: usize, old: T) -> T;
+    /// The results of elements `j..j + 8`, for the types that round in blocks
+    /// (`Element::NARROW_IN_BLOCKS`).
+    #[allow(clippy::needless_range_loop)]
+    #[inline(always)]
+    fn at8(&self, j: usize, old: [T; 8]) -> [T; 8]
+    where
+        T: Copy,
+    {
+        let mut out = old;
+        for l in 0..8 {
+            out[l] = self.at(j + l, old[l]);
+        }
+        out
+    }
     /// The same pass over elements `start..start + len` only, indexed from 0: each of its
     /// inputs cut once, so a fixed-length loop over it needs no bounds checks.
     #[cfg_attr(any(not(target_arch = "x86_64"), feature = "portable"), allow(dead_code))]
@@ -70,6 +84,17 @@ pub(crate) fn write<T: Element>(dst: &mut [T], stores: Stores, values: &impl Val
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn write_cached<T: Element>(dst: &mut [T], values: &impl ValueAt<T>) {
+    if T::NARROW_IN_BLOCKS {
+        let (blocks, rest) = dst.as_chunks_mut::<8>();
+        for (b, block) in blocks.iter_mut().enumerate() {
+            *block = values.at8(b * 8, *block);
+        }
+        let first = blocks.len() * 8;
+        for (j, v) in rest.iter_mut().enumerate() {
+            *v = values.at(first + j, *v);
+        }
+        return;
+    }
     for j in 0..dst.len() {
         dst[j] = values.at(j, dst[j]);
     }
@@ -90,8 +115,14 @@ fn write_streaming<T: Element, const STEP: usize>(dst: &mut [T], stores: Stores,
         let step = &mut dst[start..start + STEP];
         let window = values.window(start, STEP);
         let mut line = [T::default(); STEP];
-        for l in 0..STEP {
-            line[l] = window.at(l, step[l]);
+        if T::NARROW_IN_BLOCKS {
+            for (l, (out, old)) in line.as_chunks_mut::<8>().0.iter_mut().zip(step.as_chunks::<8>().0).enumerate() {
+                *out = window.at8(l * 8, *old);
+            }
+        } else {
+            for l in 0..STEP {
+                line[l] = window.at(l, step[l]);
+            }
         }
         // SAFETY: `step` is STEP elements of dst, size_of::<[T; STEP]>() bytes; it starts
         // 64-byte aligned plus a multiple of that size, itself a multiple of 64 (checked in

@@ -5,7 +5,7 @@
 use multiversion::multiversion;
 use multiversion::target::target_cfg_f;
 
-use super::{has_fma, relu, row_channels, stores, through_relu};
+use super::{has_f16c, has_fma, relu, row_channels, stores, through_relu};
 use crate::coefficients::{Coefficients, ColumnCoefficients};
 use crate::element::Element;
 use crate::io::Chunk;
@@ -80,21 +80,29 @@ impl<
         const RELU: bool,
     > Affine<'a, T, K, IN_PLACE, OTHER, MASK, RELU>
 {
-    /// `at` in f32, for the 16-bit formats: the same steps, half the vector width's cost.
+    /// `at` in f32, for the 16-bit formats: the same steps, half the vector width's cost; the
+    /// result before its rounding to T.
     #[inline(always)]
-    fn at_f32(&self, j: usize, old: T) -> T {
-        let (c, fma) = (self.k.at(j), self.fma);
+    fn value_f32(&self, j: usize, old: T) -> f32 {
+        let (c, fma, f16c) = (self.k.at(j), self.fma, self.f16c);
         let (scale, shift) = (c.scale as f32, c.shift as f32);
-        let v = if IN_PLACE { old } else { self.src[j] }.to_f32();
-        let v =
-            if MASK && self.mask[j].to_f32().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) { 0.0 } else { v };
+        let v = if IN_PLACE { old } else { self.src[j] }.widen(f16c);
+        let v = if MASK && self.mask[j].widen(f16c).partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+            0.0
+        } else {
+            v
+        };
         let d = centered(v, c.center);
         let mut r = if fma { d.mul_add(scale, shift) } else { d * scale + shift };
         if OTHER {
-            let o = centered(self.other[j].to_f32(), c.center_other);
+            let o = centered(self.other[j].widen(f16c), c.center_other);
             r = if fma { o.mul_add(c.scale_other as f32, r) } else { r + o * c.scale_other as f32 };
         }
-        T::from_f32(if RELU && r < 0.0 { 0.0 } else { r })
+        if RELU && r < 0.0 {
+            0.0
+        } else {
+            r
+        }
     }
 }
 
@@ -117,6 +125,8 @@ struct Affine<'a, T, K, const IN_PLACE: bool, const OTHER: bool, const MASK: boo
     mask: &'a [T],
     k: K,
     fma: bool,
+    /// The loop was compiled with F16C (see `Element::widen`).
+    f16c: bool,
 }
 
 impl<
@@ -132,7 +142,7 @@ impl<
     #[inline(always)]
     fn at(&self, j: usize, old: T) -> T {
         if T::F32_PASS {
-            return self.at_f32(j, old);
+            return T::from_f32(self.value_f32(j, old));
         }
         let (c, fma) = (self.k.at(j), self.fma);
         let v = if IN_PLACE { old } else { self.src[j] }.to_f64();
@@ -145,6 +155,18 @@ impl<
         T::from_f64(if RELU { relu(r) } else { r })
     }
 
+    // Loops, not array::from_fn: its closure may stay out of line, compiled without the
+    // caller's target features (measured: float16 backward 15x slower).
+    #[allow(clippy::needless_range_loop)]
+    #[inline(always)]
+    fn at8(&self, j: usize, old: [T; 8]) -> [T; 8] {
+        let mut values = [0.0f32; 8];
+        for l in 0..8 {
+            values[l] = self.value_f32(j + l, old[l]);
+        }
+        T::narrow8(values, self.f16c)
+    }
+
     #[inline(always)]
     fn window(&self, start: usize, len: usize) -> Self {
         let cut = |v: &'a [T], used: bool| if used { &v[start..start + len] } else { &[][..] };
@@ -154,6 +176,7 @@ impl<
             mask: cut(self.mask, MASK),
             k: self.k.window(start, len),
             fma: self.fma,
+            f16c: self.f16c,
         }
     }
 }
@@ -166,6 +189,7 @@ fn affine_loop<T: Element, K: CoefficientsAt, const OTHER: bool, const MASK: boo
     k: K,
     stores: Stores,
     fma: bool,
+    f16c: bool,
 ) {
     // Every slice cut to the run's length, so indexing by j needs no bounds checks.
     let n = run.len();
@@ -173,11 +197,11 @@ fn affine_loop<T: Element, K: CoefficientsAt, const OTHER: bool, const MASK: boo
     let mask = if MASK { &mask.expect("relu output")[..n] } else { &[][..] };
     match run {
         Chunk::Separate(src, dst) => {
-            let pass = Affine::<T, K, false, OTHER, MASK, RELU> { src: &src[..n], other, mask, k, fma };
+            let pass = Affine::<T, K, false, OTHER, MASK, RELU> { src: &src[..n], other, mask, k, fma, f16c };
             store::write(dst, stores, &pass);
         }
         Chunk::InPlace(dst) => {
-            let pass = Affine::<T, K, true, OTHER, MASK, RELU> { src: &[], other, mask, k, fma };
+            let pass = Affine::<T, K, true, OTHER, MASK, RELU> { src: &[], other, mask, k, fma, f16c };
             store::write(dst, stores, &pass);
         }
     }
@@ -193,17 +217,17 @@ fn affine_any<T: Element, K: CoefficientsAt>(
     k: K,
     stores: Stores,
     relu: bool,
-    fma: bool,
+    (fma, f16c): (bool, bool),
 ) {
     let s = stores;
     match (other.is_some(), mask.is_some(), relu) {
-        (false, false, false) => affine_loop::<T, K, false, false, false>(run, other, mask, k, s, fma),
-        (false, false, true) => affine_loop::<T, K, false, false, true>(run, other, mask, k, s, fma),
-        (false, true, _) => affine_loop::<T, K, false, true, false>(run, other, mask, k, s, fma),
-        (true, false, false) => affine_loop::<T, K, true, false, false>(run, other, mask, k, s, fma),
+        (false, false, false) => affine_loop::<T, K, false, false, false>(run, other, mask, k, s, fma, f16c),
+        (false, false, true) => affine_loop::<T, K, false, false, true>(run, other, mask, k, s, fma, f16c),
+        (false, true, _) => affine_loop::<T, K, false, true, false>(run, other, mask, k, s, fma, f16c),
+        (true, false, false) => affine_loop::<T, K, true, false, false>(run, other, mask, k, s, fma, f16c),
         // act(BN(x) + residual): the fused tail of a ResNet block.
-        (true, false, true) => affine_loop::<T, K, true, false, true>(run, other, mask, k, s, fma),
-        (true, true, _) => affine_loop::<T, K, true, true, false>(run, other, mask, k, s, fma),
+        (true, false, true) => affine_loop::<T, K, true, false, true>(run, other, mask, k, s, fma, f16c),
+        (true, true, _) => affine_loop::<T, K, true, true, false>(run, other, mask, k, s, fma, f16c),
     }
 }
 
@@ -227,7 +251,7 @@ pub(crate) fn affine_rows<T: Element>(
 // compiler know it aliases nothing else, and vectorize without run-time overlap checks (which
 // sent channels-last rows to a scalar loop).
 #[allow(clippy::too_many_arguments)]
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c", "aarch64+neon"))]
 fn affine_rows_on<T: Element>(
     src: Option<&[T]>,
     dst: &mut [T],
@@ -244,7 +268,7 @@ fn affine_rows_on<T: Element>(
         let span = r * inner..r * inner + row.len();
         let run = Chunk::from_parts(src.map(|s| &s[span.clone()]), row);
         let (other, mask) = (other.map(|o| &o[span.clone()]), mask.map(|m| &m[span]));
-        affine_any(run, other, mask, k[c], stores, output.relu, has_fma!());
+        affine_any(run, other, mask, k[c], stores, output.relu, (has_fma!(), has_f16c!()));
     }
 }
 
@@ -261,7 +285,7 @@ pub(crate) fn affine_columns<T: Element>(
     affine_columns_on(src, dst, other, mask, k, output);
 }
 
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c", "aarch64+neon"))]
 fn affine_columns_on<T: Element>(
     src: Option<&[T]>,
     dst: &mut [T],
@@ -283,6 +307,6 @@ fn affine_columns_on<T: Element>(
         let run = Chunk::from_parts(src.map(|s| &s[span.clone()]), row);
         let (other, mask) = (other.map(|o| &o[span.clone()]), mask.map(|m| &m[span.clone()]));
         // Cut to the row, so indexing by column needs no bounds checks.
-        affine_any(run, other, mask, columns.window(0, span.len()), stores, output.relu, has_fma!());
+        affine_any(run, other, mask, columns.window(0, span.len()), stores, output.relu, (has_fma!(), has_f16c!()));
     }
 }

@@ -1,4 +1,4 @@
-//! The innermost loops, each compiled for AVX-512, AVX2+FMA (and NEON) besides the baseline
+//! The innermost loops, each compiled for AVX-512, AVX2+FMA+F16C (and NEON) besides the baseline
 //! and picked at run time (`multiversion`): one binary runs on any x86-64 and still uses
 //! the widest vectors the CPU has. `sums` holds the reductions (f64 accumulators split into
 //! independent lanes so the additions vectorize), `affine` the elementwise pass.
@@ -33,6 +33,13 @@ macro_rules! has_fma {
     };
 }
 
+/// Whether the selected target has F16C (float16 conversions in one instruction per 8 values).
+macro_rules! has_f16c {
+    () => {
+        target_cfg_f!(target_feature = "f16c")
+    };
+}
+
 /// The selected target's widest non-temporal stores when `streaming`, else plain stores.
 macro_rules! stores {
     ($streaming:expr) => {
@@ -47,7 +54,7 @@ macro_rules! stores {
         }
     };
 }
-pub(crate) use {has_fma, stores};
+pub(crate) use {has_f16c, has_fma, stores};
 
 /// The channels of consecutive rows from row `first` on (row r holds channel r % C), counted
 /// without a division per row.

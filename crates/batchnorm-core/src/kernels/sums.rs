@@ -4,7 +4,7 @@
 use multiversion::multiversion;
 use multiversion::target::target_cfg_f;
 
-use super::{has_fma, row_channels, through_relu};
+use super::{has_f16c, has_fma, row_channels, through_relu};
 use crate::element::Element;
 
 /// f64 partial sums per accumulator of the one-sweep reductions: two AVX-512 vectors (four
@@ -100,19 +100,19 @@ fn sum_and_dot_f32(
     (lanes_total(sum) + rest_sum, lanes_total(dot) + rest_dot)
 }
 
-/// `Σ(x - k)` and `Σ(x - k)²` over a contiguous run.
+/// `Σ(x - k)` and `Σ(x - k)²` over a contiguous run (`f16c`: see `Element::widen`).
 #[inline(always)]
-fn shifted_sums<T: Element>(x: &[T], k: f64, fma: bool) -> (f64, f64) {
+fn shifted_sums<T: Element>(x: &[T], k: f64, fma: bool, f16c: bool) -> (f64, f64) {
     if T::F32_PASS {
         // k is one of x's values, so exact in f32.
         let k = k as f32;
         let (blocks, rest) = x.as_chunks::<PAIR_LANES>();
         let tail = rest.iter().map(|v| {
-            let d = v.to_f32() - k;
+            let d = v.widen(f16c) - k;
             (d, d)
         });
         return sum_and_dot_f32(blocks.len(), tail, fma, |b, l| {
-            let d = blocks[b][l].to_f32() - k;
+            let d = blocks[b][l].widen(f16c) - k;
             (d, d)
         });
     }
@@ -129,7 +129,7 @@ fn shifted_sums<T: Element>(x: &[T], k: f64, fma: bool) -> (f64, f64) {
 
 /// `shifted_sums` of every row of `rows` (row r shifted by its channel's `shifts` entry) into
 /// `out[r]`. One call per block of rows: rows of a 7x7 map would otherwise each pay a call.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c", "aarch64+neon"))]
 pub(crate) fn shifted_sums_rows<T: Element>(
     rows: &[T],
     inner: usize,
@@ -139,17 +139,28 @@ pub(crate) fn shifted_sums_rows<T: Element>(
 ) {
     let channels = row_channels(first, shifts.len());
     for ((row, c), o) in rows.chunks_exact(inner).zip(channels).zip(out.iter_mut()) {
-        *o = shifted_sums(row, shifts[c], has_fma!());
+        *o = shifted_sums(row, shifts[c], has_fma!(), has_f16c!());
+    }
+}
+
+/// A value in f64 (a 16-bit one widened by `Element::widen`).
+#[inline(always)]
+fn wide<T: Element>(v: T, f16c: bool) -> f64 {
+    if T::F32_PASS {
+        f64::from(v.widen(f16c))
+    } else {
+        v.to_f64()
     }
 }
 
 /// Adds `x - k[j]` and its square to column `j`'s accumulators, for one row.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c", "aarch64+neon"))]
 pub(crate) fn add_shifted_columns<T: Element>(row: &[T], k: &[f64], s1: &mut [f64], s2: &mut [f64]) {
     let n = row.len();
     let (k, s1, s2) = (&k[..n], &mut s1[..n], &mut s2[..n]);
+    let f16c = has_f16c!();
     for j in 0..n {
-        let d = row[j].to_f64() - k[j];
+        let d = wide(row[j], f16c) - k[j];
         s1[j] += d;
         s2[j] += d * d;
     }
@@ -157,7 +168,7 @@ pub(crate) fn add_shifted_columns<T: Element>(row: &[T], k: &[f64], s1: &mut [f6
 
 /// `Σg` and `Σg·(x - mean)` over a contiguous run, g = dy (through the ReLU mask if given).
 #[inline(always)]
-fn grad_sums<T: Element>(dy: &[T], x: &[T], relu_output: Option<&[T]>, mean: f64, fma: bool) -> (f64, f64) {
+fn grad_sums<T: Element>(dy: &[T], x: &[T], relu_output: Option<&[T]>, mean: f64, fma: bool, f16c: bool) -> (f64, f64) {
     let n = dy.len();
     let x = &x[..n];
     let full = n - n % PAIR_LANES;
@@ -171,15 +182,15 @@ fn grad_sums<T: Element>(dy: &[T], x: &[T], relu_output: Option<&[T]>, mean: f64
             (&dy[..full].as_chunks::<PAIR_LANES>().0[..blocks], &x[..full].as_chunks::<PAIR_LANES>().0[..blocks]);
         return match relu_output {
             None => {
-                let tail = (full..n).map(|i| (dy[i].to_f32(), x[i].to_f32() - mean));
-                sum_and_dot_f32(blocks, tail, fma, |b, l| (g[b][l].to_f32(), v[b][l].to_f32() - mean))
+                let tail = (full..n).map(|i| (dy[i].widen(f16c), x[i].widen(f16c) - mean));
+                sum_and_dot_f32(blocks, tail, fma, |b, l| (g[b][l].widen(f16c), v[b][l].widen(f16c) - mean))
             }
             Some(y) => {
                 let y = &y[..n];
                 let o = &y[..full].as_chunks::<PAIR_LANES>().0[..blocks];
-                let tail = (full..n).map(|i| (through(dy[i].to_f32(), y[i].to_f32()), x[i].to_f32() - mean));
+                let tail = (full..n).map(|i| (through(dy[i].widen(f16c), y[i].widen(f16c)), x[i].widen(f16c) - mean));
                 sum_and_dot_f32(blocks, tail, fma, |b, l| {
-                    (through(g[b][l].to_f32(), o[b][l].to_f32()), v[b][l].to_f32() - mean)
+                    (through(g[b][l].widen(f16c), o[b][l].widen(f16c)), v[b][l].widen(f16c) - mean)
                 })
             }
         };
@@ -202,7 +213,7 @@ fn grad_sums<T: Element>(dy: &[T], x: &[T], relu_output: Option<&[T]>, mean: f64
 
 /// `grad_sums` of every row of a block (dy, x and the ReLU output cut alike; row r centred on
 /// its channel's `mean` entry) into `out[r]`.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c", "aarch64+neon"))]
 pub(crate) fn grad_sums_rows<T: Element>(
     dy: &[T],
     x: &[T],
@@ -216,12 +227,12 @@ pub(crate) fn grad_sums_rows<T: Element>(
     for (r, (c, o)) in channels.zip(out.iter_mut()).enumerate() {
         let span = r * inner..(r + 1) * inner;
         let y = relu_output.map(|y| &y[span.clone()]);
-        *o = grad_sums(&dy[span.clone()], &x[span], y, mean[c], has_fma!());
+        *o = grad_sums(&dy[span.clone()], &x[span], y, mean[c], has_fma!(), has_f16c!());
     }
 }
 
 /// Adds g and `g·(x - mean[j])` to column `j`'s accumulators, for one row.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma+f16c", "x86_64+avx2+fma+f16c", "aarch64+neon"))]
 pub(crate) fn add_grad_columns<T: Element>(
     dy: &[T],
     x: &[T],
@@ -232,20 +243,22 @@ pub(crate) fn add_grad_columns<T: Element>(
 ) {
     let n = dy.len();
     let (x, mean, s, sx) = (&x[..n], &mean[..n], &mut s[..n], &mut sx[..n]);
+    let f16c = has_f16c!();
+    let wide = |v: T| wide(v, f16c);
     match relu_output {
         None => {
             for j in 0..n {
-                let g = dy[j].to_f64();
+                let g = wide(dy[j]);
                 s[j] += g;
-                sx[j] += g * (x[j].to_f64() - mean[j]);
+                sx[j] += g * (wide(x[j]) - mean[j]);
             }
         }
         Some(y) => {
             let y = &y[..n];
             for j in 0..n {
-                let g = through_relu(dy[j].to_f64(), y[j].to_f64());
+                let g = through_relu(wide(dy[j]), wide(y[j]));
                 s[j] += g;
-                sx[j] += g * (x[j].to_f64() - mean[j]);
+                sx[j] += g * (wide(x[j]) - mean[j]);
             }
         }
     }
@@ -258,7 +271,7 @@ mod tests {
     #[test]
     fn shifted_sums_cover_the_remainder() {
         let x: Vec<f64> = (0..37).map(|v| v as f64).collect();
-        let (s1, s2) = shifted_sums(&x, 10.0, false);
+        let (s1, s2) = shifted_sums(&x, 10.0, false, false);
         assert_eq!(s1, (0..37).map(|v| v as f64 - 10.0).sum::<f64>());
         // d * d, not powi: Miri perturbs powi's result at random.
         assert_eq!(s2, (0..37).map(|v| (v as f64 - 10.0) * (v as f64 - 10.0)).sum::<f64>());
@@ -274,7 +287,7 @@ mod tests {
             let g = |i: usize| if keep(i) { dy[i] as f64 } else { 0.0 };
             ((0..37).map(g).sum::<f64>(), (0..37).map(|i| g(i) * (x[i] as f64 - 2.0)).sum::<f64>())
         };
-        assert_eq!(grad_sums(&dy, &x, None, 2.0, false), plain(&|_| true));
-        assert_eq!(grad_sums(&dy, &x, Some(&y), 2.0, false), plain(&|i| y[i] > 0.0));
+        assert_eq!(grad_sums(&dy, &x, None, 2.0, false, false), plain(&|_| true));
+        assert_eq!(grad_sums(&dy, &x, Some(&y), 2.0, false, false), plain(&|i| y[i] > 0.0));
     }
 }
