@@ -19,13 +19,15 @@ pub trait Element: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 
     fn to_f32(self) -> f32;
     fn from_f32(value: f32) -> Self;
     /// `to_f32`, with F16C's conversion when `f16c` says the calling loop was compiled for a
-    /// CPU that has it (the kernels pass `has_f16c!()`); only float16 has one.
+    /// CPU with AVX2 and F16C (the kernels pass `has_f16c!()` from such clones); only float16
+    /// has one.
     #[inline(always)]
     fn widen(self, f16c: bool) -> f32 {
         let _ = f16c;
         self.to_f32()
     }
-    /// `from_f32` of 8 values, with F16C's conversion when `f16c` (as `widen`).
+    /// `from_f32` of 8 values, in AVX2 registers (F16C's conversion for float16) when `f16c`
+    /// (as `widen`).
     #[inline(always)]
     fn narrow8(values: [f32; 8], f16c: bool) -> [Self; 8] {
         let _ = f16c;
@@ -122,8 +124,15 @@ macro_rules! sixteen_bit {
         }
     };
 }
-sixteen_bit!(Bf16 {});
-// float16's conversions have F16C instructions (see half.rs).
+sixteen_bit!(Bf16 {
+    const NARROW_IN_BLOCKS: bool = true;
+    #[inline(always)]
+    fn narrow8(values: [f32; 8], f16c: bool) -> [Self; 8] {
+        Bf16::narrow8_with(values, f16c)
+    }
+});
+// Both round 8 results at a time in the kernels' AVX2 clones; float16 also widens with F16C
+// (see half.rs).
 sixteen_bit!(F16 {
     const NARROW_IN_BLOCKS: bool = true;
     #[inline(always)]

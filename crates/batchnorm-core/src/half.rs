@@ -82,6 +82,53 @@ impl F16 {
     }
 }
 
+impl Bf16 {
+    /// `from_f32` of 8 values, by AVX2 integer code when `f16c` (which the kernels set only in
+    /// their clones compiled with AVX2 and F16C): one rounding and one pack for all 8.
+    #[inline(always)]
+    pub(crate) fn narrow8_with(values: [f32; 8], f16c: bool) -> [Bf16; 8] {
+        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
+        if f16c {
+            // SAFETY: the caller's promise: the CPU has AVX2.
+            return unsafe { avx2::narrow8(values) };
+        }
+        let _ = f16c;
+        let mut out = [Bf16(0); 8];
+        for (o, &v) in out.iter_mut().zip(&values) {
+            *o = Bf16::from_f32(v);
+        }
+        out
+    }
+}
+
+/// bfloat16's rounding of 8 values in AVX2 registers, as `Bf16::from_f32` does it.
+#[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU has AVX2.
+    #[inline(always)]
+    pub(super) unsafe fn narrow8(values: [f32; 8]) -> [super::Bf16; 8] {
+        // SAFETY: the caller's promise; values is 32 bytes (unaligned load).
+        unsafe {
+            let v = _mm256_loadu_ps(values.as_ptr());
+            let bits = _mm256_castps_si256(v);
+            // Adding 0x7FFF plus the kept half's lowest bit rounds half to even.
+            let odd = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
+            let rounded =
+                _mm256_srli_epi32::<16>(_mm256_add_epi32(bits, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF))));
+            let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+            let r = _mm256_blendv_epi8(rounded, _mm256_set1_epi32(0x7FC0), nan);
+            // Every lane is below 2^16, so the saturating pack is exact; it interleaves the
+            // halves by 128-bit lane, which the permute puts back in order.
+            let packed = _mm256_permute4x64_epi64::<0b1000>(_mm256_packus_epi32(r, r));
+            // Bf16 is a repr(transparent) u16: 8 of them are the low 16 bytes.
+            std::mem::transmute::<__m128i, [super::Bf16; 8]>(_mm256_castsi256_si128(packed))
+        }
+    }
+}
+
 impl F16 {
     /// `to_f32`, by F16C's `vcvtph2ps` when `f16c`. The caller promises that `f16c` is true
     /// only in code compiled for a CPU with F16C (a `multiversion` clone that enables it).
@@ -240,6 +287,33 @@ mod tests {
                 v[..block.len()].copy_from_slice(block);
                 let (got, want) = (F16::narrow8_with(v, true), v.map(F16::from_f32));
                 assert_eq!(got, want, "{v:?}");
+            }
+        }
+    }
+
+    /// The AVX2 rounding of bfloat16 against the portable one: every bfloat16's value, the
+    /// midpoints and their neighbours, NaNs, infinities, subnormals and random patterns.
+    #[test]
+    fn avx2_bfloat16_rounding_matches_the_portable_one() {
+        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let mut values: Vec<f32> = Vec::new();
+            for h in 0..=u16::MAX {
+                let v = u32::from(h) << 16;
+                values.extend([v, v | 0x7FFF, v | 0x8000, v | 0x8001, v | 0xFFFF].map(f32::from_bits));
+            }
+            let mut s = 0x9E37_79B9u32;
+            for _ in 0..100_000 {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                values.push(f32::from_bits(s));
+            }
+            for block in values.chunks(8) {
+                let mut v = [0.0f32; 8];
+                v[..block.len()].copy_from_slice(block);
+                let want = v.map(Bf16::from_f32);
+                assert_eq!(Bf16::narrow8_with(v, true), want, "{:?}", v.map(f32::to_bits));
             }
         }
     }

@@ -33,7 +33,8 @@ macro_rules! has_fma {
     };
 }
 
-/// Whether the selected target has F16C (float16 conversions in one instruction per 8 values).
+/// Whether the selected target has F16C (float16 conversions in one instruction per 8 values);
+/// every x86 target of the kernels that has it also has AVX2, which the 16-bit roundings use.
 macro_rules! has_f16c {
     () => {
         target_cfg_f!(target_feature = "f16c")
