@@ -31,11 +31,7 @@ pub trait Element: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 
     #[inline(always)]
     fn narrow8(values: [f32; 8], f16c: bool) -> [Self; 8] {
         let _ = f16c;
-        let mut out = [Self::default(); 8];
-        for (o, &v) in out.iter_mut().zip(&values) {
-            *o = Self::from_f32(v);
-        }
-        out
+        narrow8_each(values)
     }
     fn to_f64(self) -> f64;
     fn from_f64(value: f64) -> Self;
@@ -93,6 +89,17 @@ impl Element for f64 {
     }
 }
 
+/// `from_f32` of 8 values one by one. A loop, not `array::map`: its closure may stay out of
+/// line, compiled without the calling loop's target features.
+#[inline(always)]
+fn narrow8_each<T: Element>(values: [f32; 8]) -> [T; 8] {
+    let mut out = [T::default(); 8];
+    for (o, &v) in out.iter_mut().zip(&values) {
+        *o = T::from_f32(v);
+    }
+    out
+}
+
 /// The 16-bit formats: sums in f64 like the others, the elementwise pass in f32 (as PyTorch),
 /// each result rounded once from f32 to 16 bits.
 macro_rules! sixteen_bit {
@@ -128,7 +135,13 @@ sixteen_bit!(Bf16 {
     const NARROW_IN_BLOCKS: bool = true;
     #[inline(always)]
     fn narrow8(values: [f32; 8], f16c: bool) -> [Self; 8] {
-        Bf16::narrow8_with(values, f16c)
+        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
+        if f16c {
+            // SAFETY: f16c is true only in loops compiled for AVX2 and F16C (see `widen`).
+            return unsafe { crate::half::avx2::narrow8(values) };
+        }
+        let _ = f16c;
+        narrow8_each(values)
     }
 });
 // Both round 8 results at a time in the kernels' AVX2 clones; float16 also widens with F16C
@@ -137,10 +150,22 @@ sixteen_bit!(F16 {
     const NARROW_IN_BLOCKS: bool = true;
     #[inline(always)]
     fn widen(self, f16c: bool) -> f32 {
-        self.widen_with(f16c)
+        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
+        if f16c {
+            // SAFETY: f16c is true only in loops compiled for AVX2 and F16C (see `widen`).
+            return unsafe { crate::half::f16c::widen(self.0) };
+        }
+        let _ = f16c;
+        self.to_f32()
     }
     #[inline(always)]
     fn narrow8(values: [f32; 8], f16c: bool) -> [Self; 8] {
-        F16::narrow8_with(values, f16c)
+        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
+        if f16c {
+            // SAFETY: as in widen.
+            return unsafe { crate::half::f16c::narrow8(values) };
+        }
+        let _ = f16c;
+        narrow8_each(values)
     }
 });

@@ -82,34 +82,17 @@ impl F16 {
     }
 }
 
-impl Bf16 {
-    /// `from_f32` of 8 values, by AVX2 integer code when `f16c` (which the kernels set only in
-    /// their clones compiled with AVX2 and F16C): one rounding and one pack for all 8.
-    #[inline(always)]
-    pub(crate) fn narrow8_with(values: [f32; 8], f16c: bool) -> [Bf16; 8] {
-        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
-        if f16c {
-            // SAFETY: the caller's promise: the CPU has AVX2.
-            return unsafe { avx2::narrow8(values) };
-        }
-        let _ = f16c;
-        let mut out = [Bf16(0); 8];
-        for (o, &v) in out.iter_mut().zip(&values) {
-            *o = Bf16::from_f32(v);
-        }
-        out
-    }
-}
-
-/// bfloat16's rounding of 8 values in AVX2 registers, as `Bf16::from_f32` does it.
+/// bfloat16's rounding of 8 values in AVX2 registers, as `Bf16::from_f32` does it. Called
+/// from `#[inline(always)]` code, it is inlined only into loops compiled with AVX2 enabled;
+/// elsewhere the branch that calls it is compiled out (see `Element::narrow8`).
 #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
-mod avx2 {
+pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
     /// # Safety
     /// The CPU has AVX2.
     #[inline(always)]
-    pub(super) unsafe fn narrow8(values: [f32; 8]) -> [super::Bf16; 8] {
+    pub(crate) unsafe fn narrow8(values: [f32; 8]) -> [super::Bf16; 8] {
         // SAFETY: the caller's promise; values is 32 bytes (unaligned load).
         unsafe {
             let v = _mm256_loadu_ps(values.as_ptr());
@@ -129,47 +112,16 @@ mod avx2 {
     }
 }
 
-impl F16 {
-    /// `to_f32`, by F16C's `vcvtph2ps` when `f16c`. The caller promises that `f16c` is true
-    /// only in code compiled for a CPU with F16C (a `multiversion` clone that enables it).
-    #[inline(always)]
-    pub(crate) fn widen_with(self, f16c: bool) -> f32 {
-        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
-        if f16c {
-            // SAFETY: the caller's promise: the CPU has F16C.
-            return unsafe { f16c::widen(self.0) };
-        }
-        let _ = f16c;
-        self.to_f32()
-    }
-
-    /// `from_f32` of 8 values, by F16C's `vcvtps2ph` when `f16c` (as `widen_with`).
-    #[inline(always)]
-    pub(crate) fn narrow8_with(values: [f32; 8], f16c: bool) -> [F16; 8] {
-        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
-        if f16c {
-            // SAFETY: as in widen_with; F16C implies AVX, which the 256-bit load needs.
-            return unsafe { f16c::narrow8(values) };
-        }
-        let _ = f16c;
-        let mut out = [F16(0); 8];
-        for (o, &v) in out.iter_mut().zip(&values) {
-            *o = F16::from_f32(v);
-        }
-        out
-    }
-}
-
 /// F16C's conversions. Called from `#[inline(always)]` code, they are inlined only into loops
 /// compiled with F16C enabled; elsewhere the branch that calls them is compiled out.
 #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
-mod f16c {
+pub(crate) mod f16c {
     use std::arch::x86_64::*;
 
     /// # Safety
     /// The CPU has F16C.
     #[inline(always)]
-    pub(super) unsafe fn widen(h: u16) -> f32 {
+    pub(crate) unsafe fn widen(h: u16) -> f32 {
         // SAFETY: the caller's promise; the rest is SSE2, part of the x86-64 baseline.
         unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h)))) }
     }
@@ -180,7 +132,7 @@ mod f16c {
     /// # Safety
     /// The CPU has F16C (and so AVX).
     #[inline(always)]
-    pub(super) unsafe fn narrow8(values: [f32; 8]) -> [super::F16; 8] {
+    pub(crate) unsafe fn narrow8(values: [f32; 8]) -> [super::F16; 8] {
         // SAFETY: the caller's promise; values is 32 bytes (unaligned load).
         unsafe {
             let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(values.as_ptr()));
@@ -264,8 +216,9 @@ mod tests {
     fn f16c_conversions_match_the_portable_ones() {
         #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
         if std::arch::is_x86_feature_detected!("f16c") {
+            use crate::element::Element;
             for h in 0..=u16::MAX {
-                let (got, want) = (F16(h).widen_with(true), F16(h).to_f32());
+                let (got, want) = (Element::widen(F16(h), true), F16(h).to_f32());
                 assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{h:#06x}");
             }
             let mut values: Vec<f32> = (0..=u16::MAX).map(|h| F16(h).to_f32()).collect();
@@ -285,7 +238,7 @@ mod tests {
             for block in values.chunks(8) {
                 let mut v = [0.0f32; 8];
                 v[..block.len()].copy_from_slice(block);
-                let (got, want) = (F16::narrow8_with(v, true), v.map(F16::from_f32));
+                let (got, want) = (<F16 as Element>::narrow8(v, true), v.map(F16::from_f32));
                 assert_eq!(got, want, "{v:?}");
             }
         }
@@ -297,6 +250,7 @@ mod tests {
     fn avx2_bfloat16_rounding_matches_the_portable_one() {
         #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
         if std::arch::is_x86_feature_detected!("avx2") {
+            use crate::element::Element;
             let mut values: Vec<f32> = Vec::new();
             for h in 0..=u16::MAX {
                 let v = u32::from(h) << 16;
@@ -313,7 +267,7 @@ mod tests {
                 let mut v = [0.0f32; 8];
                 v[..block.len()].copy_from_slice(block);
                 let want = v.map(Bf16::from_f32);
-                assert_eq!(Bf16::narrow8_with(v, true), want, "{:?}", v.map(f32::to_bits));
+                assert_eq!(<Bf16 as Element>::narrow8(v, true), want, "{:?}", v.map(f32::to_bits));
             }
         }
     }
