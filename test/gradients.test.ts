@@ -1,7 +1,8 @@
 // batchNormBackward against central finite differences of the forward pass, in float64, on
 // every backend: for a random linear loss L = sum(w * y), dy = w and backward must return
 // dx = dL/dx, dGamma = dL/dgamma, dBeta = dL/dbeta. Training form: y from batchNormTrain (the
-// batch statistics depend on x); frozen form (training: false): y from batchNormEval.
+// batch statistics depend on x); frozen form (training: false): y from batchNormEval; ghost
+// batches (virtualBatchSize), each group with its own statistics.
 import { describe, expect, it } from 'vitest';
 import type { Backend } from '../index';
 import { backends } from './backends';
@@ -133,6 +134,42 @@ describe.each(backends)('backward matches finite differences on backend $name', 
         expectGradient(r.dBeta as Float64Array, numeric.dBeta, 'dBeta');
       });
     }
+  });
+
+  // Ghost batches: groups of 2 samples, each with its own statistics; with ReLU and a residual,
+  // whose gradient dResidual is checked too (L = sum(w * relu(BN_group(x) + z))).
+  it.each([
+    { name: 'NCHW, axis 1', shape: [4, 3, 2, 3], axis: 1 },
+    { name: 'NHWC, axis -1', shape: [6, 2, 2, 3], axis: -1 },
+    { name: '[N, C]', shape: [8, 3], axis: 1 },
+  ])('virtualBatchSize 2 ($name), through ReLU and a residual', (layout) => {
+    const pr = problem(layout, 37 + layout.shape.length);
+    const z = problem(layout, 41).w;
+    const common = { axis: layout.axis, virtualBatchSize: 2 };
+    const p: Params = { x: pr.x, gamma: pr.gamma, beta: pr.beta };
+    const train = (q: Params, residual: Float64Array) =>
+      b.batchNormTrain(q.x, layout.shape, {
+        ...common,
+        eps: EPS,
+        gamma: q.gamma,
+        beta: q.beta,
+        residual,
+        activation: 'relu',
+      });
+    const t = train(p, z);
+    const r = b.batchNormBackward(pr.w, p.x, layout.shape, t, {
+      ...common,
+      gamma: p.gamma,
+      activation: 'relu',
+      y: t.y,
+      residual: true,
+    });
+    const numeric = numericGradients(p, pr.channels, pr.w, (q) => train(q, z).y);
+    expectGradient(r.dx as Float64Array, numeric.dx, 'dx');
+    expectGradient(r.dGamma as Float64Array, numeric.dGamma, 'dGamma');
+    expectGradient(r.dBeta as Float64Array, numeric.dBeta, 'dBeta');
+    const dz = numericGradient(z, () => dot(pr.w, train(p, z).y));
+    expectGradient(r.dResidual as Float64Array, dz, 'dResidual');
   });
 
   it('the training and frozen forms differ (the batch-statistics terms are not dropped)', () => {
