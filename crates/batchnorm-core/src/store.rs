@@ -55,7 +55,6 @@ pub(crate) trait ValueAt<T>: Sized {
     }
     /// The same pass over elements `start..start + len` only, indexed from 0: each of its
     /// inputs cut once, so a fixed-length loop over it needs no bounds checks.
-    #[cfg_attr(any(not(target_arch = "x86_64"), feature = "portable"), allow(dead_code))]
     fn window(&self, start: usize, len: usize) -> Self;
 }
 
@@ -87,7 +86,8 @@ fn write_cached<T: Element>(dst: &mut [T], values: &impl ValueAt<T>) {
     if T::NARROW_IN_BLOCKS {
         let (blocks, rest) = dst.as_chunks_mut::<8>();
         for (b, block) in blocks.iter_mut().enumerate() {
-            *block = values.at8(b * 8, *block);
+            // A window of the 8, so indexing inside needs no bounds checks.
+            *block = values.window(b * 8, 8).at8(0, *block);
         }
         let first = blocks.len() * 8;
         for (j, v) in rest.iter_mut().enumerate() {
@@ -117,7 +117,8 @@ fn write_streaming<T: Element, const STEP: usize>(dst: &mut [T], stores: Stores,
         let mut line = [T::default(); STEP];
         if T::NARROW_IN_BLOCKS {
             for (l, (out, old)) in line.as_chunks_mut::<8>().0.iter_mut().zip(step.as_chunks::<8>().0).enumerate() {
-                *out = window.at8(l * 8, *old);
+                // A window of the 8, so indexing inside needs no bounds checks.
+                *out = window.window(l * 8, 8).at8(0, *old);
             }
         } else {
             for l in 0..STEP {
