@@ -4,6 +4,10 @@
 
 use crate::half::{Bf16, F16};
 
+/// Values the 16-bit formats round at a time: two 8-lane vectors, so bfloat16 packs them with
+/// one instruction.
+pub(crate) const BLOCK: usize = 16;
+
 /// A floating-point element of a tensor. Arithmetic in the kernels is done in f64
 /// so that f32 tensors get double-precision sums (as PyTorch's `opmath` does).
 pub trait Element: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 'static {
@@ -13,8 +17,8 @@ pub trait Element: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 
     /// The 16-bit formats run the elementwise pass in f32, as PyTorch does: their results
     /// keep 8 or 11 significant bits, and f32 math doubles the vector width that pass has.
     const F32_PASS: bool = false;
-    /// The 16-bit results are rounded 8 at a time (`narrow8`) rather than one by one: float16,
-    /// whose block conversion is one F16C instruction where a portable one is dozens.
+    /// The 16-bit results are rounded BLOCK at a time (`narrow_block`) rather than one by one:
+    /// in SIMD registers, float16's by F16C, bfloat16's by AVX2 integer code.
     const NARROW_IN_BLOCKS: bool = false;
     fn to_f32(self) -> f32;
     fn from_f32(value: f32) -> Self;
@@ -26,12 +30,12 @@ pub trait Element: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 
         let _ = f16c;
         self.to_f32()
     }
-    /// `from_f32` of 8 values, in AVX2 registers (F16C's conversion for float16) when `f16c`
-    /// (as `widen`).
+    /// `from_f32` of BLOCK values, in AVX2 registers (F16C's conversion for float16) when
+    /// `f16c` (as `widen`).
     #[inline(always)]
-    fn narrow8(values: [f32; 8], f16c: bool) -> [Self; 8] {
+    fn narrow_block(values: [f32; BLOCK], f16c: bool) -> [Self; BLOCK] {
         let _ = f16c;
-        narrow8_each(values)
+        narrow_each(values)
     }
     fn to_f64(self) -> f64;
     fn from_f64(value: f64) -> Self;
@@ -89,11 +93,11 @@ impl Element for f64 {
     }
 }
 
-/// `from_f32` of 8 values one by one. A loop, not `array::map`: its closure may stay out of
+/// `from_f32` of a block of values one by one. A loop, not `array::map`: its closure may stay out of
 /// line, compiled without the calling loop's target features.
 #[inline(always)]
-fn narrow8_each<T: Element>(values: [f32; 8]) -> [T; 8] {
-    let mut out = [T::default(); 8];
+fn narrow_each<T: Element>(values: [f32; BLOCK]) -> [T; BLOCK] {
+    let mut out = [T::default(); BLOCK];
     for (o, &v) in out.iter_mut().zip(&values) {
         *o = T::from_f32(v);
     }
@@ -134,17 +138,17 @@ macro_rules! sixteen_bit {
 sixteen_bit!(Bf16 {
     const NARROW_IN_BLOCKS: bool = true;
     #[inline(always)]
-    fn narrow8(values: [f32; 8], f16c: bool) -> [Self; 8] {
+    fn narrow_block(values: [f32; BLOCK], f16c: bool) -> [Self; BLOCK] {
         #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
         if f16c {
             // SAFETY: f16c is true only in loops compiled for AVX2 and F16C (see `widen`).
-            return unsafe { crate::half::avx2::narrow8(values) };
+            return unsafe { crate::half::avx2::narrow16(values) };
         }
         let _ = f16c;
-        narrow8_each(values)
+        narrow_each(values)
     }
 });
-// Both round 8 results at a time in the kernels' AVX2 clones; float16 also widens with F16C
+// Both round BLOCK results at a time in the kernels' AVX2 clones; float16 also widens with F16C
 // (see half.rs).
 sixteen_bit!(F16 {
     const NARROW_IN_BLOCKS: bool = true;
@@ -159,13 +163,13 @@ sixteen_bit!(F16 {
         self.to_f32()
     }
     #[inline(always)]
-    fn narrow8(values: [f32; 8], f16c: bool) -> [Self; 8] {
+    fn narrow_block(values: [f32; BLOCK], f16c: bool) -> [Self; BLOCK] {
         #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
         if f16c {
             // SAFETY: as in widen.
-            return unsafe { crate::half::f16c::narrow8(values) };
+            return unsafe { crate::half::f16c::narrow16(values) };
         }
         let _ = f16c;
-        narrow8_each(values)
+        narrow_each(values)
     }
 });

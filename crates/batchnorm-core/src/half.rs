@@ -82,32 +82,43 @@ impl F16 {
     }
 }
 
-/// bfloat16's rounding of 8 values in AVX2 registers, as `Bf16::from_f32` does it. Called
+/// bfloat16's rounding of 16 values in AVX2 registers, as `Bf16::from_f32` does it. Called
 /// from `#[inline(always)]` code, it is inlined only into loops compiled with AVX2 enabled;
-/// elsewhere the branch that calls it is compiled out (see `Element::narrow8`).
+/// elsewhere the branch that calls it is compiled out (see `Element::narrow_block`).
 #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
+    /// Rounds the 8 values at `p` as `Bf16::from_f32`, each in the high half of its 32-bit lane.
+    ///
     /// # Safety
-    /// The CPU has AVX2.
+    /// The CPU has AVX2; `p` points to 8 readable f32.
     #[inline(always)]
-    pub(crate) unsafe fn narrow8(values: [f32; 8]) -> [super::Bf16; 8] {
-        // SAFETY: the caller's promise; values is 32 bytes (unaligned load).
+    unsafe fn rounded(p: *const f32) -> __m256i {
+        // SAFETY: the caller's promise (unaligned load).
         unsafe {
-            let v = _mm256_loadu_ps(values.as_ptr());
+            let v = _mm256_loadu_ps(p);
             let bits = _mm256_castps_si256(v);
             // Adding 0x7FFF plus the kept half's lowest bit rounds half to even.
             let odd = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
-            let rounded =
-                _mm256_srli_epi32::<16>(_mm256_add_epi32(bits, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF))));
+            let r = _mm256_srli_epi32::<16>(_mm256_add_epi32(bits, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF))));
             let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
-            let r = _mm256_blendv_epi8(rounded, _mm256_set1_epi32(0x7FC0), nan);
-            // Every lane is below 2^16, so the saturating pack is exact; it interleaves the
-            // halves by 128-bit lane, which the permute puts back in order.
-            let packed = _mm256_permute4x64_epi64::<0b1000>(_mm256_packus_epi32(r, r));
-            // Bf16 is a repr(transparent) u16: 8 of them are the low 16 bytes.
-            std::mem::transmute::<__m128i, [super::Bf16; 8]>(_mm256_castsi256_si128(packed))
+            _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7FC0), nan)
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2.
+    #[inline(always)]
+    pub(crate) unsafe fn narrow16(values: [f32; 16]) -> [super::Bf16; 16] {
+        // SAFETY: the caller's promise; values holds 16 f32.
+        unsafe {
+            let (low, high) = (rounded(values.as_ptr()), rounded(values.as_ptr().add(8)));
+            // Every lane is below 2^16, so the saturating pack is exact; it interleaves the two
+            // by 128-bit lane, which the permute puts back in order.
+            let packed = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(low, high));
+            // Bf16 is a repr(transparent) u16: 16 of them are the vector's 32 bytes.
+            std::mem::transmute::<__m256i, [super::Bf16; 16]>(packed)
         }
     }
 }
@@ -130,17 +141,20 @@ pub(crate) mod f16c {
     /// 0x7E00 with its sign, as `F16::from_f32` gives it (the instruction keeps the payload).
     ///
     /// # Safety
-    /// The CPU has F16C (and so AVX).
+    /// The CPU has F16C and AVX2.
     #[inline(always)]
-    pub(crate) unsafe fn narrow8(values: [f32; 8]) -> [super::F16; 8] {
-        // SAFETY: the caller's promise; values is 32 bytes (unaligned load).
+    pub(crate) unsafe fn narrow16(values: [f32; 16]) -> [super::F16; 16] {
+        // SAFETY: the caller's promise; values holds 16 f32 (unaligned loads).
         unsafe {
-            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(values.as_ptr()));
-            let nan = _mm_cmpgt_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7FFF)), _mm_set1_epi16(0x7C00));
-            let canonical = _mm_or_si128(_mm_and_si128(h, _mm_set1_epi16(i16::MIN)), _mm_set1_epi16(0x7E00));
-            let r = _mm_or_si128(_mm_and_si128(nan, canonical), _mm_andnot_si128(nan, h));
-            // F16 is a repr(transparent) u16: 8 of them are the vector's 16 bytes.
-            std::mem::transmute::<__m128i, [super::F16; 8]>(r)
+            let low = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(values.as_ptr()));
+            let high = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(values.as_ptr().add(8)));
+            let h = _mm256_set_m128i(high, low);
+            let nan = _mm256_cmpgt_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x7FFF)), _mm256_set1_epi16(0x7C00));
+            let canonical =
+                _mm256_or_si256(_mm256_and_si256(h, _mm256_set1_epi16(i16::MIN)), _mm256_set1_epi16(0x7E00));
+            let r = _mm256_blendv_epi8(h, canonical, nan);
+            // F16 is a repr(transparent) u16: 16 of them are the vector's 32 bytes.
+            std::mem::transmute::<__m256i, [super::F16; 16]>(r)
         }
     }
 }
@@ -235,10 +249,10 @@ mod tests {
             }
             values.extend([65504.0, 65519.99, 65520.0, 1e10, f32::MAX, f32::from_bits(1), 2.9802322e-8, 2.9802326e-8]);
             values.extend([f32::NAN, -f32::NAN, f32::from_bits(0x7F80_0001), f32::from_bits(0xFFC0_1234)]);
-            for block in values.chunks(8) {
-                let mut v = [0.0f32; 8];
+            for block in values.chunks(16) {
+                let mut v = [0.0f32; 16];
                 v[..block.len()].copy_from_slice(block);
-                let (got, want) = (<F16 as Element>::narrow8(v, true), v.map(F16::from_f32));
+                let (got, want) = (<F16 as Element>::narrow_block(v, true), v.map(F16::from_f32));
                 assert_eq!(got, want, "{v:?}");
             }
         }
@@ -263,11 +277,11 @@ mod tests {
                 s ^= s << 5;
                 values.push(f32::from_bits(s));
             }
-            for block in values.chunks(8) {
-                let mut v = [0.0f32; 8];
+            for block in values.chunks(16) {
+                let mut v = [0.0f32; 16];
                 v[..block.len()].copy_from_slice(block);
                 let want = v.map(Bf16::from_f32);
-                assert_eq!(<Bf16 as Element>::narrow8(v, true), want, "{:?}", v.map(f32::to_bits));
+                assert_eq!(<Bf16 as Element>::narrow_block(v, true), want, "{:?}", v.map(f32::to_bits));
             }
         }
     }

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use crate::element::Element;
+use crate::element::{Element, BLOCK};
 use crate::pool::env_usize;
 
 /// Outputs of at least this many bytes are written with non-temporal stores (by default;
@@ -39,16 +39,16 @@ pub(crate) enum Stores {
 /// source when the pass runs in place).
 pub(crate) trait ValueAt<T>: Sized {
     fn at(&self, j: usize, old: T) -> T;
-    /// The results of elements `j..j + 8`, for the types that round in blocks
+    /// The results of elements `j..j + BLOCK`, for the types that round in blocks
     /// (`Element::NARROW_IN_BLOCKS`).
     #[allow(clippy::needless_range_loop)]
     #[inline(always)]
-    fn at8(&self, j: usize, old: [T; 8]) -> [T; 8]
+    fn at_block(&self, j: usize, old: [T; BLOCK]) -> [T; BLOCK]
     where
         T: Copy,
     {
         let mut out = old;
-        for l in 0..8 {
+        for l in 0..BLOCK {
             out[l] = self.at(j + l, old[l]);
         }
         out
@@ -84,12 +84,12 @@ pub(crate) fn write<T: Element>(dst: &mut [T], stores: Stores, values: &impl Val
 #[inline(always)]
 fn write_cached<T: Element>(dst: &mut [T], values: &impl ValueAt<T>) {
     if T::NARROW_IN_BLOCKS {
-        let (blocks, rest) = dst.as_chunks_mut::<8>();
+        let (blocks, rest) = dst.as_chunks_mut::<BLOCK>();
         for (b, block) in blocks.iter_mut().enumerate() {
-            // A window of the 8, so indexing inside needs no bounds checks.
-            *block = values.window(b * 8, 8).at8(0, *block);
+            // A window of the block, so indexing inside needs no bounds checks.
+            *block = values.window(b * BLOCK, BLOCK).at_block(0, *block);
         }
-        let first = blocks.len() * 8;
+        let first = blocks.len() * BLOCK;
         for (j, v) in rest.iter_mut().enumerate() {
             *v = values.at(first + j, *v);
         }
@@ -116,9 +116,10 @@ fn write_streaming<T: Element, const STEP: usize>(dst: &mut [T], stores: Stores,
         let window = values.window(start, STEP);
         let mut line = [T::default(); STEP];
         if T::NARROW_IN_BLOCKS {
-            for (l, (out, old)) in line.as_chunks_mut::<8>().0.iter_mut().zip(step.as_chunks::<8>().0).enumerate() {
-                // A window of the 8, so indexing inside needs no bounds checks.
-                *out = window.window(l * 8, 8).at8(0, *old);
+            let blocks = line.as_chunks_mut::<BLOCK>().0.iter_mut().zip(step.as_chunks::<BLOCK>().0);
+            for (l, (out, old)) in blocks.enumerate() {
+                // A window of the block, so indexing inside needs no bounds checks.
+                *out = window.window(l * BLOCK, BLOCK).at_block(0, *old);
             }
         } else {
             for l in 0..STEP {

@@ -7,7 +7,7 @@ use multiversion::target::target_cfg_f;
 
 use super::{has_f16c, has_fma, relu, row_channels, stores, through_relu};
 use crate::coefficients::{Coefficients, ColumnCoefficients};
-use crate::element::Element;
+use crate::element::{Element, BLOCK};
 use crate::io::Chunk;
 use crate::store::{self, Stores, ValueAt};
 
@@ -159,12 +159,12 @@ impl<
     // caller's target features (measured: float16 backward 15x slower).
     #[allow(clippy::needless_range_loop)]
     #[inline(always)]
-    fn at8(&self, j: usize, old: [T; 8]) -> [T; 8] {
-        let mut values = [0.0f32; 8];
-        for l in 0..8 {
+    fn at_block(&self, j: usize, old: [T; BLOCK]) -> [T; BLOCK] {
+        let mut values = [0.0f32; BLOCK];
+        for l in 0..BLOCK {
             values[l] = self.value_f32(j + l, old[l]);
         }
-        T::narrow8(values, self.f16c)
+        T::narrow_block(values, self.f16c)
     }
 
     #[inline(always)]
