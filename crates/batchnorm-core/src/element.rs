@@ -16,10 +16,9 @@ pub trait Element: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 
     type Param: Element;
     /// The 16-bit formats run the elementwise pass in f32, as PyTorch does: their results
     /// keep 8 or 11 significant bits, and f32 math doubles the vector width that pass has.
-    const F32_PASS: bool = false;
-    /// The 16-bit results are rounded BLOCK at a time (`narrow_block`) rather than one by one:
+    /// Its results are then rounded BLOCK at a time (`narrow_block`) rather than one by one:
     /// in SIMD registers, float16's by F16C, bfloat16's by AVX2 integer code.
-    const NARROW_IN_BLOCKS: bool = false;
+    const F32_PASS: bool = false;
     fn to_f32(self) -> f32;
     fn from_f32(value: f32) -> Self;
     /// `to_f32`, with F16C's conversion when `f16c` says the calling loop was compiled for a
@@ -107,11 +106,21 @@ fn narrow_each<T: Element>(values: [f32; BLOCK]) -> [T; BLOCK] {
 /// The 16-bit formats: sums in f64 like the others, the elementwise pass in f32 (as PyTorch),
 /// each result rounded once from f32 to 16 bits.
 macro_rules! sixteen_bit {
-    ($t:ty { $($own:tt)* }) => {
+    ($t:ty, $narrow16:path { $($own:tt)* }) => {
         impl Element for $t {
             type Param = f32;
             const F32_PASS: bool = true;
             $($own)*
+            #[inline(always)]
+            fn narrow_block(values: [f32; BLOCK], f16c: bool) -> [Self; BLOCK] {
+                #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
+                if f16c {
+                    // SAFETY: f16c is true only in loops compiled for AVX2 and F16C (see `widen`).
+                    return unsafe { $narrow16(values) };
+                }
+                let _ = f16c;
+                narrow_each(values)
+            }
             #[inline(always)]
             fn to_f32(self) -> f32 {
                 <$t>::to_f32(self)
@@ -135,23 +144,10 @@ macro_rules! sixteen_bit {
         }
     };
 }
-sixteen_bit!(Bf16 {
-    const NARROW_IN_BLOCKS: bool = true;
-    #[inline(always)]
-    fn narrow_block(values: [f32; BLOCK], f16c: bool) -> [Self; BLOCK] {
-        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
-        if f16c {
-            // SAFETY: f16c is true only in loops compiled for AVX2 and F16C (see `widen`).
-            return unsafe { crate::half::avx2::narrow16(values) };
-        }
-        let _ = f16c;
-        narrow_each(values)
-    }
-});
 // Both round BLOCK results at a time in the kernels' AVX2 clones; float16 also widens with F16C
 // (see half.rs).
-sixteen_bit!(F16 {
-    const NARROW_IN_BLOCKS: bool = true;
+sixteen_bit!(Bf16, crate::half::avx2::narrow16 {});
+sixteen_bit!(F16, crate::half::f16c::narrow16 {
     #[inline(always)]
     fn widen(self, f16c: bool) -> f32 {
         #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
@@ -161,15 +157,5 @@ sixteen_bit!(F16 {
         }
         let _ = f16c;
         self.to_f32()
-    }
-    #[inline(always)]
-    fn narrow_block(values: [f32; BLOCK], f16c: bool) -> [Self; BLOCK] {
-        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
-        if f16c {
-            // SAFETY: as in widen.
-            return unsafe { crate::half::f16c::narrow16(values) };
-        }
-        let _ = f16c;
-        narrow_each(values)
     }
 });

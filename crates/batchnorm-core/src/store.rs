@@ -40,7 +40,7 @@ pub(crate) enum Stores {
 pub(crate) trait ValueAt<T>: Sized {
     fn at(&self, j: usize, old: T) -> T;
     /// The results of elements `j..j + BLOCK`, for the types that round in blocks
-    /// (`Element::NARROW_IN_BLOCKS`).
+    /// (`Element::F32_PASS`).
     #[allow(clippy::needless_range_loop)]
     #[inline(always)]
     fn at_block(&self, j: usize, old: [T; BLOCK]) -> [T; BLOCK]
@@ -83,7 +83,7 @@ pub(crate) fn write<T: Element>(dst: &mut [T], stores: Stores, values: &impl Val
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn write_cached<T: Element>(dst: &mut [T], values: &impl ValueAt<T>) {
-    if T::NARROW_IN_BLOCKS {
+    if T::F32_PASS {
         let (blocks, rest) = dst.as_chunks_mut::<BLOCK>();
         for (b, block) in blocks.iter_mut().enumerate() {
             // A window of the block, so indexing inside needs no bounds checks.
@@ -115,7 +115,7 @@ fn write_streaming<T: Element, const STEP: usize>(dst: &mut [T], stores: Stores,
         let step = &mut dst[start..start + STEP];
         let window = values.window(start, STEP);
         let mut line = [T::default(); STEP];
-        if T::NARROW_IN_BLOCKS {
+        if T::F32_PASS {
             let blocks = line.as_chunks_mut::<BLOCK>().0.iter_mut().zip(step.as_chunks::<BLOCK>().0);
             for (l, (out, old)) in blocks.enumerate() {
                 // A window of the block, so indexing inside needs no bounds checks.
