@@ -62,7 +62,19 @@ export function updateRunningChannel(
   momentum: number,
   varCorrection: number,
 ): void {
-  const batchVar = m2 / (count - varCorrection);
+  updateRunning(runningMean, runningVar, c, mean, m2 / (count - varCorrection), momentum);
+}
+
+/** running = (1 - momentum) * running + momentum * batch for channel c, given the batch's mean
+ *  and (already corrected) variance: a ghost batch's are its groups' averages. */
+export function updateRunning(
+  runningMean: FloatArray,
+  runningVar: FloatArray,
+  c: number,
+  mean: number,
+  variance: number,
+  momentum: number,
+): void {
   runningMean[c] = (1 - momentum) * runningMean[c] + momentum * mean;
-  runningVar[c] = (1 - momentum) * runningVar[c] + momentum * batchVar;
+  runningVar[c] = (1 - momentum) * runningVar[c] + momentum * variance;
 }

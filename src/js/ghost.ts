@@ -5,6 +5,7 @@
 // dGamma and dBeta are sums over the groups, added in float64 before they are stored.
 import type { Kernels } from '../backend';
 import type { Layout } from '../layout';
+import { updateRunning } from '../moments';
 import type { FloatArray } from '../types';
 import { fingerprint } from './fingerprint';
 
@@ -36,10 +37,10 @@ export function inGroups(k: Kernels<FloatArray>): Kernels<FloatArray> {
       const stats = { mean: new Float64Array(c), m2: new Float64Array(c) };
       const meanSum = new Float64Array(c);
       const varSum = new Float64Array(c);
+      const count = layout.outer * layout.inner;
       for (let g = 0; g < groups; g++) {
         const part = { ...plan, x: groupPart(plan.x, g, groups), layout, shape, groups: 1, fingerprint: false };
         k.stats(part, stats.mean, stats.m2);
-        const count = layout.outer * layout.inner;
         const group = {
           ...part,
           residual: groupPart(plan.residual, g, groups),
@@ -60,11 +61,10 @@ export function inGroups(k: Kernels<FloatArray>): Kernels<FloatArray> {
           varSum[j] = g === 0 ? v : varSum[j] + v;
         }
       }
-      const { runningMean, runningVar, momentum: m } = plan;
+      const { runningMean, runningVar } = plan;
       if (!runningMean || !runningVar) return;
       for (let j = 0; j < c; j++) {
-        runningMean[j] = (1 - m) * runningMean[j] + m * (meanSum[j] / groups);
-        runningVar[j] = (1 - m) * runningVar[j] + m * (varSum[j] / groups);
+        updateRunning(runningMean, runningVar, j, meanSum[j] / groups, varSum[j] / groups, plan.momentum);
       }
     },
     backward(plan, dx, dGamma, dBeta, dResidual, print) {
