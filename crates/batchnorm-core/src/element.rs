@@ -8,6 +8,19 @@ use crate::half::{Bf16, F16};
 /// one instruction.
 pub(crate) const BLOCK: usize = 16;
 
+/// The vector instructions of the kernel clone a conversion is inlined into, as far as the
+/// 16-bit conversions care: the kernels pass `simd!()`, a constant in each clone, so every
+/// branch on it folds away.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Simd {
+    /// The portable conversions (no x86 clone, or the `portable` feature).
+    Portable,
+    /// AVX2, FMA and F16C: float16 by F16C, bfloat16's rounding in two 8-lane vectors.
+    Avx2,
+    /// AVX-512 F, BW and VL besides: either format's rounding in one 16-lane vector.
+    Avx512,
+}
+
 /// A floating-point element of a tensor. Arithmetic in the kernels is done in f64
 /// so that f32 tensors get double-precision sums (as PyTorch's `opmath` does).
 pub trait Element: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 'static {
@@ -21,19 +34,17 @@ pub trait Element: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 
     const F32_PASS: bool = false;
     fn to_f32(self) -> f32;
     fn from_f32(value: f32) -> Self;
-    /// `to_f32`, with F16C's conversion when `f16c` says the calling loop was compiled for a
-    /// CPU with AVX2 and F16C (the kernels pass `has_f16c!()` from such clones); only float16
-    /// has one.
+    /// `to_f32`, with F16C's conversion when `simd` says the calling loop was compiled with it
+    /// (float16 only; bfloat16's is a shift).
     #[inline(always)]
-    fn widen(self, f16c: bool) -> f32 {
-        let _ = f16c;
+    fn widen(self, simd: Simd) -> f32 {
+        let _ = simd;
         self.to_f32()
     }
-    /// `from_f32` of BLOCK values, in AVX2 registers (F16C's conversion for float16) when
-    /// `f16c` (as `widen`).
+    /// `from_f32` of BLOCK values, in the vector registers `simd` says the calling loop has.
     #[inline(always)]
-    fn narrow_block(values: [f32; BLOCK], f16c: bool) -> [Self; BLOCK] {
-        let _ = f16c;
+    fn narrow_block(values: [f32; BLOCK], simd: Simd) -> [Self; BLOCK] {
+        let _ = simd;
         narrow_each(values)
     }
     fn to_f64(self) -> f64;
@@ -106,19 +117,21 @@ fn narrow_each<T: Element>(values: [f32; BLOCK]) -> [T; BLOCK] {
 /// The 16-bit formats: sums in f64 like the others, the elementwise pass in f32 (as PyTorch),
 /// each result rounded once from f32 to 16 bits.
 macro_rules! sixteen_bit {
-    ($t:ty, $narrow16:path { $($own:tt)* }) => {
+    ($t:ty, $avx2:path, $avx512:path { $($own:tt)* }) => {
         impl Element for $t {
             type Param = f32;
             const F32_PASS: bool = true;
             $($own)*
             #[inline(always)]
-            fn narrow_block(values: [f32; BLOCK], f16c: bool) -> [Self; BLOCK] {
+            fn narrow_block(values: [f32; BLOCK], simd: Simd) -> [Self; BLOCK] {
+                // SAFETY (both): simd names only what the calling loop was compiled with.
                 #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
-                if f16c {
-                    // SAFETY: f16c is true only in loops compiled for AVX2 and F16C (see `widen`).
-                    return unsafe { $narrow16(values) };
+                match simd {
+                    Simd::Avx512 => return unsafe { $avx512(values) },
+                    Simd::Avx2 => return unsafe { $avx2(values) },
+                    Simd::Portable => {}
                 }
-                let _ = f16c;
+                let _ = simd;
                 narrow_each(values)
             }
             #[inline(always)]
@@ -144,18 +157,18 @@ macro_rules! sixteen_bit {
         }
     };
 }
-// Both round BLOCK results at a time in the kernels' AVX2 clones; float16 also widens with F16C
-// (see half.rs).
-sixteen_bit!(Bf16, crate::half::avx2::narrow16 {});
-sixteen_bit!(F16, crate::half::f16c::narrow16 {
+// Both round BLOCK results at a time in the kernels' AVX2 and AVX-512 clones; float16 also
+// widens with F16C (see half.rs).
+sixteen_bit!(Bf16, crate::half::avx2::narrow16, crate::half::avx512::narrow16_bf16 {});
+sixteen_bit!(F16, crate::half::f16c::narrow16, crate::half::avx512::narrow16_f16 {
     #[inline(always)]
-    fn widen(self, f16c: bool) -> f32 {
+    fn widen(self, simd: Simd) -> f32 {
         #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
-        if f16c {
-            // SAFETY: f16c is true only in loops compiled for AVX2 and F16C (see `widen`).
+        if simd != Simd::Portable {
+            // SAFETY: every x86 clone that passes Avx2 or Avx512 has F16C.
             return unsafe { crate::half::f16c::widen(self.0) };
         }
-        let _ = f16c;
+        let _ = simd;
         self.to_f32()
     }
 });

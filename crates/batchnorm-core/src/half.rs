@@ -159,6 +159,50 @@ pub(crate) mod f16c {
     }
 }
 
+/// AVX-512's roundings of 16 values, one vector each: no packing across 128-bit lanes, and the
+/// NaN fix-up through a compare mask. Inlined only into the kernels' AVX-512 clones, as above.
+#[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// `Bf16::from_f32` of each value.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F, BW and VL.
+    #[inline(always)]
+    pub(crate) unsafe fn narrow16_bf16(values: [f32; 16]) -> [super::Bf16; 16] {
+        // SAFETY: the caller's promise; values holds 16 f32 (unaligned load).
+        unsafe {
+            let v = _mm512_loadu_ps(values.as_ptr());
+            let bits = _mm512_castps_si512(v);
+            // Adding 0x7FFF plus the kept half's lowest bit rounds half to even.
+            let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+            let sum = _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            let r = _mm512_mask_mov_epi32(_mm512_srli_epi32::<16>(sum), nan, _mm512_set1_epi32(0x7FC0));
+            // Every lane is below 2^16: the truncating narrow is exact.
+            std::mem::transmute::<__m256i, [super::Bf16; 16]>(_mm512_cvtepi32_epi16(r))
+        }
+    }
+
+    /// `F16::from_f32` of each value: F16C's instruction at 16 lanes, NaN as `f16c::narrow16`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F, BW and VL.
+    #[inline(always)]
+    pub(crate) unsafe fn narrow16_f16(values: [f32; 16]) -> [super::F16; 16] {
+        // SAFETY: the caller's promise; values holds 16 f32 (unaligned load).
+        unsafe {
+            let v = _mm512_loadu_ps(values.as_ptr());
+            let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            let canonical =
+                _mm256_or_si256(_mm256_and_si256(h, _mm256_set1_epi16(i16::MIN)), _mm256_set1_epi16(0x7E00));
+            std::mem::transmute::<__m256i, [super::F16; 16]>(_mm256_mask_blend_epi16(nan, h, canonical))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,15 +268,31 @@ mod tests {
         assert_eq!(F16::from_f32(2.9802326e-8).0, 1);
     }
 
+    /// The vector conversions this CPU runs, as the kernels' clones would pass them.
+    fn vector_conversions() -> Vec<crate::element::Simd> {
+        use crate::element::Simd;
+        let mut levels = Vec::new();
+        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                levels.push(Simd::Avx2);
+                if has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
+                    levels.push(Simd::Avx512);
+                }
+            }
+        }
+        levels
+    }
+
     /// F16C's conversions against the portable ones: every float16, and the midpoints and
     /// their neighbours, NaNs (any payload) and the subnormal and overflow edges.
     #[test]
     fn f16c_conversions_match_the_portable_ones() {
-        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
-        if std::arch::is_x86_feature_detected!("f16c") {
+        for simd in vector_conversions() {
             use crate::element::Element;
             for h in 0..=u16::MAX {
-                let (got, want) = (Element::widen(F16(h), true), F16(h).to_f32());
+                let (got, want) = (Element::widen(F16(h), simd), F16(h).to_f32());
                 assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{h:#06x}");
             }
             let mut values: Vec<f32> = (0..=u16::MAX).map(|h| F16(h).to_f32()).collect();
@@ -252,18 +312,17 @@ mod tests {
             for block in values.chunks(16) {
                 let mut v = [0.0f32; 16];
                 v[..block.len()].copy_from_slice(block);
-                let (got, want) = (<F16 as Element>::narrow_block(v, true), v.map(F16::from_f32));
-                assert_eq!(got, want, "{v:?}");
+                let (got, want) = (<F16 as Element>::narrow_block(v, simd), v.map(F16::from_f32));
+                assert_eq!(got, want, "{simd:?} {v:?}");
             }
         }
     }
 
-    /// The AVX2 rounding of bfloat16 against the portable one: every bfloat16's value, the
+    /// The AVX2 and AVX-512 roundings of bfloat16 against the portable one: every bfloat16's value, the
     /// midpoints and their neighbours, NaNs, infinities, subnormals and random patterns.
     #[test]
     fn avx2_bfloat16_rounding_matches_the_portable_one() {
-        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        for simd in vector_conversions() {
             use crate::element::Element;
             let mut values: Vec<f32> = Vec::new();
             for h in 0..=u16::MAX {
@@ -281,7 +340,7 @@ mod tests {
                 let mut v = [0.0f32; 16];
                 v[..block.len()].copy_from_slice(block);
                 let want = v.map(Bf16::from_f32);
-                assert_eq!(<Bf16 as Element>::narrow_block(v, true), want, "{:?}", v.map(f32::to_bits));
+                assert_eq!(<Bf16 as Element>::narrow_block(v, simd), want, "{simd:?} {:?}", v.map(f32::to_bits));
             }
         }
     }

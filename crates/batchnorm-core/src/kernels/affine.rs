@@ -5,9 +5,9 @@
 use multiversion::multiversion;
 use multiversion::target::target_cfg_f;
 
-use super::{has_f16c, has_fma, relu, row_channels, stores, through_relu};
+use super::{has_fma, relu, row_channels, simd, stores, through_relu};
 use crate::coefficients::{Coefficients, ColumnCoefficients};
-use crate::element::{Element, BLOCK};
+use crate::element::{Element, Simd, BLOCK};
 use crate::io::Chunk;
 use crate::store::{self, Stores, ValueAt};
 
@@ -84,10 +84,10 @@ impl<
     /// result before its rounding to T.
     #[inline(always)]
     fn value_f32(&self, j: usize, old: T) -> f32 {
-        let (c, fma, f16c) = (self.k.at(j), self.fma, self.f16c);
+        let (c, fma, simd) = (self.k.at(j), self.fma, self.simd);
         let (scale, shift) = (c.scale as f32, c.shift as f32);
-        let v = if IN_PLACE { old } else { self.src[j] }.widen(f16c);
-        let v = if MASK && self.mask[j].widen(f16c).partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        let v = if IN_PLACE { old } else { self.src[j] }.widen(simd);
+        let v = if MASK && self.mask[j].widen(simd).partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             0.0
         } else {
             v
@@ -95,7 +95,7 @@ impl<
         let d = centered(v, c.center);
         let mut r = if fma { d.mul_add(scale, shift) } else { d * scale + shift };
         if OTHER {
-            let o = centered(self.other[j].widen(f16c), c.center_other);
+            let o = centered(self.other[j].widen(simd), c.center_other);
             r = if fma { o.mul_add(c.scale_other as f32, r) } else { r + o * c.scale_other as f32 };
         }
         if RELU && r < 0.0 {
@@ -125,8 +125,8 @@ struct Affine<'a, T, K, const IN_PLACE: bool, const OTHER: bool, const MASK: boo
     mask: &'a [T],
     k: K,
     fma: bool,
-    /// The loop was compiled with F16C (see `Element::widen`).
-    f16c: bool,
+    /// The loop's vector conversions (see `Element::widen`).
+    simd: Simd,
 }
 
 impl<
@@ -164,7 +164,7 @@ impl<
         for l in 0..BLOCK {
             values[l] = self.value_f32(j + l, old[l]);
         }
-        T::narrow_block(values, self.f16c)
+        T::narrow_block(values, self.simd)
     }
 
     #[inline(always)]
@@ -176,7 +176,7 @@ impl<
             mask: cut(self.mask, MASK),
             k: self.k.window(start, len),
             fma: self.fma,
-            f16c: self.f16c,
+            simd: self.simd,
         }
     }
 }
@@ -189,7 +189,7 @@ fn affine_loop<T: Element, K: CoefficientsAt, const OTHER: bool, const MASK: boo
     k: K,
     stores: Stores,
     fma: bool,
-    f16c: bool,
+    simd: Simd,
 ) {
     // Every slice cut to the run's length, so indexing by j needs no bounds checks.
     let n = run.len();
@@ -197,11 +197,11 @@ fn affine_loop<T: Element, K: CoefficientsAt, const OTHER: bool, const MASK: boo
     let mask = if MASK { &mask.expect("relu output")[..n] } else { &[][..] };
     match run {
         Chunk::Separate(src, dst) => {
-            let pass = Affine::<T, K, false, OTHER, MASK, RELU> { src: &src[..n], other, mask, k, fma, f16c };
+            let pass = Affine::<T, K, false, OTHER, MASK, RELU> { src: &src[..n], other, mask, k, fma, simd };
             store::write(dst, stores, &pass);
         }
         Chunk::InPlace(dst) => {
-            let pass = Affine::<T, K, true, OTHER, MASK, RELU> { src: &[], other, mask, k, fma, f16c };
+            let pass = Affine::<T, K, true, OTHER, MASK, RELU> { src: &[], other, mask, k, fma, simd };
             store::write(dst, stores, &pass);
         }
     }
@@ -217,17 +217,17 @@ fn affine_any<T: Element, K: CoefficientsAt>(
     k: K,
     stores: Stores,
     relu: bool,
-    (fma, f16c): (bool, bool),
+    (fma, simd): (bool, Simd),
 ) {
     let s = stores;
     match (other.is_some(), mask.is_some(), relu) {
-        (false, false, false) => affine_loop::<T, K, false, false, false>(run, other, mask, k, s, fma, f16c),
-        (false, false, true) => affine_loop::<T, K, false, false, true>(run, other, mask, k, s, fma, f16c),
-        (false, true, _) => affine_loop::<T, K, false, true, false>(run, other, mask, k, s, fma, f16c),
-        (true, false, false) => affine_loop::<T, K, true, false, false>(run, other, mask, k, s, fma, f16c),
+        (false, false, false) => affine_loop::<T, K, false, false, false>(run, other, mask, k, s, fma, simd),
+        (false, false, true) => affine_loop::<T, K, false, false, true>(run, other, mask, k, s, fma, simd),
+        (false, true, _) => affine_loop::<T, K, false, true, false>(run, other, mask, k, s, fma, simd),
+        (true, false, false) => affine_loop::<T, K, true, false, false>(run, other, mask, k, s, fma, simd),
         // act(BN(x) + residual): the fused tail of a ResNet block.
-        (true, false, true) => affine_loop::<T, K, true, false, true>(run, other, mask, k, s, fma, f16c),
-        (true, true, _) => affine_loop::<T, K, true, true, false>(run, other, mask, k, s, fma, f16c),
+        (true, false, true) => affine_loop::<T, K, true, false, true>(run, other, mask, k, s, fma, simd),
+        (true, true, _) => affine_loop::<T, K, true, true, false>(run, other, mask, k, s, fma, simd),
     }
 }
 
@@ -268,7 +268,7 @@ fn affine_rows_on<T: Element>(
         let span = r * inner..r * inner + row.len();
         let run = Chunk::from_parts(src.map(|s| &s[span.clone()]), row);
         let (other, mask) = (other.map(|o| &o[span.clone()]), mask.map(|m| &m[span]));
-        affine_any(run, other, mask, k[c], stores, output.relu, (has_fma!(), has_f16c!()));
+        affine_any(run, other, mask, k[c], stores, output.relu, (has_fma!(), simd!()));
     }
 }
 
@@ -307,6 +307,6 @@ fn affine_columns_on<T: Element>(
         let run = Chunk::from_parts(src.map(|s| &s[span.clone()]), row);
         let (other, mask) = (other.map(|o| &o[span.clone()]), mask.map(|m| &m[span.clone()]));
         // Cut to the row, so indexing by column needs no bounds checks.
-        affine_any(run, other, mask, columns.window(0, span.len()), stores, output.relu, (has_fma!(), has_f16c!()));
+        affine_any(run, other, mask, columns.window(0, span.len()), stores, output.relu, (has_fma!(), simd!()));
     }
 }

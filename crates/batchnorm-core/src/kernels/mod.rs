@@ -33,11 +33,17 @@ macro_rules! has_fma {
     };
 }
 
-/// Whether the selected target has F16C (float16 conversions in one instruction per 8 values);
-/// every x86 target of the kernels that has it also has AVX2, which the 16-bit roundings use.
-macro_rules! has_f16c {
+/// The selected target's vector conversions for the 16-bit formats (`Simd`): every x86 target
+/// of the kernels with F16C also has AVX2 and FMA, and the one with AVX-512 BW has all three.
+macro_rules! simd {
     () => {
-        target_cfg_f!(target_feature = "f16c")
+        if target_cfg_f!(target_feature = "avx512bw") {
+            $crate::element::Simd::Avx512
+        } else if target_cfg_f!(target_feature = "f16c") {
+            $crate::element::Simd::Avx2
+        } else {
+            $crate::element::Simd::Portable
+        }
     };
 }
 
@@ -55,7 +61,7 @@ macro_rules! stores {
         }
     };
 }
-pub(crate) use {has_f16c, has_fma, stores};
+pub(crate) use {has_fma, simd, stores};
 
 /// The channels of consecutive rows from row `first` on (row r holds channel r % C), counted
 /// without a division per row.

@@ -4,8 +4,8 @@
 use multiversion::multiversion;
 use multiversion::target::target_cfg_f;
 
-use super::{has_f16c, has_fma, row_channels, through_relu};
-use crate::element::Element;
+use super::{has_fma, row_channels, simd, through_relu};
+use crate::element::{Element, Simd};
 
 /// f64 partial sums per accumulator of the one-sweep reductions: two AVX-512 vectors (four
 /// AVX2 ones), so each addition need not wait for the previous one's result.
@@ -100,19 +100,19 @@ fn sum_and_dot_f32(
     (lanes_total(sum) + rest_sum, lanes_total(dot) + rest_dot)
 }
 
-/// `Σ(x - k)` and `Σ(x - k)²` over a contiguous run (`f16c`: see `Element::widen`).
+/// `Σ(x - k)` and `Σ(x - k)²` over a contiguous run (`simd`: see `Element::widen`).
 #[inline(always)]
-fn shifted_sums<T: Element>(x: &[T], k: f64, fma: bool, f16c: bool) -> (f64, f64) {
+fn shifted_sums<T: Element>(x: &[T], k: f64, fma: bool, simd: Simd) -> (f64, f64) {
     if T::F32_PASS {
         // k is one of x's values, so exact in f32.
         let k = k as f32;
         let (blocks, rest) = x.as_chunks::<PAIR_LANES>();
         let tail = rest.iter().map(|v| {
-            let d = v.widen(f16c) - k;
+            let d = v.widen(simd) - k;
             (d, d)
         });
         return sum_and_dot_f32(blocks.len(), tail, fma, |b, l| {
-            let d = blocks[b][l].widen(f16c) - k;
+            let d = blocks[b][l].widen(simd) - k;
             (d, d)
         });
     }
@@ -139,15 +139,15 @@ pub(crate) fn shifted_sums_rows<T: Element>(
 ) {
     let channels = row_channels(first, shifts.len());
     for ((row, c), o) in rows.chunks_exact(inner).zip(channels).zip(out.iter_mut()) {
-        *o = shifted_sums(row, shifts[c], has_fma!(), has_f16c!());
+        *o = shifted_sums(row, shifts[c], has_fma!(), simd!());
     }
 }
 
 /// A value in f64 (a 16-bit one widened by `Element::widen`).
 #[inline(always)]
-fn wide<T: Element>(v: T, f16c: bool) -> f64 {
+fn wide<T: Element>(v: T, simd: Simd) -> f64 {
     if T::F32_PASS {
-        f64::from(v.widen(f16c))
+        f64::from(v.widen(simd))
     } else {
         v.to_f64()
     }
@@ -158,9 +158,9 @@ fn wide<T: Element>(v: T, f16c: bool) -> f64 {
 pub(crate) fn add_shifted_columns<T: Element>(row: &[T], k: &[f64], s1: &mut [f64], s2: &mut [f64]) {
     let n = row.len();
     let (k, s1, s2) = (&k[..n], &mut s1[..n], &mut s2[..n]);
-    let f16c = has_f16c!();
+    let simd = simd!();
     for j in 0..n {
-        let d = wide(row[j], f16c) - k[j];
+        let d = wide(row[j], simd) - k[j];
         s1[j] += d;
         s2[j] += d * d;
     }
@@ -168,7 +168,7 @@ pub(crate) fn add_shifted_columns<T: Element>(row: &[T], k: &[f64], s1: &mut [f6
 
 /// `Σg` and `Σg·(x - mean)` over a contiguous run, g = dy (through the ReLU mask if given).
 #[inline(always)]
-fn grad_sums<T: Element>(dy: &[T], x: &[T], relu_output: Option<&[T]>, mean: f64, fma: bool, f16c: bool) -> (f64, f64) {
+fn grad_sums<T: Element>(dy: &[T], x: &[T], relu_output: Option<&[T]>, mean: f64, fma: bool, simd: Simd) -> (f64, f64) {
     let n = dy.len();
     let x = &x[..n];
     let full = n - n % PAIR_LANES;
@@ -182,15 +182,15 @@ fn grad_sums<T: Element>(dy: &[T], x: &[T], relu_output: Option<&[T]>, mean: f64
             (&dy[..full].as_chunks::<PAIR_LANES>().0[..blocks], &x[..full].as_chunks::<PAIR_LANES>().0[..blocks]);
         return match relu_output {
             None => {
-                let tail = (full..n).map(|i| (dy[i].widen(f16c), x[i].widen(f16c) - mean));
-                sum_and_dot_f32(blocks, tail, fma, |b, l| (g[b][l].widen(f16c), v[b][l].widen(f16c) - mean))
+                let tail = (full..n).map(|i| (dy[i].widen(simd), x[i].widen(simd) - mean));
+                sum_and_dot_f32(blocks, tail, fma, |b, l| (g[b][l].widen(simd), v[b][l].widen(simd) - mean))
             }
             Some(y) => {
                 let y = &y[..n];
                 let o = &y[..full].as_chunks::<PAIR_LANES>().0[..blocks];
-                let tail = (full..n).map(|i| (through(dy[i].widen(f16c), y[i].widen(f16c)), x[i].widen(f16c) - mean));
+                let tail = (full..n).map(|i| (through(dy[i].widen(simd), y[i].widen(simd)), x[i].widen(simd) - mean));
                 sum_and_dot_f32(blocks, tail, fma, |b, l| {
-                    (through(g[b][l].widen(f16c), o[b][l].widen(f16c)), v[b][l].widen(f16c) - mean)
+                    (through(g[b][l].widen(simd), o[b][l].widen(simd)), v[b][l].widen(simd) - mean)
                 })
             }
         };
@@ -227,7 +227,7 @@ pub(crate) fn grad_sums_rows<T: Element>(
     for (r, (c, o)) in channels.zip(out.iter_mut()).enumerate() {
         let span = r * inner..(r + 1) * inner;
         let y = relu_output.map(|y| &y[span.clone()]);
-        *o = grad_sums(&dy[span.clone()], &x[span], y, mean[c], has_fma!(), has_f16c!());
+        *o = grad_sums(&dy[span.clone()], &x[span], y, mean[c], has_fma!(), simd!());
     }
 }
 
@@ -243,8 +243,8 @@ pub(crate) fn add_grad_columns<T: Element>(
 ) {
     let n = dy.len();
     let (x, mean, s, sx) = (&x[..n], &mean[..n], &mut s[..n], &mut sx[..n]);
-    let f16c = has_f16c!();
-    let wide = |v: T| wide(v, f16c);
+    let simd = simd!();
+    let wide = |v: T| wide(v, simd);
     match relu_output {
         None => {
             for j in 0..n {
@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn shifted_sums_cover_the_remainder() {
         let x: Vec<f64> = (0..37).map(|v| v as f64).collect();
-        let (s1, s2) = shifted_sums(&x, 10.0, false, false);
+        let (s1, s2) = shifted_sums(&x, 10.0, false, Simd::Portable);
         assert_eq!(s1, (0..37).map(|v| v as f64 - 10.0).sum::<f64>());
         // d * d, not powi: Miri perturbs powi's result at random.
         assert_eq!(s2, (0..37).map(|v| (v as f64 - 10.0) * (v as f64 - 10.0)).sum::<f64>());
@@ -287,7 +287,7 @@ mod tests {
             let g = |i: usize| if keep(i) { dy[i] as f64 } else { 0.0 };
             ((0..37).map(g).sum::<f64>(), (0..37).map(|i| g(i) * (x[i] as f64 - 2.0)).sum::<f64>())
         };
-        assert_eq!(grad_sums(&dy, &x, None, 2.0, false, false), plain(&|_| true));
-        assert_eq!(grad_sums(&dy, &x, Some(&y), 2.0, false, false), plain(&|i| y[i] > 0.0));
+        assert_eq!(grad_sums(&dy, &x, None, 2.0, false, Simd::Portable), plain(&|_| true));
+        assert_eq!(grad_sums(&dy, &x, Some(&y), 2.0, false, Simd::Portable), plain(&|i| y[i] > 0.0));
     }
 }
