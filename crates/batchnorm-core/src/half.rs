@@ -269,20 +269,23 @@ mod tests {
     }
 
     /// The vector conversions this CPU runs, as the kernels' clones would pass them.
+    #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
     fn vector_conversions() -> Vec<crate::element::Simd> {
         use crate::element::Simd;
+        use std::arch::is_x86_feature_detected as has;
         let mut levels = Vec::new();
-        #[cfg(all(target_arch = "x86_64", not(miri), not(feature = "portable")))]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            if has!("avx2") && has!("fma") && has!("f16c") {
-                levels.push(Simd::Avx2);
-                if has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
-                    levels.push(Simd::Avx512);
-                }
+        if has!("avx2") && has!("fma") && has!("f16c") {
+            levels.push(Simd::Avx2);
+            if has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
+                levels.push(Simd::Avx512);
             }
         }
         levels
+    }
+
+    #[cfg(not(all(target_arch = "x86_64", not(miri), not(feature = "portable"))))]
+    fn vector_conversions() -> Vec<crate::element::Simd> {
+        Vec::new()
     }
 
     /// F16C's conversions against the portable ones: every float16, and the midpoints and
