@@ -4,8 +4,8 @@
 
 use crate::half::{Bf16, F16};
 
-/// Values the 16-bit formats round at a time: two 8-lane vectors, so bfloat16 packs them with
-/// one instruction.
+/// Values the 16-bit formats round at a time: one AVX-512 vector, or two AVX2 ones that
+/// bfloat16 packs with one instruction.
 pub(crate) const BLOCK: usize = 16;
 
 /// The vector instructions of the kernel clone a conversion is inlined into, as far as the
@@ -29,8 +29,8 @@ pub trait Element: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + 
     type Param: Element;
     /// The 16-bit formats run the elementwise pass in f32, as PyTorch does: their results
     /// keep 8 or 11 significant bits, and f32 math doubles the vector width that pass has.
-    /// Its results are then rounded BLOCK at a time (`narrow_block`) rather than one by one:
-    /// in SIMD registers, float16's by F16C, bfloat16's by AVX2 integer code.
+    /// Its results are then rounded BLOCK at a time (`narrow_block`) rather than one by one,
+    /// in the vector registers the calling clone has (`Simd`).
     const F32_PASS: bool = false;
     fn to_f32(self) -> f32;
     fn from_f32(value: f32) -> Self;

@@ -137,6 +137,16 @@ pub(crate) mod f16c {
         unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h)))) }
     }
 
+    /// 0x7E00 with each lane's sign: `F16::from_f32`'s NaN, for the lanes that are one.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[inline(always)]
+    pub(crate) unsafe fn quiet_nan(h: __m256i) -> __m256i {
+        // SAFETY: the caller's promise.
+        unsafe { _mm256_or_si256(_mm256_and_si256(h, _mm256_set1_epi16(i16::MIN)), _mm256_set1_epi16(0x7E00)) }
+    }
+
     /// Round to nearest even (the instruction's immediate 0), subnormals kept; a NaN becomes
     /// 0x7E00 with its sign, as `F16::from_f32` gives it (the instruction keeps the payload).
     ///
@@ -150,9 +160,7 @@ pub(crate) mod f16c {
             let high = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(values.as_ptr().add(8)));
             let h = _mm256_set_m128i(high, low);
             let nan = _mm256_cmpgt_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x7FFF)), _mm256_set1_epi16(0x7C00));
-            let canonical =
-                _mm256_or_si256(_mm256_and_si256(h, _mm256_set1_epi16(i16::MIN)), _mm256_set1_epi16(0x7E00));
-            let r = _mm256_blendv_epi8(h, canonical, nan);
+            let r = _mm256_blendv_epi8(h, quiet_nan(h), nan);
             // F16 is a repr(transparent) u16: 16 of them are the vector's 32 bytes.
             std::mem::transmute::<__m256i, [super::F16; 16]>(r)
         }
@@ -196,9 +204,8 @@ pub(crate) mod avx512 {
             let v = _mm512_loadu_ps(values.as_ptr());
             let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
             let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-            let canonical =
-                _mm256_or_si256(_mm256_and_si256(h, _mm256_set1_epi16(i16::MIN)), _mm256_set1_epi16(0x7E00));
-            std::mem::transmute::<__m256i, [super::F16; 16]>(_mm256_mask_blend_epi16(nan, h, canonical))
+            let r = _mm256_mask_blend_epi16(nan, h, super::f16c::quiet_nan(h));
+            std::mem::transmute::<__m256i, [super::F16; 16]>(r)
         }
     }
 }
@@ -206,6 +213,7 @@ pub(crate) mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::element::Element;
 
     /// float16's value by its definition, for checking the bit tricks.
     fn f16_by_definition(h: u16) -> f32 {
@@ -288,12 +296,11 @@ mod tests {
         Vec::new()
     }
 
-    /// F16C's conversions against the portable ones: every float16, and the midpoints and
+    /// The vector float16 conversions (F16C, AVX-512) against the portable ones: every float16, and the midpoints and
     /// their neighbours, NaNs (any payload) and the subnormal and overflow edges.
     #[test]
-    fn f16c_conversions_match_the_portable_ones() {
+    fn vector_float16_conversions_match_the_portable_ones() {
         for simd in vector_conversions() {
-            use crate::element::Element;
             for h in 0..=u16::MAX {
                 let (got, want) = (Element::widen(F16(h), simd), F16(h).to_f32());
                 assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{h:#06x}");
@@ -324,9 +331,8 @@ mod tests {
     /// The AVX2 and AVX-512 roundings of bfloat16 against the portable one: every bfloat16's value, the
     /// midpoints and their neighbours, NaNs, infinities, subnormals and random patterns.
     #[test]
-    fn avx2_bfloat16_rounding_matches_the_portable_one() {
+    fn vector_bfloat16_rounding_matches_the_portable_one() {
         for simd in vector_conversions() {
-            use crate::element::Element;
             let mut values: Vec<f32> = Vec::new();
             for h in 0..=u16::MAX {
                 let v = u32::from(h) << 16;
